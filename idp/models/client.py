@@ -1,0 +1,76 @@
+"""OAuth 2.0 clients (RFC 6749 §2) with the metadata of RFC 7591 §2 that the server uses.
+
+The secret is stored only as a SHA-256 hash (``secret_hash``); Authlib's own client mixin
+would store it in plaintext, so this model implements ``ClientMixin`` itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749.util import scope_to_list
+from sqlalchemy import JSON, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, secret_matches, utcnow
+
+PUBLIC = "none"
+
+
+class Client(ClientMixin, Base):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    client_name: Mapped[str] = mapped_column(String(255))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    response_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    token_endpoint_auth_method: Mapped[str] = mapped_column(
+        String(64), default="client_secret_basic"
+    )
+    id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
+    first_party: Mapped[bool] = mapped_column(default=False)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == PUBLIC
+
+    # --- authlib ClientMixin ---
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        # RFC 6749 §3.1.2.3: the URI may be omitted only when exactly one is registered.
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        """The requested scopes this client may have, in request order."""
+        allowed = set(scope_to_list(self.scope) or [])
+        return " ".join(s for s in dict.fromkeys(scope_to_list(scope) or []) if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        # Exact string comparison (RFC 9700 §4.1.3), no prefix or pattern matching.
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return secret_matches(client_secret, self.client_secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if endpoint == "introspection" and method == PUBLIC:
+            return False  # RFC 7662 §2.1: the caller must authenticate
+        return method == self.token_endpoint_auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type in self.response_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+    def __repr__(self) -> str:
+        return f"<Client {self.client_id}>"

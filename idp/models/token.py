@@ -1,0 +1,83 @@
+"""Access and refresh tokens (RFC 6749 §1.4-1.5), stored only as SHA-256 hashes.
+
+One row is one issuance: an access token and, optionally, the refresh token handed out
+with it. Rows that descend from one grant share ``family_id``; presenting a refresh token
+that was already rotated revokes the whole family (RFC 9700 §4.14.2).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from authlib.oauth2.rfc6749 import TokenMixin
+from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, utcnow
+from .client import Client
+from .user import User
+
+
+class Token(TokenMixin, Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    grant_type: Mapped[str] = mapped_column(String(64))
+    # Scope of the access token of this row; may be narrower than granted_scope (RFC 6749 §6).
+    scope: Mapped[str] = mapped_column(Text, default="")
+    # Scope of the grant the refresh token carries forward, identical across rotations.
+    granted_scope: Mapped[str] = mapped_column(Text, default="")
+    access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    access_expires_at: Mapped[datetime] = mapped_column(index=True)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column()
+    # The refresh token of this row was exchanged (rotated) at this time.
+    refresh_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    family_id: Mapped[str] = mapped_column(String(64), index=True)
+    authorization_code_id: Mapped[int | None] = mapped_column(index=True)
+    auth_time: Mapped[int | None] = mapped_column()
+    amr: Mapped[list[str] | None] = mapped_column(JSON)
+
+    user: Mapped[User | None] = relationship(lazy="joined")
+    client: Mapped[Client] = relationship(lazy="joined")
+
+    # --- authlib TokenMixin ---
+    # Which of the row's two tokens a request presented (set by tokens.find, not stored).
+    presented_as = "access_token"
+
+    def check_client(self, client) -> bool:
+        return self.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return int((self.access_expires_at - self.issued_at).total_seconds())
+
+    def is_expired(self) -> bool:
+        return self.access_expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def get_user(self) -> User | None:
+        return self.user
+
+    def get_client(self) -> Client:
+        return self.client
+
+    def refresh_is_usable(self) -> bool:
+        return (
+            self.revoked_at is None
+            and self.refresh_used_at is None
+            and self.refresh_expires_at is not None
+            and self.refresh_expires_at > utcnow()
+        )

@@ -1,0 +1,156 @@
+"""The authorization endpoint (RFC 6749 §3.1, §4.1.1; OIDC Core §3.1.2).
+
+    request ──validate (client, redirect_uri, response_type, scope, PKCE, nonce)──┐
+       error before the redirect URI is trusted → error page (never redirected)   │
+       error after → redirected to the client, with state and iss                 │
+    login needed? (no session, prompt=login, max_age, id_token_hint) ── prompt=none → login_required
+       └─ redirect to /login, which returns here                                  │
+    consent needed? (new scopes, prompt=consent; first-party clients skip) ── prompt=none → consent_required
+       └─ consent page, which POSTs back here with a CSRF token                   │
+    issue code → deliver by response_mode (query | form_post) with iss ◄─────────┘
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc6749.util import scope_to_list
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from flask import redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from .. import audit, db
+from ..auth.forms import ConsentForm
+from ..auth.session import current_authentication
+from ..models import Consent
+from . import prompts
+from .claims import SCOPE_DESCRIPTIONS
+from .responses import added_params, deliver
+from .server import server
+
+FORM_FIELDS = {"csrf_token", "allow", "deny"}
+# Parameters that must not repeat (RFC 6749 §3.1); Authlib checks the first five itself.
+SINGLE = (
+    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
+    "max_age", "response_mode", "code_challenge", "code_challenge_method", "login_hint",
+    "id_token_hint",
+)
+
+
+def oauth_params() -> dict[str, str]:
+    return {k: v for k, v in request.values.items() if k not in FORM_FIELDS}
+
+
+def authorize_url(params: dict[str, str]) -> str:
+    return url_for("oauth.authorize") + "?" + urlencode(params)
+
+
+def error_page(error: OAuth2Error):
+    return (
+        render_template(
+            "oauth/error.html", error=error.error, description=error.get_error_description()
+        ),
+        error.status_code or 400,
+    )
+
+
+def redirect_error(error: OAuth2Error, redirect_uri: str, params: dict[str, str]):
+    body = [(k, v) for k, v in error.get_body()]
+    if params.get("state") and not any(k == "state" for k, _ in body):
+        body.append(("state", params["state"]))
+    return deliver(redirect_uri, body, response_mode(params))
+
+
+def response_mode(params: dict[str, str]) -> str:
+    return "form_post" if params.get("response_mode") == "form_post" else "query"
+
+
+def authorize():
+    params = oauth_params()
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    try:
+        grant = server().get_consent_grant(end_user=user)
+    except OAuth2Error as error:
+        if error.redirect_uri:
+            return redirect_error(error, error.redirect_uri, params)
+        return error_page(error)
+
+    redirect_uri = grant.redirect_uri
+    client = grant.request.client
+    try:
+        for name in SINGLE:
+            if len(request.values.getlist(name)) > 1:
+                raise InvalidRequestError(f"Parameter '{name}' is repeated")
+        requested = prompts.requested_prompts(params)
+        max_age = prompts.max_age(params)
+        hint_sub = prompts.id_token_hint_subject(params, client)
+        auth_time, _ = current_authentication()
+
+        if prompts.login_reasons(user, requested, max_age, auth_time, hint_sub):
+            if "none" in requested:
+                raise LoginRequiredError()
+            return redirect_to_login(params)
+
+        scopes = scope_to_list(grant.request.scope) or []
+        if prompts.consent_reasons(user, client, scopes, requested):
+            if "none" in requested:
+                raise ConsentRequiredError()
+            form = ConsentForm()
+            if not (request.method == "POST" and form.validate_on_submit()):
+                return consent_page(form, client, scopes, params)
+            if form.deny.data:
+                audit.record("consent.denied", actor=user.sub, target=client.client_id)
+                db.session().commit()
+                return finish(grant, None, redirect_uri, params)
+            remember_consent(user, client, scopes)
+    except OAuth2Error as error:
+        return redirect_error(error, redirect_uri, params)
+    return finish(grant, user, redirect_uri, params)
+
+
+def redirect_to_login(params: dict[str, str]):
+    # After signing in the user comes back here; prompt=login has then been honoured.
+    back = dict(params)
+    remaining = [p for p in (back.pop("prompt", "") or "").split() if p != "login"]
+    if remaining:
+        back["prompt"] = " ".join(remaining)
+    login_args = {"next": authorize_url(back)}
+    if params.get("login_hint"):
+        login_args["login_hint"] = params["login_hint"]
+    return redirect(url_for("auth.login", **login_args))
+
+
+def consent_page(form, client, scopes, params):
+    granted = prompts.granted_scopes(current_user, client)
+    items = [
+        {"scope": s, "text": SCOPE_DESCRIPTIONS.get(s, s), "new": s not in granted}
+        for s in scopes
+    ]
+    return render_template(
+        "consent/consent.html", form=form, client=client, scopes=items,
+        action=authorize_url(params),
+    )
+
+
+def remember_consent(user, client, scopes: list[str]) -> None:
+    session = db.session()
+    consent = session.scalar(
+        select(Consent).where(Consent.user_id == user.id, Consent.client_id == client.client_id)
+    )
+    if consent is None:
+        consent = Consent(user_id=user.id, client_id=client.client_id, scope="")
+        session.add(consent)
+    consent.scope = " ".join(sorted(consent.scopes | set(scopes)))
+    audit.record("consent.granted", actor=user.sub, target=client.client_id, scope=consent.scope)
+    session.commit()
+
+
+def finish(grant, user, redirect_uri: str, params: dict[str, str]):
+    response = server().create_authorization_response(grant_user=user, grant=grant)
+    location = response.headers.get("Location")
+    if response.status_code != 302 or not location:
+        return response
+    return deliver(redirect_uri, added_params(location, redirect_uri), response_mode(params))

@@ -1,0 +1,53 @@
+"""Scopes and the standard claims they release (OpenID Connect Core 1.0 §5.1, §5.4)."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749.util import scope_to_list
+
+from ..models import User
+
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "openid": ("sub",),
+    "profile": (
+        "name", "family_name", "given_name", "middle_name", "nickname",
+        "preferred_username", "profile", "picture", "website", "gender",
+        "birthdate", "zoneinfo", "locale", "updated_at",
+    ),
+    "email": ("email", "email_verified"),
+    "address": ("address",),
+    "phone": ("phone_number", "phone_number_verified"),
+}
+
+# Plain words for the consent page.
+SCOPE_DESCRIPTIONS: dict[str, str] = {
+    "openid": "Sign you in and know who you are",
+    "profile": "Your name and basic profile (picture, locale, time zone)",
+    "email": "Your email address",
+    "address": "Your postal address",
+    "phone": "Your phone number",
+    "offline_access": "Stay connected when you are not using it (refresh tokens)",
+}
+
+OIDC_SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access")
+
+CLAIMS_SUPPORTED = sorted({c for claims in SCOPE_CLAIMS.values() for c in claims})
+
+
+def user_claims(user: User, scope: str | None) -> dict:
+    """The claims the granted scope releases, leaving out those the user has no value for."""
+    values = {
+        "sub": user.sub,
+        "preferred_username": user.username,
+        "updated_at": int(user.updated_at.timestamp()) if user.updated_at else None,
+    }
+    wanted = [c for s in scope_to_list(scope) or [] for c in SCOPE_CLAIMS.get(s, ())]
+    claims = {}
+    for name in wanted:
+        value = values[name] if name in values else getattr(user, name, None)
+        if value is not None and value != "":
+            claims[name] = value
+    for flag, base in (("email_verified", "email"), ("phone_number_verified", "phone_number")):
+        if base not in claims:
+            claims.pop(flag, None)
+    claims["sub"] = user.sub
+    return claims

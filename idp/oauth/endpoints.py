@@ -1,0 +1,64 @@
+"""Revocation (RFC 7009) and introspection (RFC 7662) endpoints on the tokens table."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
+from flask import current_app
+
+from .. import audit, db
+from ..models import Token, utcnow
+from . import tokens
+
+
+class RevocationEndpoint(_RevocationEndpoint):
+    # Public clients may revoke their own tokens (RFC 7009 §2.1 leaves this to the server).
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string, token_type_hint):
+        return tokens.find(token_string, token_type_hint)
+
+    def revoke_token(self, token: Token, request):
+        if token.presented_as == "refresh_token":
+            # §2.1: revoking a refresh token also invalidates the grant's access tokens.
+            tokens.revoke_family(token.family_id, reason="refresh token revoked by client")
+        else:
+            tokens.revoke(token)
+            audit.record("token.revoked", target=token.client_id, token_id=token.id)
+        db.session().commit()
+
+
+class IntrospectionEndpoint(_IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string, token_type_hint):
+        return tokens.find(token_string, token_type_hint)
+
+    def check_permission(self, token: Token, client, request) -> bool:
+        # A client may introspect the tokens issued to it; others learn only "inactive".
+        return token.client_id == client.client_id
+
+    def create_introspection_payload(self, token: Token | None):
+        if token is None or token.revoked_at is not None:
+            return {"active": False}
+        if token.presented_as == "refresh_token":
+            active = token.refresh_is_usable()
+            expires_at = token.refresh_expires_at
+        else:
+            active = token.access_expires_at > utcnow()
+            expires_at = token.access_expires_at
+        if not active or (token.user is not None and not token.user.is_active):
+            return {"active": False}
+        payload = {
+            "active": True,
+            "scope": token.scope,
+            "client_id": token.client_id,
+            "token_type": "Bearer" if token.presented_as == "access_token" else "refresh_token",
+            "exp": int(expires_at.timestamp()),
+            "iat": int(token.issued_at.timestamp()),
+            "iss": current_app.config["ISSUER"],
+        }
+        if token.user is not None:
+            payload["sub"] = token.user.sub
+            payload["username"] = token.user.username
+        return payload

@@ -1,0 +1,105 @@
+"""OpenID Connect Core 1.0: ID tokens (§2, §3.1.3.6, §12.2) as Authlib grant extensions.
+
+``OpenIDCode`` rides on the authorization code grant, ``OpenIDRefresh`` on the refresh
+grant (an ID token is returned on refresh, §12.2, with the original ``auth_time`` and no
+``nonce``). Both sign with the database keys of ``keys.KeyStore``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from authlib.oidc.core import grants as oidc_grants
+from authlib.oidc.core.util import create_half_hash
+from flask import current_app
+from joserfc import jwt
+from sqlalchemy import select
+
+from .. import db
+from ..models import AuthorizationCode, Client, User
+from . import keys
+from .claims import user_claims
+
+
+def signing_alg(client: Client) -> str:
+    return client.id_token_signed_response_alg or current_app.config["ID_TOKEN_SIGNING_ALG"]
+
+
+def sign(claims: dict, alg: str, typ: str = "JWT") -> str:
+    key = keys.store().signing_key(alg)
+    return jwt.encode({"alg": alg, "kid": key.kid, "typ": typ}, claims, key.key, [alg])
+
+
+def issue_id_token(
+    client: Client,
+    user: User,
+    scope: str,
+    *,
+    auth_time: int | None,
+    amr: list[str] | None = None,
+    nonce: str | None = None,
+    access_token: str | None = None,
+) -> str:
+    alg = signing_alg(client)
+    now = int(time.time())
+    claims = user_claims(user, scope)
+    claims.update(
+        iss=current_app.config["ISSUER"],
+        aud=client.client_id,
+        azp=client.client_id,
+        iat=now,
+        exp=now + int(current_app.config["ID_TOKEN_LIFETIME"]),
+        auth_time=auth_time or now,
+    )
+    if nonce:
+        claims["nonce"] = nonce
+    if amr:
+        claims["amr"] = amr
+    if access_token:
+        claims["at_hash"] = create_half_hash(access_token, alg).decode("ascii")
+    return sign(claims, alg)
+
+
+class OpenIDCode(oidc_grants.OpenIDCode):
+    """ID token for the code flow; nonce replay is checked against stored codes."""
+
+    def exists_nonce(self, nonce, request) -> bool:
+        return (
+            db.session().scalar(
+                select(AuthorizationCode.id).where(
+                    AuthorizationCode.client_id == request.payload.client_id,
+                    AuthorizationCode.nonce == nonce,
+                )
+            )
+            is not None
+        )
+
+    def generate_user_info(self, user, scope):
+        return user_claims(user, scope)
+
+    def encode_id_token(self, token, request) -> str:
+        code = request.authorization_code
+        return issue_id_token(
+            request.client,
+            request.user,
+            token["scope"],
+            auth_time=code.auth_time,
+            amr=code.amr,
+            nonce=code.nonce,
+            access_token=token.get("access_token"),
+        )
+
+
+class OpenIDRefresh(oidc_grants.OpenIDToken):
+    """ID token on refresh (OIDC Core §12.2): same sub and aud, original auth_time."""
+
+    def encode_id_token(self, token, request) -> str:
+        parent = request.refresh_token
+        return issue_id_token(
+            request.client,
+            request.user,
+            token["scope"],
+            auth_time=parent.auth_time,
+            amr=parent.amr,
+            access_token=token.get("access_token"),
+        )

@@ -1,0 +1,87 @@
+"""Why the authorization endpoint must show login or consent (OIDC Core §3.1.2.1-§3.1.2.4).
+
+Each reason is a named check, so a view reads as a list of decisions and a test can name
+the rule it exercises.
+"""
+
+from __future__ import annotations
+
+import time
+
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from flask import current_app
+from joserfc import jwt
+from joserfc.errors import JoseError
+from sqlalchemy import select
+
+from .. import db
+from ..models import Client, Consent, User
+from . import keys
+
+
+def requested_prompts(params) -> set[str]:
+    prompts = set((params.get("prompt") or "").split())
+    unknown = prompts - {"none", "login", "consent", "select_account"}
+    if unknown:
+        raise InvalidRequestError(f"Unsupported prompt value: {' '.join(sorted(unknown))}")
+    if "none" in prompts and len(prompts) > 1:
+        raise InvalidRequestError("prompt=none cannot be combined with other values")
+    return prompts
+
+
+def max_age(params) -> int | None:
+    value = params.get("max_age")
+    if value in (None, ""):
+        return None
+    if not value.isdigit() or len(value) > 10:
+        raise InvalidRequestError("max_age must be a non-negative integer")
+    return int(value)
+
+
+def id_token_hint_subject(params, client: Client) -> str | None:
+    """The sub of a valid id_token_hint this server issued (expiry is not checked, §3.1.2.1)."""
+    hint = params.get("id_token_hint")
+    if not hint:
+        return None
+    try:
+        token = jwt.decode(hint, keys.store().verification_keys())
+    except (JoseError, ValueError) as exc:
+        raise InvalidRequestError("id_token_hint is not an ID token this server issued") from exc
+    claims = token.claims
+    aud = claims.get("aud")
+    audiences = aud if isinstance(aud, list) else [aud]
+    if claims.get("iss") != current_app.config["ISSUER"] or client.client_id not in audiences:
+        raise InvalidRequestError("id_token_hint was not issued to this client")
+    return claims.get("sub")
+
+
+def login_reasons(
+    user: User | None, prompts: set[str], max_age_s: int | None, auth_time: int,
+    hint_sub: str | None,
+) -> list[str]:
+    if user is None:
+        return ["no_session"]
+    reasons = []
+    if "login" in prompts:
+        reasons.append("prompt_login")
+    if max_age_s is not None and time.time() - auth_time > max_age_s:
+        reasons.append("max_age_exceeded")
+    if hint_sub is not None and hint_sub != user.sub:
+        reasons.append("id_token_hint_other_user")
+    return reasons
+
+
+def granted_scopes(user: User, client: Client) -> set[str]:
+    consent = db.session().scalar(
+        select(Consent).where(Consent.user_id == user.id, Consent.client_id == client.client_id)
+    )
+    return consent.scopes if consent else set()
+
+
+def consent_reasons(user: User, client: Client, scopes: list[str], prompts: set[str]) -> list[str]:
+    reasons = []
+    if "consent" in prompts:
+        reasons.append("prompt_consent")
+    if not client.first_party and set(scopes) - granted_scopes(user, client):
+        reasons.append("new_scopes")
+    return reasons

@@ -1,0 +1,49 @@
+"""The Authlib authorization server of one app: storage hooks, grants and endpoints.
+
+Built per app and kept in ``app.extensions["idp.oauth"]``; never a module-level singleton.
+"""
+
+from __future__ import annotations
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from .. import db
+from ..models import Client
+from . import endpoints, tokens
+from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
+from .oidc import OpenIDCode, OpenIDRefresh
+from .pkce import CodeChallenge
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+
+
+def query_client(client_id: str) -> Client | None:
+    """Disabled clients are treated as unknown everywhere."""
+    if not client_id or len(client_id) > 64:
+        return None
+    return db.session().scalar(
+        select(Client).where(Client.client_id == client_id, Client.disabled.is_(False))
+    )
+
+
+class AuthorizationServer(_AuthorizationServer):
+    def load_config(self, config):
+        self.register_token_generator("default", tokens.generate_bearer_token)
+        self.scopes_supported = None  # each client's scope decides (Client.get_allowed_scope)
+
+
+def build(app: Flask) -> AuthorizationServer:
+    server = AuthorizationServer()
+    server.init_app(app, query_client=query_client, save_token=tokens.save_token)
+    server.register_grant(AuthorizationCodeGrant, [CodeChallenge(), OpenIDCode(require_nonce=False)])
+    server.register_grant(RefreshTokenGrant, [OpenIDRefresh()])
+    server.register_grant(ClientCredentialsGrant)
+    server.register_endpoint(endpoints.RevocationEndpoint)
+    server.register_endpoint(endpoints.IntrospectionEndpoint)
+    return server
+
+
+def server() -> AuthorizationServer:
+    return current_app.extensions["idp.oauth"]

@@ -1,0 +1,116 @@
+"""Token issuance and revocation on the ``tokens`` table (RFC 6749 §5.1, RFC 7009).
+
+Opaque bearer tokens (RFC 6750) of 256 random bits; only their SHA-256 hashes are stored.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from .. import audit, db
+from ..models import Token, secret_hash, utcnow
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def generate_bearer_token(
+    grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True
+) -> dict:
+    """Authlib token generator: the response body of RFC 6749 §5.1."""
+    token = {
+        "token_type": "Bearer",
+        "access_token": new_secret(),
+        "expires_in": int(expires_in or current_app.config["ACCESS_TOKEN_LIFETIME"]),
+    }
+    if scope is not None:
+        token["scope"] = scope
+    if include_refresh_token:
+        token["refresh_token"] = new_secret()
+    return token
+
+
+def save_token(token: dict, request) -> Token:
+    """Store the hashes of a freshly generated token; called by Authlib's grants."""
+    now = utcnow()
+    code = getattr(request, "authorization_code", None)
+    parent = getattr(request, "refresh_token", None)
+    row = Token(
+        client_id=request.client.client_id,
+        user_id=request.user.id if request.user else None,
+        grant_type=request.payload.grant_type,
+        scope=token.get("scope") or "",
+        granted_scope=parent.granted_scope if parent else (token.get("scope") or ""),
+        access_token_hash=secret_hash(token["access_token"]),
+        issued_at=now,
+        access_expires_at=now + timedelta(seconds=token["expires_in"]),
+        family_id=parent.family_id if parent else uuid.uuid4().hex,
+        authorization_code_id=code.id if code else (parent.authorization_code_id if parent else None),
+        auth_time=code.auth_time if code else (parent.auth_time if parent else None),
+        amr=code.amr if code else (parent.amr if parent else None),
+    )
+    if "refresh_token" in token:
+        row.refresh_token_hash = secret_hash(token["refresh_token"])
+        row.refresh_expires_at = now + timedelta(
+            seconds=int(current_app.config["REFRESH_TOKEN_LIFETIME"])
+        )
+    session = db.session()
+    session.add(row)
+    session.commit()
+    return row
+
+
+def find(token_string: str, hint: str | None = None) -> Token | None:
+    """The row holding this access or refresh token, whichever it is."""
+    digest = secret_hash(token_string)
+    if hint == "access_token":
+        cond = Token.access_token_hash == digest
+    elif hint == "refresh_token":
+        cond = Token.refresh_token_hash == digest
+    else:
+        cond = or_(Token.access_token_hash == digest, Token.refresh_token_hash == digest)
+    row = db.session().scalar(select(Token).where(cond))
+    if row is None and hint:
+        return find(token_string)  # RFC 7009 §2.1: a wrong hint must not hide the token
+    if row is not None:
+        row.presented_as = "access_token" if row.access_token_hash == digest else "refresh_token"
+    return row
+
+
+def revoke(row: Token) -> None:
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+
+
+def revoke_family(family_id: str, reason: str) -> int:
+    """Revoke every token descended from one grant (RFC 9700 §4.14.2)."""
+    result = db.session().execute(
+        update(Token)
+        .where(Token.family_id == family_id, Token.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    audit.record("token.family_revoked", target=family_id, reason=reason, count=result.rowcount)
+    return result.rowcount
+
+
+def revoke_for_code(code_id: int, reason: str) -> int:
+    """Revoke every token issued from one authorization code (RFC 6749 §4.1.2)."""
+    families = db.session().scalars(
+        select(Token.family_id).where(Token.authorization_code_id == code_id).distinct()
+    ).all()
+    return sum(revoke_family(f, reason) for f in families)
+
+
+def revoke_for_user_client(user_id: int, client_id: str) -> int:
+    result = db.session().execute(
+        update(Token)
+        .where(Token.user_id == user_id, Token.client_id == client_id, Token.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return result.rowcount

@@ -1,0 +1,68 @@
+"""The UserInfo endpoint (OIDC Core §5.3) behind RFC 6750 bearer authentication."""
+
+from __future__ import annotations
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
+from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
+from flask import jsonify, request
+
+from .claims import user_claims
+from .tokens import find
+
+
+class BearerTokenValidator(_BearerTokenValidator):
+    def authenticate_token(self, token_string):
+        row = find(token_string, "access_token")
+        return row if row is not None and row.presented_as == "access_token" else None
+
+    def validate_token(self, token, scopes, request):
+        super().validate_token(token, scopes, request)
+        if token.user is None or not token.user.is_active or token.client.disabled:
+            raise InvalidTokenError()
+
+
+def bearer_token() -> str | None:
+    """The access token from the Authorization header or, on POST, the form body (§2.1-2.2)."""
+    header = request.headers.get("Authorization", "")
+    in_body = request.method == "POST" and request.mimetype == (
+        "application/x-www-form-urlencoded"
+    ) and "access_token" in request.form
+    if header:
+        if in_body:
+            raise InvalidTokenError("Send the token in one place only (RFC 6750 §2)")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise InvalidTokenError("Use the Bearer authentication scheme")
+        return value.strip()
+    if in_body:
+        return request.form["access_token"]
+    return None
+
+
+def userinfo():
+    try:
+        token_string = bearer_token()
+        if token_string is None:
+            # RFC 6750 §3.1: no credentials, no error code.
+            return _error(401, [("WWW-Authenticate", 'Bearer realm="userinfo"')], {})
+        validator = BearerTokenValidator()
+        token = validator.authenticate_token(token_string)
+        validator.validate_token(token, ["openid"], request)
+    except (InvalidTokenError, InsufficientScopeError) as error:
+        return _error(error.status_code, error.get_headers(), dict(error.get_body()))
+    except OAuth2Error as error:  # pragma: no cover - every raise above is one of the two
+        return _error(401, error.get_headers(), dict(error.get_body()))
+    response = jsonify(user_claims(token.user, token.scope))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _error(status: int, headers, body: dict):
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in headers:
+        if name.lower() == "www-authenticate":
+            response.headers[name] = value
+    response.headers["Cache-Control"] = "no-store"
+    return response
