@@ -28,7 +28,8 @@ def instance_path() -> str | None:
 
 
 def create_app(config: dict | None = None) -> Flask:
-    from . import account, auth, config as settings, db, demo, errors, oauth, security
+    from . import account, auth, db, demo, errors, oauth, security
+    from . import config as settings
 
     app = Flask(
         "idp",

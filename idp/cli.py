@@ -39,8 +39,10 @@ def ensure_secret_key() -> Path | None:
     if "SECRET_KEY" in existing:
         return None
     with path.open("a") as fh:
-        fh.write(f"\n# Written by `idp init`: signs session cookies and CSRF tokens.\n"
-                 f"SECRET_KEY = {secrets.token_hex(32)!r}\n")
+        fh.write(
+            f"\n# Written by `idp init`: signs session cookies and CSRF tokens.\n"
+            f"SECRET_KEY = {secrets.token_hex(32)!r}\n"
+        )
     path.chmod(0o600)
     return path
 
@@ -55,8 +57,13 @@ def initialise(app: Flask) -> dict:
         return {"database": "upgraded", "keys_created": [k.kid for k in created]}
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False,
-             add_version_option=False, load_dotenv=False)
+@click.group(
+    cls=FlaskGroup,
+    create_app=create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+)
 def cli():
     """The identity provider's command line."""
 
@@ -69,8 +76,12 @@ def init_command(as_json):
     app = create_app()
     result = initialise(app)
     result["secret_key_written_to"] = str(written) if written else None
-    _emit(as_json, result, f"Initialised: database at head, {len(result['keys_created'])} "
-          f"new signing key(s)" + (f", secret key written to {written}" if written else ""))
+    _emit(
+        as_json,
+        result,
+        f"Initialised: database at head, {len(result['keys_created'])} "
+        f"new signing key(s)" + (f", secret key written to {written}" if written else ""),
+    )
 
 
 @cli.group("db")
@@ -113,8 +124,11 @@ def users_create(username, email, name, admin, password_stdin, as_json):
     from .auth.passwords import PasswordTooLong, hash_password
 
     session = db.session()
-    clash = session.scalar(select(User.id).where(
-        (User.username == username) | ((User.email == email) if email else False)))
+    clash = session.scalar(
+        select(User.id).where(
+            (User.username == username) | ((User.email == email) if email else False)
+        )
+    )
     if clash is not None:
         raise click.ClickException("a user with this username or email already exists")
     if password_stdin:
@@ -128,20 +142,29 @@ def users_create(username, email, name, admin, password_stdin, as_json):
         password_hash = hash_password(password)
     except PasswordTooLong as exc:
         raise click.ClickException(str(exc)) from exc
-    user = User(username=username, email=email, name=name, is_admin=admin,
-                password_hash=password_hash, email_verified=False)
+    user = User(
+        username=username,
+        email=email,
+        name=name,
+        is_admin=admin,
+        password_hash=password_hash,
+        email_verified=False,
+    )
     session.add(user)
     session.commit()
-    data = {"id": user.id, "sub": user.sub, "username": username, "email": email,
-            "admin": admin}
+    data = {"id": user.id, "sub": user.sub, "username": username, "email": email, "admin": admin}
     if shown:
         data["password"] = shown
-    _emit(as_json, data, f"created user {username} (sub {user.sub})"
-          + (f"\npassword: {shown}" if shown else ""))
+    _emit(
+        as_json,
+        data,
+        f"created user {username} (sub {user.sub})" + (f"\npassword: {shown}" if shown else ""),
+    )
 
 
-def create_client(session, *, name, redirect_uris, grant_types, scope, public, first_party,
-                  id_token_alg=None) -> tuple[Client, str | None]:
+def create_client(
+    session, *, name, redirect_uris, grant_types, scope, public, first_party, id_token_alg=None
+) -> tuple[Client, str | None]:
     """A new client and, for confidential clients, its secret (shown once, stored hashed)."""
     from .models import secret_hash
     from .oauth.tokens import new_secret
@@ -171,18 +194,28 @@ def clients():
 @clients.command("create")
 @click.option("--name", required=True)
 @click.option("--redirect-uri", "redirect_uris", multiple=True)
-@click.option("--grant-type", "grant_types", multiple=True,
-              type=click.Choice(GRANT_TYPES), default=["authorization_code", "refresh_token"])
+@click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(GRANT_TYPES),
+    default=["authorization_code", "refresh_token"],
+)
 @click.option("--scope", default=" ".join(OIDC_SCOPES))
 @click.option("--public/--confidential", default=False)
-@click.option("--auth-method", type=click.Choice(["client_secret_basic", "client_secret_post"]),
-              default="client_secret_basic", help="Token endpoint authentication (confidential).")
+@click.option(
+    "--auth-method",
+    type=click.Choice(["client_secret_basic", "client_secret_post"]),
+    default="client_secret_basic",
+    help="Token endpoint authentication (confidential).",
+)
 @click.option("--first-party", is_flag=True, help="Skip the consent page.")
 @click.option("--id-token-alg", type=click.Choice(keys.ALGORITHMS))
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def clients_create(name, redirect_uris, grant_types, scope, public, auth_method, first_party,
-                   id_token_alg, as_json):
+def clients_create(
+    name, redirect_uris, grant_types, scope, public, auth_method, first_party, id_token_alg, as_json
+):
     """Register a client; prints its id and, once, its secret."""
     from .oauth.redirects import invalid_redirect_uri
 
@@ -196,16 +229,33 @@ def clients_create(name, redirect_uris, grant_types, scope, public, auth_method,
         raise click.ClickException("public clients cannot use client_credentials")
     session = db.session()
     client, secret = create_client(
-        session, name=name, redirect_uris=redirect_uris, grant_types=grant_types, scope=scope,
-        public=public, first_party=first_party, id_token_alg=id_token_alg)
+        session,
+        name=name,
+        redirect_uris=redirect_uris,
+        grant_types=grant_types,
+        scope=scope,
+        public=public,
+        first_party=first_party,
+        id_token_alg=id_token_alg,
+    )
     if not public:
         client.token_endpoint_auth_method = auth_method
     session.commit()
-    data = {"client_id": client.client_id, "client_secret": secret, "client_name": name,
-            "redirect_uris": list(redirect_uris), "grant_types": list(grant_types),
-            "scope": scope, "token_endpoint_auth_method": client.token_endpoint_auth_method}
-    _emit(as_json, data, f"client_id: {client.client_id}"
-          + (f"\nclient_secret: {secret}\n(the secret is shown only now)" if secret else ""))
+    data = {
+        "client_id": client.client_id,
+        "client_secret": secret,
+        "client_name": name,
+        "redirect_uris": list(redirect_uris),
+        "grant_types": list(grant_types),
+        "scope": scope,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+    }
+    _emit(
+        as_json,
+        data,
+        f"client_id: {client.client_id}"
+        + (f"\nclient_secret: {secret}\n(the secret is shown only now)" if secret else ""),
+    )
 
 
 @cli.group("keys")

@@ -37,21 +37,37 @@ def prepare(app: Flask) -> dict:
     password = secrets.token_urlsafe(12)
     admin = s.scalar(select(User).where(User.username == "admin"))
     if admin is None:
-        admin = User(username="admin", email="admin@example.com", email_verified=True,
-                     name="Demo Admin", given_name="Demo", family_name="Admin", is_admin=True)
+        admin = User(
+            username="admin",
+            email="admin@example.com",
+            email_verified=True,
+            name="Demo Admin",
+            given_name="Demo",
+            family_name="Admin",
+            is_admin=True,
+        )
         s.add(admin)
     admin.password_hash = hash_password(password)
     admin.disabled = False
     client = s.scalar(select(Client).where(Client.client_name == DEMO_CLIENT_NAME))
     if client is None:
         client, _ = create_client(
-            s, name=DEMO_CLIENT_NAME, redirect_uris=[_redirect_uri()],
+            s,
+            name=DEMO_CLIENT_NAME,
+            redirect_uris=[_redirect_uri()],
             grant_types=["authorization_code", "refresh_token"],
-            scope="openid profile email offline_access", public=True, first_party=False)
+            scope="openid profile email offline_access",
+            public=True,
+            first_party=False,
+        )
     client.redirect_uris = [_redirect_uri()]
     s.commit()
-    return {"issuer": app.config["ISSUER"], "username": "admin", "password": password,
-            "client_id": client.client_id}
+    return {
+        "issuer": app.config["ISSUER"],
+        "username": "admin",
+        "password": password,
+        "client_id": client.client_id,
+    }
 
 
 def banner(info: dict) -> str:
@@ -79,12 +95,18 @@ def start():
     verifier = secrets.token_urlsafe(48)
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     session["demo"] = {"verifier": verifier, "state": state, "nonce": nonce}
-    query = urlencode({
-        "response_type": "code", "client_id": _client_id(), "redirect_uri": _redirect_uri(),
-        "scope": "openid profile email offline_access", "state": state, "nonce": nonce,
-        "code_challenge": create_s256_code_challenge(verifier),
-        "code_challenge_method": "S256",
-    })
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": _client_id(),
+            "redirect_uri": _redirect_uri(),
+            "scope": "openid profile email offline_access",
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": create_s256_code_challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+    )
     return redirect(current_app.config["ISSUER"] + "/authorize?" + query)
 
 
@@ -106,17 +128,28 @@ def callback():
         return render_template("demo/result.html", error=request.args["error"]), 400
     issuer = current_app.config["ISSUER"]
     meta = _fetch(issuer + "/.well-known/openid-configuration")
-    tokens = _fetch(meta["token_endpoint"], {
-        "grant_type": "authorization_code", "code": request.args.get("code", ""),
-        "redirect_uri": _redirect_uri(), "client_id": _client_id(),
-        "code_verifier": pending["verifier"],
-    })
+    tokens = _fetch(
+        meta["token_endpoint"],
+        {
+            "grant_type": "authorization_code",
+            "code": request.args.get("code", ""),
+            "redirect_uri": _redirect_uri(),
+            "client_id": _client_id(),
+            "code_verifier": pending["verifier"],
+        },
+    )
     jwks = KeySet.import_key_set(_fetch(meta["jwks_uri"]))
     claims = jwt.decode(tokens["id_token"], jwks).claims
     ok = claims.get("nonce") == pending["nonce"] and claims.get("iss") == issuer
     userinfo = _fetch(meta["userinfo_endpoint"], token=tokens["access_token"])
-    return render_template("demo/result.html", claims=claims, userinfo=userinfo, verified=ok,
-                           iss=request.args.get("iss"), scope=tokens.get("scope"))
+    return render_template(
+        "demo/result.html",
+        claims=claims,
+        userinfo=userinfo,
+        verified=ok,
+        iss=request.args.get("iss"),
+        scope=tokens.get("scope"),
+    )
 
 
 def init_app(app: Flask) -> None:

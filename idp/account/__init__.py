@@ -17,9 +17,13 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 @bp.get("/")
 @login_required
 def index():
-    consents = db.session().scalars(
-        select(Consent).where(Consent.user_id == current_user.id).order_by(Consent.granted_at)
-    ).all()
+    consents = (
+        db.session()
+        .scalars(
+            select(Consent).where(Consent.user_id == current_user.id).order_by(Consent.granted_at)
+        )
+        .all()
+    )
     return render_template(
         "account/index.html", user=current_user, consents=consents, form=ConfirmForm()
     )

@@ -7,7 +7,8 @@ from wtforms.validators import DataRequired, Length
 
 class LoginForm(FlaskForm):
     username = StringField(
-        "Username or email", validators=[DataRequired(), Length(max=320)],
+        "Username or email",
+        validators=[DataRequired(), Length(max=320)],
         render_kw={"autocomplete": "username", "autofocus": True},
     )
     password = PasswordField(

@@ -44,8 +44,10 @@ def login():
         db.session().commit()
         error = FAILED
     elif request.method == "POST":
-        error = "Please fill in both fields." if not form.csrf_token.errors else (
-            "Your session expired. Please try again."
+        error = (
+            "Please fill in both fields."
+            if not form.csrf_token.errors
+            else ("Your session expired. Please try again.")
         )
     status = 401 if error == FAILED else (400 if error else 200)
     return render_template("auth/login.html", form=form, error=error), status

@@ -1,13 +1,13 @@
 """The authorization endpoint (RFC 6749 §3.1, §4.1.1; OIDC Core §3.1.2).
 
-    request ──validate (client, redirect_uri, response_type, scope, PKCE, nonce)──┐
-       error before the redirect URI is trusted → error page (never redirected)   │
-       error after → redirected to the client, with state and iss                 │
-    login needed? (no session, prompt=login, max_age, id_token_hint) ── prompt=none → login_required
-       └─ redirect to /login, which returns here                                  │
-    consent needed? (new scopes, prompt=consent; first-party clients skip) ── prompt=none → consent_required
-       └─ consent page, which POSTs back here with a CSRF token                   │
-    issue code → deliver by response_mode (query | form_post) with iss ◄─────────┘
+validate client, redirect_uri, response_type, scope, PKCE, nonce
+  │  error before the redirect URI is trusted → error page, never redirected
+  │  any later error → redirected to the client with state and iss
+login needed? no session | prompt=login | max_age | id_token_hint of another user
+  │  prompt=none → login_required; else /login, which comes back here
+consent needed? new scopes | prompt=consent (first-party clients skip new scopes)
+  │  prompt=none → consent_required; else consent page, POSTed back with CSRF token
+issue the code → deliver by response_mode (query | form_post), always with iss
 """
 
 from __future__ import annotations
@@ -34,8 +34,18 @@ from .server import server
 FORM_FIELDS = {"csrf_token", "allow", "deny"}
 # Parameters that must not repeat (RFC 6749 §3.1); Authlib checks the first five itself.
 SINGLE = (
-    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
-    "max_age", "response_mode", "code_challenge", "code_challenge_method", "login_hint",
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "prompt",
+    "max_age",
+    "response_mode",
+    "code_challenge",
+    "code_challenge_method",
+    "login_hint",
     "id_token_hint",
 )
 
@@ -126,11 +136,13 @@ def redirect_to_login(params: dict[str, str]):
 def consent_page(form, client, scopes, params):
     granted = prompts.granted_scopes(current_user, client)
     items = [
-        {"scope": s, "text": SCOPE_DESCRIPTIONS.get(s, s), "new": s not in granted}
-        for s in scopes
+        {"scope": s, "text": SCOPE_DESCRIPTIONS.get(s, s), "new": s not in granted} for s in scopes
     ]
     return render_template(
-        "consent/consent.html", form=form, client=client, scopes=items,
+        "consent/consent.html",
+        form=form,
+        client=client,
+        scopes=items,
         action=authorize_url(params),
     )
 

@@ -38,8 +38,8 @@ def metadata() -> dict:
         revocation_endpoint_auth_methods_supported=list(CLIENT_AUTH),
         introspection_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
         code_challenge_methods_supported=["S256"],
-        claims_supported=CLAIMS_SUPPORTED + ["iss", "aud", "exp", "iat", "auth_time", "nonce",
-                                             "at_hash", "azp", "amr"],
+        claims_supported=CLAIMS_SUPPORTED
+        + ["iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "amr"],
         prompt_values_supported=["none", "login", "consent"],
         claims_parameter_supported=False,
         request_parameter_supported=False,

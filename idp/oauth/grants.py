@@ -80,7 +80,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         session = db.session()
         session.add(row)
         audit.record(
-            "code.issued", actor=request.user.sub, target=request.client.client_id,
+            "code.issued",
+            actor=request.user.sub,
+            target=request.client.client_id,
             scope=row.scope,
         )
         session.commit()

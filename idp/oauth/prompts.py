@@ -56,7 +56,10 @@ def id_token_hint_subject(params, client: Client) -> str | None:
 
 
 def login_reasons(
-    user: User | None, prompts: set[str], max_age_s: int | None, auth_time: int,
+    user: User | None,
+    prompts: set[str],
+    max_age_s: int | None,
+    auth_time: int,
     hint_sub: str | None,
 ) -> list[str]:
     if user is None:

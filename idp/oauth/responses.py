@@ -32,4 +32,4 @@ def deliver(redirect_uri: str, params: list[tuple[str, str]], response_mode: str
 def added_params(location: str, redirect_uri: str) -> list[tuple[str, str]]:
     """The parameters Authlib appended to redirect_uri in a Location header."""
     own = parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True)
-    return parse_qsl(urlsplit(location).query, keep_blank_values=True)[len(own):]
+    return parse_qsl(urlsplit(location).query, keep_blank_values=True)[len(own) :]

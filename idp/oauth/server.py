@@ -37,7 +37,9 @@ class AuthorizationServer(_AuthorizationServer):
 def build(app: Flask) -> AuthorizationServer:
     server = AuthorizationServer()
     server.init_app(app, query_client=query_client, save_token=tokens.save_token)
-    server.register_grant(AuthorizationCodeGrant, [CodeChallenge(), OpenIDCode(require_nonce=False)])
+    server.register_grant(
+        AuthorizationCodeGrant, [CodeChallenge(), OpenIDCode(require_nonce=False)]
+    )
     server.register_grant(RefreshTokenGrant, [OpenIDRefresh()])
     server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(endpoints.RevocationEndpoint)

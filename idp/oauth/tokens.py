@@ -51,7 +51,7 @@ def save_token(token: dict, request) -> Token:
         issued_at=now,
         access_expires_at=now + timedelta(seconds=token["expires_in"]),
         family_id=parent.family_id if parent else uuid.uuid4().hex,
-        authorization_code_id=code.id if code else (parent.authorization_code_id if parent else None),
+        authorization_code_id=code.id if code else getattr(parent, "authorization_code_id", None),
         auth_time=code.auth_time if code else (parent.auth_time if parent else None),
         amr=code.amr if code else (parent.amr if parent else None),
     )
@@ -101,9 +101,11 @@ def revoke_family(family_id: str, reason: str) -> int:
 
 def revoke_for_code(code_id: int, reason: str) -> int:
     """Revoke every token issued from one authorization code (RFC 6749 §4.1.2)."""
-    families = db.session().scalars(
-        select(Token.family_id).where(Token.authorization_code_id == code_id).distinct()
-    ).all()
+    families = (
+        db.session()
+        .scalars(select(Token.family_id).where(Token.authorization_code_id == code_id).distinct())
+        .all()
+    )
     return sum(revoke_family(f, reason) for f in families)
 
 

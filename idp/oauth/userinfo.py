@@ -25,9 +25,11 @@ class BearerTokenValidator(_BearerTokenValidator):
 def bearer_token() -> str | None:
     """The access token from the Authorization header or, on POST, the form body (§2.1-2.2)."""
     header = request.headers.get("Authorization", "")
-    in_body = request.method == "POST" and request.mimetype == (
-        "application/x-www-form-urlencoded"
-    ) and "access_token" in request.form
+    in_body = (
+        request.method == "POST"
+        and request.mimetype == ("application/x-www-form-urlencoded")
+        and "access_token" in request.form
+    )
     if header:
         if in_body:
             raise InvalidTokenError("Send the token in one place only (RFC 6750 §2)")
