@@ -5,7 +5,10 @@ from .base import Base, secret_hash, secret_matches, utcnow
 from .client import Client
 from .consent import Consent
 from .grant import AuthorizationCode
+from .group import Group, user_groups
 from .key import SigningKey
+from .registration import RegistrationToken
+from .session import LogoutDelivery, SessionClient, UserSession
 from .token import Token
 from .user import User
 
@@ -15,10 +18,16 @@ __all__ = [
     "Base",
     "Client",
     "Consent",
+    "Group",
+    "LogoutDelivery",
+    "RegistrationToken",
+    "SessionClient",
     "SigningKey",
     "Token",
     "User",
+    "UserSession",
     "secret_hash",
     "secret_matches",
+    "user_groups",
     "utcnow",
 ]

@@ -35,7 +35,23 @@ class Client(ClientMixin, Base):
     id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
     first_party: Mapped[bool] = mapped_column(default=False)
     disabled: Mapped[bool] = mapped_column(default=False)
+    # Per-client token lifetimes in seconds; None means the server default.
+    access_token_lifetime: Mapped[int | None] = mapped_column()
+    refresh_token_lifetime: Mapped[int | None] = mapped_column()
+    # RP-Initiated, Back-Channel and Front-Channel Logout 1.0 metadata.
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(default=False)
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(default=False)
+    # Dynamic registration (RFC 7591/7592): origin, management credential, other metadata
+    # (client_uri, logo_uri, policy_uri, tos_uri, contacts, jwks, jwks_uri, ...).
+    dynamically_registered: Mapped[bool] = mapped_column(default=False)
+    registration_access_token_hash: Mapped[str | None] = mapped_column(String(64))
+    client_secret_expires_at: Mapped[int] = mapped_column(default=0)
+    client_metadata: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @property
     def is_public(self) -> bool:

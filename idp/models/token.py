@@ -44,6 +44,8 @@ class Token(TokenMixin, Base):
     family_id: Mapped[str] = mapped_column(String(64), index=True)
     authorization_code_id: Mapped[int | None] = mapped_column(index=True)
     auth_time: Mapped[int | None] = mapped_column()
+    # The browser session (sid) the grant came from, if any.
+    sid: Mapped[str | None] = mapped_column(String(64), index=True)
     amr: Mapped[list[str] | None] = mapped_column(JSON)
 
     user: Mapped[User | None] = relationship(lazy="joined")

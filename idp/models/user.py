@@ -7,7 +7,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
 
@@ -44,8 +44,16 @@ class User(UserMixin, Base):
     phone_number: Mapped[str | None] = mapped_column(String(64))
     phone_number_verified: Mapped[bool] = mapped_column(default=False)
     address: Mapped[dict | None] = mapped_column(JSON)
+    # Progressive lockout after failed sign-ins; an admin can lift it.
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    last_login_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    groups: Mapped[list["Group"]] = relationship(  # noqa: F821, UP037
+        secondary="user_groups", back_populates="members", order_by="Group.name"
+    )
 
     def get_id(self) -> str:  # Flask-Login
         return self.sub
