@@ -52,6 +52,10 @@ DEFAULTS: dict[str, object] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": None,
+    # Server-side browser sessions end after this long without a request, and in any case
+    # this long after sign-in.
+    "SESSION_IDLE_LIFETIME": 12 * 3600,
+    "SESSION_ABSOLUTE_LIFETIME": 7 * 86400,
     # Largest request body accepted (bytes).
     "MAX_CONTENT_LENGTH": 64 * 1024,
     # CSRF tokens of Flask-WTF live as long as the session.

@@ -59,8 +59,8 @@ def logout():
     if form.validate_on_submit():
         if current_user.is_authenticated:
             audit.record("logout", actor=current_user.sub)
-            db.session().commit()
-        session.end()
+        session.end("logout")
+        db.session().commit()
         return render_template("auth/logged_out.html")
     return render_template("auth/logout.html", form=form)
 

@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from .. import audit, db
-from ..auth.session import current_authentication
+from ..auth.session import current_authentication, current_sid, remember_client
 from ..models import AuthorizationCode, Token, secret_hash, utcnow
 from . import tokens
 from .claims import OIDC_SCOPES
@@ -75,10 +75,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             code_challenge_method=data.get("code_challenge_method"),
             auth_time=auth_time,
             amr=amr,
+            sid=current_sid(),
             expires_at=utcnow() + timedelta(seconds=lifetime),
         )
         session = db.session()
         session.add(row)
+        remember_client(row.sid, row.client_id)
         audit.record(
             "code.issued",
             actor=request.user.sub,
@@ -143,6 +145,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             tokens.revoke_family(row.family_id, reason="rotated refresh token reused")
             db.session().commit()
             return None
+        if self.authenticate_user(row) is None:
+            return None  # RFC 6749 §5.2: a disabled owner's grant is invalid_grant
         return row if row.refresh_is_usable() else None
 
     def authenticate_user(self, refresh_token):

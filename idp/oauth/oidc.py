@@ -39,6 +39,7 @@ def issue_id_token(
     amr: list[str] | None = None,
     nonce: str | None = None,
     access_token: str | None = None,
+    sid: str | None = None,
 ) -> str:
     alg = signing_alg(client)
     now = int(time.time())
@@ -55,6 +56,8 @@ def issue_id_token(
         claims["nonce"] = nonce
     if amr:
         claims["amr"] = amr
+    if sid:
+        claims["sid"] = sid  # Front-/Back-Channel Logout 1.0 §3 / §2.1
     if access_token:
         claims["at_hash"] = create_half_hash(access_token, alg).decode("ascii")
     return sign(claims, alg)
@@ -87,6 +90,7 @@ class OpenIDCode(oidc_grants.OpenIDCode):
             amr=code.amr,
             nonce=code.nonce,
             access_token=token.get("access_token"),
+            sid=code.sid,
         )
 
 
@@ -102,4 +106,5 @@ class OpenIDRefresh(oidc_grants.OpenIDToken):
             auth_time=parent.auth_time,
             amr=parent.amr,
             access_token=token.get("access_token"),
+            sid=parent.sid,
         )
