@@ -91,11 +91,17 @@ def end_row(row: UserSession, reason: str) -> None:
         row.end_reason = reason
 
 
+def terminate(rows: list[UserSession], reason: str) -> None:
+    """End sessions with every consequence sign-out has (the one entry point for ending)."""
+    for row in rows:
+        end_row(row, reason)
+
+
 def end(reason: str = "logout") -> UserSession | None:
     """End this browser's session (the row and the cookie)."""
     row = current()
     if row is not None:
-        end_row(row, reason)
+        terminate([row], reason)
     logout_user()
     session.clear()
     return row
@@ -109,8 +115,7 @@ def end_all(user_id: int, reason: str, except_sid: str | None = None) -> list[Us
     if except_sid:
         query = query.where(UserSession.sid != except_sid)
     rows = list(db.session().scalars(query))
-    for row in rows:
-        end_row(row, reason)
+    terminate(rows, reason)
     return rows
 
 
@@ -137,5 +142,5 @@ def current_authentication() -> tuple[int, list[str]]:
 
 __all__ = [
     "current", "current_authentication", "current_sid", "end", "end_all", "end_row",
-    "is_live", "load_user", "login_manager", "remember_client", "start",
+    "is_live", "load_user", "login_manager", "remember_client", "start", "terminate",
 ]
