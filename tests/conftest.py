@@ -104,14 +104,24 @@ def client(app):
 
 
 @pytest.fixture
+def db_session(app):
+    """A database session of the test's own, outside any app context (each request the test
+    client makes gets its own context and session, as in production)."""
+    session = app.extensions["idp.db"]()
+    yield session
+    session.close()
+
+
+@pytest.fixture
 def runner(app):
     return app.test_cli_runner()
 
 
 @pytest.fixture
 def factory(app):
-    with app.app_context():
-        yield Factory(app)
+    # No app context is held open here: the test client's requests would share its flask.g
+    # (database session, Flask-Login's user, Flask-WTF's CSRF flag). Each call opens its own.
+    return Factory(app)
 
 
 @pytest.fixture

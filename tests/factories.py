@@ -28,13 +28,14 @@ class Factory:
         self.app = app
 
     def user(self, username="alice", password=PASSWORD, **fields) -> User:
-        if password not in _hash_cache:
-            _hash_cache[password] = hash_password(password)
-        session = db.session()
-        user = User(username=username, password_hash=_hash_cache[password], **fields)
-        session.add(user)
-        session.commit()
-        return user
+        with self.app.app_context():
+            if password not in _hash_cache:
+                _hash_cache[password] = hash_password(password)
+            session = db.session()
+            user = User(username=username, password_hash=_hash_cache[password], **fields)
+            session.add(user)
+            session.commit()
+            return user
 
     def client(
         self,
@@ -47,6 +48,29 @@ class Factory:
         first_party=False,
         auth_method="client_secret_basic",
         id_token_alg=None,
+    ) -> RegisteredClient:
+        with self.app.app_context():
+            return self._client(
+                name,
+                public,
+                redirect_uris,
+                grant_types,
+                scope,
+                first_party,
+                auth_method,
+                id_token_alg,
+            )
+
+    def _client(
+        self,
+        name,
+        public,
+        redirect_uris,
+        grant_types,
+        scope,
+        first_party,
+        auth_method,
+        id_token_alg,
     ) -> RegisteredClient:
         session = db.session()
         row, secret = create_client(

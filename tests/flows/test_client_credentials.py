@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from idp import db
 from idp.models import Token, secret_hash
 
 from ..helpers import basic_auth
@@ -28,7 +27,7 @@ def client_credentials(client, registered, **data):
     )
 
 
-def test_confidential_client_gets_access_token_without_refresh_token(client, service):
+def test_confidential_client_gets_access_token_without_refresh_token(db_session, client, service):
     # RFC 6749 §4.4.3: an access token is returned; "A refresh token SHOULD NOT be included".
     response = client_credentials(client, service)
     assert response.status_code == 200, response.get_json()
@@ -39,7 +38,7 @@ def test_confidential_client_gets_access_token_without_refresh_token(client, ser
     assert body["access_token"] and body["expires_in"] > 0
     assert "refresh_token" not in body
     assert "id_token" not in body
-    row = db.session().scalar(
+    row = db_session.scalar(
         select(Token).where(Token.access_token_hash == secret_hash(body["access_token"]))
     )
     assert row.user_id is None and row.refresh_token_hash is None
@@ -106,7 +105,7 @@ def test_wrong_secret_is_invalid_client(client, service):
     assert response.headers["WWW-Authenticate"].startswith("Basic ")
 
 
-def test_public_client_cannot_use_client_credentials(client, factory):
+def test_public_client_cannot_use_client_credentials(db_session, client, factory):
     # RFC 6749 §4.4: "The client credentials grant type MUST only be used by confidential
     # clients."
     spa = factory.client(public=True, grant_types=("authorization_code", "client_credentials"))
@@ -115,4 +114,4 @@ def test_public_client_cannot_use_client_credentials(client, factory):
     )
     assert response.status_code in (400, 401)
     assert response.get_json()["error"] == "invalid_client"
-    assert db.session().scalar(select(Token.id)) is None
+    assert db_session.scalar(select(Token.id)) is None

@@ -13,7 +13,6 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from idp import db
 from idp.models import AuditEvent, AuthorizationCode, Token, secret_hash
 
 from ..helpers import Auth
@@ -51,7 +50,9 @@ def outcome(responses) -> Counter:
 
 
 @pytest.mark.parametrize("n", [2, 8])
-def test_concurrent_code_redemptions_have_exactly_one_winner(app, auth, user, oauth_client, n):
+def test_concurrent_code_redemptions_have_exactly_one_winner(
+    db_session, app, auth, user, oauth_client, n
+):
     # RFC 6749 §4.1.2: "The client MUST NOT use the authorization code more than once";
     # §10.5: codes are single-use. Only one of n simultaneous requests may get tokens.
     auth.login()
@@ -64,7 +65,7 @@ def test_concurrent_code_redemptions_have_exactly_one_winner(app, auth, user, oa
     }
     responses = race(app, oauth_client, data, n)
     assert outcome(responses) == Counter({"ok": 1, "400 invalid_grant": n - 1})
-    session = db.session()
+    session = db_session
     session.expire_all()
     row = session.scalar(
         select(AuthorizationCode).where(AuthorizationCode.code_hash == secret_hash(code))
@@ -78,7 +79,7 @@ def test_concurrent_code_redemptions_have_exactly_one_winner(app, auth, user, oa
 
 
 @pytest.mark.parametrize("n", [2, 8])
-def test_concurrent_refreshes_have_exactly_one_winner(app, auth, user, oauth_client, n):
+def test_concurrent_refreshes_have_exactly_one_winner(db_session, app, auth, user, oauth_client, n):
     # RFC 6749 §6 + RFC 9700 §4.14.2: a rotated refresh token is used once; simultaneous
     # uses must not yield two valid token sets.
     auth.login()
@@ -86,7 +87,7 @@ def test_concurrent_refreshes_have_exactly_one_winner(app, auth, user, oauth_cli
     data = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
     responses = race(app, oauth_client, data, n)
     assert outcome(responses) == Counter({"ok": 1, "400 invalid_grant": n - 1})
-    session = db.session()
+    session = db_session
     session.expire_all()
     # The original issuance plus exactly one rotation.
     assert session.scalar(select(func.count(Token.id))) == 2

@@ -8,8 +8,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from idp import db
-from idp.models import AuditEvent, Token, secret_hash, utcnow
+from idp.models import AuditEvent, Token, User, secret_hash, utcnow
 
 
 def refresh(auth, registered, refresh_token, **extra):
@@ -22,8 +21,8 @@ def userinfo_status(client, access_token) -> int:
     return client.get("/userinfo", headers={"Authorization": "Bearer " + access_token}).status_code
 
 
-def stored(refresh_token: str) -> Token:
-    session = db.session()
+def stored(db_session, refresh_token: str) -> Token:
+    session = db_session
     session.expire_all()
     return session.scalar(
         select(Token).where(Token.refresh_token_hash == secret_hash(refresh_token))
@@ -59,7 +58,9 @@ def test_no_refresh_token_for_client_without_refresh_grant(auth, user, factory):
     assert tokens["access_token"]
 
 
-def test_refresh_rotates_the_refresh_token_on_every_use(client, auth, user, oauth_client):
+def test_refresh_rotates_the_refresh_token_on_every_use(
+    db_session, client, auth, user, oauth_client
+):
     # RFC 9700 §4.14.2: refresh token rotation; each use returns a new refresh token.
     auth.login()
     tokens = auth.tokens(oauth_client)
@@ -77,8 +78,8 @@ def test_refresh_rotates_the_refresh_token_on_every_use(client, auth, user, oaut
         current = body["refresh_token"]
     # Every previous refresh token has been consumed.
     for old in seen - {current}:
-        assert stored(old).refresh_used_at is not None
-    assert stored(current).refresh_used_at is None
+        assert stored(db_session, old).refresh_used_at is not None
+    assert stored(db_session, current).refresh_used_at is None
 
 
 def test_rotated_refresh_token_no_longer_works(auth, user, oauth_client):
@@ -89,7 +90,9 @@ def test_rotated_refresh_token_no_longer_works(auth, user, oauth_client):
     assert_invalid_grant(refresh(auth, oauth_client, old))
 
 
-def test_reusing_rotated_refresh_token_revokes_the_whole_family(client, auth, user, oauth_client):
+def test_reusing_rotated_refresh_token_revokes_the_whole_family(
+    db_session, client, auth, user, oauth_client
+):
     # RFC 9700 §4.14.2: reuse of an invalidated refresh token means one of two parties is an
     # attacker; the server revokes the active refresh token and its access tokens.
     auth.login()
@@ -104,14 +107,12 @@ def test_reusing_rotated_refresh_token_revokes_the_whole_family(client, auth, us
     assert userinfo_status(client, newest["access_token"]) == 401
     assert userinfo_status(client, second["access_token"]) == 401
     assert_invalid_grant(refresh(auth, oauth_client, newest["refresh_token"]))
-    family = stored(first["refresh_token"]).family_id
-    rows = db.session().scalars(select(Token).where(Token.family_id == family)).all()
+    family = stored(db_session, first["refresh_token"]).family_id
+    rows = db_session.scalars(select(Token).where(Token.family_id == family)).all()
     assert len(rows) == 3 and all(row.revoked_at is not None for row in rows)
-    events = (
-        db.session()
-        .scalars(select(AuditEvent).where(AuditEvent.event == "token.family_revoked"))
-        .all()
-    )
+    events = db_session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "token.family_revoked")
+    ).all()
     assert [event.target for event in events] == [family]
 
 
@@ -175,18 +176,18 @@ def test_refresh_after_narrowing_can_return_the_full_original_scope(auth, user, 
     assert explicit.status_code == 200, explicit.get_json()
 
 
-def test_expired_refresh_token_is_invalid_grant(auth, user, oauth_client):
+def test_expired_refresh_token_is_invalid_grant(db_session, auth, user, oauth_client):
     # RFC 6749 §5.2: an expired refresh token -> invalid_grant.
     auth.login()
     tokens = auth.tokens(oauth_client)
-    row = stored(tokens["refresh_token"])
+    row = stored(db_session, tokens["refresh_token"])
     row.refresh_expires_at = utcnow() - timedelta(seconds=1)
-    db.session().commit()
+    db_session.commit()
     assert_invalid_grant(refresh(auth, oauth_client, tokens["refresh_token"]))
 
 
 def test_refresh_returns_id_token_with_original_auth_time_and_no_nonce(
-    client, auth, user, oauth_client
+    db_session, client, auth, user, oauth_client
 ):
     # OIDC Core §12.2: the refreshed ID token keeps iss, sub, aud and auth_time of the
     # original and SHOULD NOT carry a nonce.
@@ -195,9 +196,9 @@ def test_refresh_returns_id_token_with_original_auth_time_and_no_nonce(
     original = id_token_claims(client, tokens["id_token"])
     assert original["nonce"]
     # Make the original sign-in time distinguishable from "now".
-    row = stored(tokens["refresh_token"])
+    row = stored(db_session, tokens["refresh_token"])
     row.auth_time = original["auth_time"] - 1000
-    db.session().commit()
+    db_session.commit()
     response = refresh(auth, oauth_client, tokens["refresh_token"])
     assert response.status_code == 200, response.get_json()
     claims = id_token_claims(client, response.get_json()["id_token"])
@@ -208,10 +209,10 @@ def test_refresh_returns_id_token_with_original_auth_time_and_no_nonce(
     assert claims["iss"] == original["iss"]
 
 
-def test_disabled_users_refresh_token_stops_working(auth, user, oauth_client):
+def test_disabled_users_refresh_token_stops_working(db_session, auth, user, oauth_client):
     # RFC 6749 §5.2: the grant is no longer valid once its resource owner is disabled.
     auth.login()
     tokens = auth.tokens(oauth_client)
-    user.disabled = True
-    db.session().commit()
+    db_session.get(User, user.id).disabled = True
+    db_session.commit()
     assert_invalid_grant(refresh(auth, oauth_client, tokens["refresh_token"]))

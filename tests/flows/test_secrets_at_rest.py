@@ -21,10 +21,10 @@ def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def dump_database() -> str:
+def dump_database(app) -> str:
     """Every value of every row of every table, as one searchable text."""
     parts = []
-    with db.engine().connect() as conn:
+    with db.engine(app).connect() as conn:
         for table in Base.metadata.sorted_tables:
             rows = conn.execute(select(table)).mappings().all()
             for row in rows:
@@ -35,7 +35,7 @@ def dump_database() -> str:
     return "\n".join(parts)
 
 
-def test_no_plaintext_secret_is_stored_after_a_full_flow(client, auth, user, oauth_client):
+def test_no_plaintext_secret_is_stored_after_a_full_flow(app, client, auth, user, oauth_client):
     # RFC 6749 §10.3-§10.5: codes, tokens and client secrets are never stored in plaintext.
     auth.login()
     code, verifier, _ = auth.get_code(oauth_client)
@@ -57,19 +57,19 @@ def test_no_plaintext_secret_is_stored_after_a_full_flow(client, auth, user, oau
         "rotated refresh token": refreshed["refresh_token"],
         "user password": PASSWORD,
     }
-    dump = dump_database()
+    dump = dump_database(app)
     assert "tokens.access_token_hash=" in dump and "clients.client_secret_hash=" in dump
     leaked = [what for what, value in plaintexts.items() if value in dump]
     assert leaked == []
 
 
-def test_stored_hashes_are_sha256_of_the_secrets(client, auth, user, oauth_client):
+def test_stored_hashes_are_sha256_of_the_secrets(db_session, client, auth, user, oauth_client):
     # The stored values are the SHA-256 hex digests of what was handed out, so the server can
     # still look each credential up (RFC 6749 §10.3-§10.5 with confidentiality at rest).
     auth.login()
     code, verifier, _ = auth.get_code(oauth_client)
     tokens = auth.exchange(oauth_client, code, verifier).get_json()
-    session = db.session()
+    session = db_session
     session.expire_all()
 
     stored_client = session.scalar(select(Client).where(Client.client_id == oauth_client.client_id))
@@ -84,8 +84,8 @@ def test_stored_hashes_are_sha256_of_the_secrets(client, auth, user, oauth_clien
     assert rows[0].refresh_token_hash == sha256_hex(tokens["refresh_token"])
 
 
-def test_public_client_has_no_stored_secret(public_client):
+def test_public_client_has_no_stored_secret(db_session, public_client):
     # RFC 6749 §2.1: a public client has no credentials, so nothing secret is stored for it.
-    row = db.session().scalar(select(Client).where(Client.client_id == public_client.client_id))
+    row = db_session.scalar(select(Client).where(Client.client_id == public_client.client_id))
     assert public_client.client_secret is None
     assert row.client_secret_hash is None

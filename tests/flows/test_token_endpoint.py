@@ -8,8 +8,7 @@ import json
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from idp import db
-from idp.models import secret_hash
+from idp.models import Client, secret_hash
 
 from ..helpers import basic_auth
 
@@ -199,13 +198,13 @@ def test_no_client_authentication_is_invalid_client(client, oauth_client):
 # --- client authentication methods (RFC 6749 §2.3, RFC 7591 §2) ---
 
 
-def test_client_secret_basic_form_urlencodes_id_and_secret(client, auth, user, factory):
+def test_client_secret_basic_form_urlencodes_id_and_secret(db_session, client, auth, user, factory):
     # RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic; a secret with
     # reserved characters must therefore work when the client encodes it.
     registered = factory.client()
     secret = "s3cr:et/with+reserved%chars &=?é"
-    session = db.session()
-    registered.row.client_secret_hash = secret_hash(secret)
+    session = db_session
+    db_session.get(Client, registered.row.id).client_secret_hash = secret_hash(secret)
     session.commit()
     auth.login()
     code, verifier, _ = auth.get_code(registered)
@@ -220,11 +219,11 @@ def test_client_secret_basic_form_urlencodes_id_and_secret(client, auth, user, f
     assert response.get_json()["token_type"] == "Bearer"
 
 
-def test_client_secret_basic_rejects_undecoded_secret(client, factory):
+def test_client_secret_basic_rejects_undecoded_secret(db_session, client, factory):
     # RFC 6749 §2.3.1: the server form-urldecodes the Basic credentials, so "%41" is "A".
     registered = factory.client(grant_types=("client_credentials",), scope="api.read")
-    session = db.session()
-    registered.row.client_secret_hash = secret_hash("%41")
+    session = db_session
+    db_session.get(Client, registered.row.id).client_secret_hash = secret_hash("%41")
     session.commit()
     raw = base64.b64encode(f"{registered.client_id}:%41".encode()).decode()
     response = client.post(
