@@ -1,4 +1,5 @@
-"""The signed-in user's own page: who am I, which applications I authorized, revoke one."""
+"""The signed-in user's own page: who am I, where I am signed in (end one session or all of
+them), which applications I authorized (revoke one)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from flask_login import current_user, login_required
 from sqlalchemy import delete, select
 
 from .. import audit, db
+from ..auth import session as user_session
 from ..auth.forms import ConfirmForm
-from ..models import Consent
-from ..oauth import tokens
+from ..models import Consent, UserSession
+from ..oauth import end_session, logout, tokens
+from .devices import describe
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -25,8 +28,51 @@ def index():
         .all()
     )
     return render_template(
-        "account/index.html", user=current_user, consents=consents, form=ConfirmForm()
+        "account/index.html",
+        user=current_user,
+        consents=consents,
+        sessions=user_session.live_sessions(current_user.id),
+        current_sid=user_session.current_sid(),
+        describe=describe,
+        form=ConfirmForm(),
     )
+
+
+@bp.post("/sessions/<int:session_id>/end")
+@login_required
+def end_one_session(session_id: int):
+    """Sign out one session: this browser's, or one elsewhere (which its next request sees)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    s = db.session()
+    row = s.get(UserSession, session_id)
+    if row is None or row.user_id != current_user.id or row.ended_at is not None:
+        abort(404)
+    if row.sid == user_session.current_sid():
+        return sign_out_here("account.session_ended", sessions=1)
+    user_session.terminate([row], "signed out from account page")
+    audit.record("account.session_ended", actor=current_user.sub, session_id=row.id)
+    s.commit()
+    flash(f"Signed out of {describe(row.user_agent)}.")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/sessions/end-all")
+@login_required
+def end_all_sessions():
+    """Sign out everywhere: every session of the user, this one included."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    ended = user_session.end_all(current_user.id, "signed out everywhere")
+    return sign_out_here("account.signed_out_everywhere", sessions=len(ended))
+
+
+def sign_out_here(event: str, **details):
+    """End this browser's session and show the signed-out page (front-channel iframes)."""
+    audit.record(event, actor=current_user.sub, **details)
+    row = user_session.end("signed out from account page")
+    db.session().commit()
+    return end_session.signed_out_page(logout.frontchannel_uris([row] if row else []))
 
 
 @bp.post("/apps/<client_id>/revoke")

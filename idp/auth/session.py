@@ -14,9 +14,9 @@ from datetime import timedelta
 
 from flask import current_app, g, request, session
 from flask_login import LoginManager, login_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
-from .. import db
+from .. import audit, db
 from ..models import SessionClient, User, UserSession, utcnow
 
 login_manager = LoginManager()
@@ -45,6 +45,9 @@ def load_user(sub: str) -> User | None:
     s = db.session()
     row = s.scalar(select(UserSession).where(UserSession.sid == sid))
     user = s.scalar(select(User).where(User.sub == sub))
+    if row is not None and row.ended_at is None and not is_live(row):
+        terminate([row], "expired")  # timed out: end it with every consequence, now
+        s.commit()
     if user is None or not user.is_active or not is_live(row) or row.user_id != user.id:
         return None
     if utcnow() - row.last_seen_at > TOUCH_INTERVAL:
@@ -55,19 +58,38 @@ def load_user(sub: str) -> User | None:
 
 
 def start(user: User, methods: list[str]) -> UserSession:
-    """Begin a fresh session for the user; the old cookie contents are dropped."""
-    session.clear()
-    row = UserSession(
-        sid=secrets.token_urlsafe(24),
-        user_id=user.id,
-        auth_time=int(time.time()),
-        amr=methods,
-        user_agent=(request.headers.get("User-Agent") or "")[:512] or None,
-        ip=request.remote_addr,
+    """Begin a session for the user; the old cookie contents are dropped.
+
+    Signing in again as the same user in the same browser re-authenticates the live session
+    (same sid, new auth_time and amr), so relying parties keep their session; signing in as
+    someone else ends the previous user's session with every consequence.
+    """
+    s = db.session()
+    previous_sid = session.get("sid")
+    previous = (
+        s.scalar(select(UserSession).where(UserSession.sid == previous_sid))
+        if previous_sid
+        else None
     )
-    db.session().add(row)
+    session.clear()
+    if previous is not None and previous.user_id == user.id and is_live(previous):
+        row = previous
+        row.auth_time = int(time.time())
+        row.amr = methods
+        row.last_seen_at = utcnow()
+    else:
+        if previous is not None:
+            terminate([previous], "replaced by another sign-in")
+        row = UserSession(
+            sid=secrets.token_urlsafe(24), user_id=user.id, auth_time=int(time.time())
+        )
+        row.amr = methods
+        s.add(row)
+    row.user_agent = (request.headers.get("User-Agent") or "")[:512] or None
+    row.ip = request.remote_addr
     user.last_login_at = utcnow()
     login_user(user)
+    g.user_session = row
     session["sid"] = row.sid
     session["auth_time"] = row.auth_time
     session["amr"] = methods
@@ -91,10 +113,45 @@ def end_row(row: UserSession, reason: str) -> None:
         row.end_reason = reason
 
 
-def terminate(rows: list[UserSession], reason: str) -> None:
-    """End sessions with every consequence sign-out has (the one entry point for ending)."""
+def terminate(rows: list[UserSession], reason: str) -> list[UserSession]:
+    """End sessions with every consequence sign-out has (the one entry point for ending).
+
+    Each live row is ended (a conditional UPDATE, so two workers never end it twice); the
+    tokens issued in it are revoked by the sign-out policy; a logout token is queued for
+    every client with a back-channel logout URI, sent after the caller commits. Returns
+    the rows this call ended. Front-channel logout needs the browser: see
+    ``oauth.logout.frontchannel_uris``.
+    """
+    from ..oauth import logout, tokens  # idp.oauth imports this module
+
+    s = db.session()
+    keep_offline = bool(current_app.config["SIGN_OUT_KEEPS_OFFLINE_ACCESS"])
+    ended = []
     for row in rows:
-        end_row(row, reason)
+        if row.ended_at is not None:
+            continue
+        won = s.execute(
+            update(UserSession)
+            .where(UserSession.id == row.id, UserSession.ended_at.is_(None))
+            .values(ended_at=utcnow(), end_reason=reason)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        s.refresh(row)
+        if won != 1:
+            continue
+        ended.append(row)
+        revoked = tokens.revoke_for_session(row.sid, keep_offline=keep_offline)
+        queued = logout.queue_backchannel(row)
+        sub = s.scalar(select(User.sub).where(User.id == row.user_id))
+        audit.record(
+            "session.ended",
+            target=sub,
+            session_id=row.id,
+            reason=reason,
+            tokens_revoked=revoked,
+            backchannel_queued=queued,
+        )
+    return ended
 
 
 def end(reason: str = "logout") -> UserSession | None:
@@ -104,6 +161,7 @@ def end(reason: str = "logout") -> UserSession | None:
         terminate([row], reason)
     logout_user()
     session.clear()
+    g.pop("user_session", None)
     return row
 
 
@@ -114,9 +172,40 @@ def end_all(user_id: int, reason: str, except_sid: str | None = None) -> list[Us
     )
     if except_sid:
         query = query.where(UserSession.sid != except_sid)
-    rows = list(db.session().scalars(query))
-    terminate(rows, reason)
-    return rows
+    return terminate(list(db.session().scalars(query)), reason)
+
+
+def live_sessions(user_id: int) -> list[UserSession]:
+    """The user's sessions that are still live, most recently seen first."""
+    rows = db.session().scalars(
+        select(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+        .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc())
+    )
+    return [row for row in rows if is_live(row)]
+
+
+def expire_timed_out(limit: int = 500) -> int:
+    """End sessions past their idle or absolute lifetime, telling their relying parties."""
+    now = utcnow()
+    idle = timedelta(seconds=int(current_app.config["SESSION_IDLE_LIFETIME"]))
+    absolute = timedelta(seconds=int(current_app.config["SESSION_ABSOLUTE_LIFETIME"]))
+    s = db.session()
+    rows = list(
+        s.scalars(
+            select(UserSession)
+            .where(
+                UserSession.ended_at.is_(None),
+                or_(
+                    UserSession.last_seen_at <= now - idle, UserSession.created_at <= now - absolute
+                ),
+            )
+            .limit(limit)
+        )
+    )
+    ended = terminate(rows, "expired")
+    s.commit()
+    return len(ended)
 
 
 def remember_client(sid: str | None, client_id: str) -> None:
@@ -141,6 +230,18 @@ def current_authentication() -> tuple[int, list[str]]:
 
 
 __all__ = [
-    "current", "current_authentication", "current_sid", "end", "end_all", "end_row",
-    "is_live", "load_user", "login_manager", "remember_client", "start", "terminate",
+    "current",
+    "current_authentication",
+    "current_sid",
+    "end",
+    "end_all",
+    "end_row",
+    "expire_timed_out",
+    "is_live",
+    "live_sessions",
+    "load_user",
+    "login_manager",
+    "remember_client",
+    "start",
+    "terminate",
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from .. import audit, db
+from ..security import allow_form_action
 from . import passwords, session
 from .forms import ConfirmForm, LoginForm
 from .login import authenticate
@@ -50,18 +51,31 @@ def login():
             else ("Your session expired. Please try again.")
         )
     status = 401 if error == FAILED else (400 if error else 200)
-    return render_template("auth/login.html", form=form, error=error), status
+    from ..oauth.authorize import client_redirect_target  # idp.oauth imports this package
+
+    target = client_redirect_target(form.next.data)
+    page = render_template(
+        "auth/login.html", form=form, error=error, client=target[0] if target else None
+    )
+    response = make_response(page, status)
+    if target:  # signing in may redirect straight on to the client
+        allow_form_action(response, target[1])
+    return response
 
 
 @bp.route("/logout", methods=["GET", "POST"])
 def logout():
     form = ConfirmForm()
     if form.validate_on_submit():
+        from ..oauth import end_session, logout  # idp.oauth imports this package
+
         if current_user.is_authenticated:
             audit.record("logout", actor=current_user.sub)
-        session.end("logout")
+        # The server session ends with every consequence (session.terminate): tokens of the
+        # session revoked, back-channel logout queued; the page runs front-channel logout.
+        row = session.end("logout")
         db.session().commit()
-        return render_template("auth/logged_out.html")
+        return end_session.signed_out_page(logout.frontchannel_uris([row] if row else []))
     return render_template("auth/logout.html", form=form)
 
 
