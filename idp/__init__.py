@@ -28,7 +28,7 @@ def instance_path() -> str | None:
 
 
 def create_app(config: dict | None = None) -> Flask:
-    from . import account, auth, db, demo, errors, oauth, security
+    from . import account, admin, auth, db, demo, errors, oauth, security
     from . import config as settings
 
     app = Flask(
@@ -47,8 +47,24 @@ def create_app(config: dict | None = None) -> Flask:
     auth.init_app(app)
     oauth.init_app(app)
     account.init_app(app)
+    admin.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     if app.config["DEMO"]:
         demo.init_app(app)
+    init_production(app)
     return app
+
+
+def init_production(app: Flask) -> None:
+    """Logs with request ids, trusted proxy hops, health, metrics, CORS, purging, and the
+    rate limits last, so that they attach to every view registered before (docs/deploy.md)."""
+    from . import cors, health, limits, logs, metrics, purge, serve
+
+    logs.init_app(app)
+    serve.init_app(app)
+    health.init_app(app)
+    metrics.init_app(app)
+    cors.init_app(app)
+    purge.init_app(app)
+    limits.init_app(app)

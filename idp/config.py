@@ -41,6 +41,11 @@ DEFAULTS: dict[str, object] = {
     "KEY_CACHE_SECONDS": 5,
     # Default ID token algorithm; clients may ask for another (id_token_signed_response_alg).
     "ID_TOKEN_SIGNING_ALG": "RS256",
+    # Access token format (RFC 9068): "jwt" (signed at+jwt, verifiable with the JWKS) or
+    # "opaque" (random strings, introspection only). Resources and clients may override it.
+    "ACCESS_TOKEN_FORMAT": "jwt",
+    # Algorithm of JWT access tokens (RS256 or ES256), signed with the server's keys.
+    "ACCESS_TOKEN_SIGNING_ALG": "RS256",
     # argon2id parameters (OWASP minimum: 19 MiB, t=2, p=1; lower values are refused).
     "ARGON2_MEMORY_COST": 19456,  # KiB
     "ARGON2_TIME_COST": 2,
@@ -56,12 +61,100 @@ DEFAULTS: dict[str, object] = {
     # this long after sign-in.
     "SESSION_IDLE_LIFETIME": 12 * 3600,
     "SESSION_ABSOLUTE_LIFETIME": 7 * 86400,
+    # Sign-out policy: tokens issued in a session are revoked when it ends, except refresh
+    # tokens granted with offline_access while this is true (their access tokens still end).
+    "SIGN_OUT_KEEPS_OFFLINE_ACCESS": True,
+    # Back-Channel Logout 1.0: the logout token's lifetime (§2.4 suggests two minutes), the
+    # timeout of one POST, how many attempts, and the delay before the first retry (doubled
+    # after each failure). Retries stop when the token expires, whichever comes first.
+    "LOGOUT_TOKEN_LIFETIME": 120,
+    "BACKCHANNEL_LOGOUT_TIMEOUT": 5,
+    "BACKCHANNEL_LOGOUT_ATTEMPTS": 4,
+    "BACKCHANNEL_LOGOUT_RETRY_DELAY": 10,
+    # Each worker runs a background thread (only while it has work) that delivers logout
+    # tokens and, every SESSION_SWEEP_INTERVAL seconds of traffic, ends sessions that timed
+    # out (telling their relying parties). Off: nothing is sent (tests drive it by hand).
+    "LOGOUT_WORKER": True,
+    "SESSION_SWEEP_INTERVAL": 60,
+    # Dynamic client registration (RFC 7591/7592): "off" (no registration endpoint),
+    # "token" (an initial access token from `idp registration-tokens create` is required,
+    # RFC 7591 §3) or "open" (anyone may register a client; it still needs user consent).
+    "REGISTRATION": "off",
+    # Issue a new registration access token on every RFC 7592 update (the old one stops
+    # working at once); false keeps the token issued at registration.
+    "REGISTRATION_ACCESS_TOKEN_ROTATION": True,
+    # Device authorization grant (RFC 8628 §3.2): lifetime of a device_code/user_code pair
+    # and the polling interval a device starts with (slow_down adds 5 s each time, §3.5).
+    "DEVICE_CODE_LIFETIME": 600,
+    "DEVICE_POLL_INTERVAL": 5,
+    # Pushed authorization requests (RFC 9126): lifetime of a request_uri (§2.2), and
+    # whether every client must push its authorization requests (§5; also per client).
+    "PAR_LIFETIME": 60,
+    "REQUIRE_PUSHED_AUTHORIZATION_REQUESTS": False,
+    # JWT client authentication (RFC 7523 §3, OIDC Core §9): the furthest in the future a
+    # client assertion's exp may lie (seconds; its jti is remembered until then), and the
+    # timeout and cache lifetime for fetching a client's jwks_uri.
+    "CLIENT_ASSERTION_MAX_LIFETIME": 300,
+    "CLIENT_JWKS_TIMEOUT": 3,
+    "CLIENT_JWKS_CACHE_SECONDS": 300,
     # Largest request body accepted (bytes).
     "MAX_CONTENT_LENGTH": 64 * 1024,
     # CSRF tokens of Flask-WTF live as long as the session.
     "WTF_CSRF_TIME_LIMIT": None,
+    # Flask-WTF's extra https check wants a Referer matching the host, but every page sends
+    # `Referrer-Policy: no-referrer`, so under https it would refuse every form. The CSRF
+    # token (and the SameSite=Lax cookie) protect the forms (found deploying behind nginx).
+    "WTF_CSRF_SSL_STRICT": False,
     # Mount the demo relying party at /demo (set by `idp demo`).
     "DEMO": False,
+    # --- production: defence, operations, deployment (docs/deploy.md) ---
+    # Redis, shared by every worker and machine: rate-limit counters (and replay caches).
+    # None: counters live in each worker's memory, everything else in the database.
+    "REDIS_URL": None,
+    # Rate limits (Flask-Limiter; RFC 6585 §4 429 + Retry-After). Storage: this URI, else
+    # REDIS_URL, else memory:// (per worker). Limits are "N/period" strings joined by ";".
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_STORAGE_URI": None,
+    "RATELIMIT_KEY_PREFIX": "idp",  # distinguishes servers sharing one Redis
+    "RATELIMIT_LOGIN_IP": "30/minute;300/hour",  # sign-in POSTs per client IP
+    "RATELIMIT_LOGIN_ACCOUNT": "10/minute;50/hour",  # sign-in POSTs per submitted username
+    "RATELIMIT_TOKEN": "100/second",  # token requests per client_id
+    "RATELIMIT_REGISTRATION": "20/minute;200/hour",  # dynamic registration POSTs per IP
+    "RATELIMIT_DEVICE_ENTRY": "10/minute;100/hour",  # user-code entry POSTs per IP
+    # Progressive lockout: after LOCKOUT_THRESHOLD consecutive failures an account is locked
+    # for LOCKOUT_BASE_SECONDS, doubling with each further failure up to LOCKOUT_MAX_SECONDS.
+    # A locked account answers exactly like a wrong password. 0 turns lockout off.
+    "LOCKOUT_THRESHOLD": 5,
+    "LOCKOUT_BASE_SECONDS": 60,
+    "LOCKOUT_MAX_SECONDS": 3600,
+    # Purging of expired codes, tokens, ended sessions, logout deliveries and replay entries:
+    # rows are kept PURGE_RETENTION seconds past their end; each worker purges at most every
+    # PURGE_INTERVAL seconds, after a response (0: only `idp purge`).
+    "PURGE_INTERVAL": 3600,
+    "PURGE_RETENTION": 86400,
+    # Logs: "json" (one object a line, with request_id) or "text"; level name.
+    "LOG_FORMAT": "json",
+    "LOG_LEVEL": "INFO",
+    # Prometheus metrics at /metrics; optionally only with this bearer token and/or only from
+    # these addresses or networks (list of CIDR strings).
+    "METRICS_ENABLED": True,
+    "METRICS_TOKEN": None,
+    "METRICS_ALLOW_IPS": None,
+    # Reverse proxies in front of the server whose X-Forwarded-* headers are trusted (hop
+    # counts for werkzeug's ProxyFix). 0 = ignore the header (the default: no proxy).
+    "PROXY_FIX_X_FOR": 0,
+    "PROXY_FIX_X_PROTO": 0,
+    "PROXY_FIX_X_HOST": 0,
+    "PROXY_FIX_X_PORT": 0,
+    "PROXY_FIX_X_PREFIX": 0,
+    # Connection pool per worker process (PostgreSQL): steady connections, extra under
+    # bursts, seconds to wait for one, seconds before a connection is replaced.
+    "DATABASE_POOL_SIZE": 5,
+    "DATABASE_MAX_OVERFLOW": 5,
+    "DATABASE_POOL_TIMEOUT": 10,
+    "DATABASE_POOL_RECYCLE": 1800,
+    # Seconds to wait for a database connection to open before answering 503.
+    "DATABASE_CONNECT_TIMEOUT": 5,
 }
 
 MIN_ARGON2 = {"ARGON2_MEMORY_COST": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARALLELISM": 1}
@@ -127,5 +220,41 @@ def check(config) -> None:
     for name in ("ACCESS_TOKEN_LIFETIME", "ID_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME"):
         if int(config[name]) <= 0:
             raise ConfigError(f"IDP_{name} must be a positive number of seconds")
+    for name in (
+        "DEVICE_CODE_LIFETIME",
+        "DEVICE_POLL_INTERVAL",
+        "PAR_LIFETIME",
+        "CLIENT_ASSERTION_MAX_LIFETIME",
+        "CLIENT_JWKS_TIMEOUT",
+        "CLIENT_JWKS_CACHE_SECONDS",
+        "SESSION_IDLE_LIFETIME",
+        "SESSION_ABSOLUTE_LIFETIME",
+        "LOGOUT_TOKEN_LIFETIME",
+        "BACKCHANNEL_LOGOUT_TIMEOUT",
+        "BACKCHANNEL_LOGOUT_ATTEMPTS",
+        "BACKCHANNEL_LOGOUT_RETRY_DELAY",
+        "SESSION_SWEEP_INTERVAL",
+    ):
+        if float(config[name]) <= 0:
+            raise ConfigError(f"IDP_{name} must be a positive number")
+    for name in (
+        "LOCKOUT_THRESHOLD", "LOCKOUT_BASE_SECONDS", "LOCKOUT_MAX_SECONDS", "PURGE_INTERVAL",
+        "PURGE_RETENTION", "PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST",
+        "PROXY_FIX_X_PORT", "PROXY_FIX_X_PREFIX", "DATABASE_POOL_SIZE", "DATABASE_MAX_OVERFLOW",
+    ):  # fmt: skip
+        if int(config[name]) < 0:
+            raise ConfigError(f"IDP_{name} must not be negative")
+    if config["LOG_FORMAT"] not in ("json", "text"):
+        raise ConfigError("IDP_LOG_FORMAT must be json or text")
+    if config["REGISTRATION"] not in ("off", "token", "open"):
+        raise ConfigError(
+            f"IDP_REGISTRATION must be off, token or open, got {config['REGISTRATION']!r}"
+        )
     if config["ID_TOKEN_SIGNING_ALG"] not in ("RS256", "ES256"):
         raise ConfigError("IDP_ID_TOKEN_SIGNING_ALG must be RS256 or ES256")
+    if config["ACCESS_TOKEN_SIGNING_ALG"] not in ("RS256", "ES256"):
+        raise ConfigError("IDP_ACCESS_TOKEN_SIGNING_ALG must be RS256 or ES256")
+    if config["ACCESS_TOKEN_FORMAT"] not in ("jwt", "opaque"):
+        raise ConfigError(
+            f"IDP_ACCESS_TOKEN_FORMAT must be jwt or opaque, got {config['ACCESS_TOKEN_FORMAT']!r}"
+        )

@@ -13,10 +13,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, config=None) -> Engine:
+    config = config or {}
     if url.startswith("sqlite"):
         # timeout = busy timeout: concurrent writers wait for the lock instead of failing.
-        engine = create_engine(url, connect_args={"timeout": 15})
+        # hide_parameters: SQL errors in the log never show values (hashes, claims).
+        engine = create_engine(url, connect_args={"timeout": 15}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -26,11 +28,27 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # One pool per worker process: DATABASE_POOL_SIZE steady connections plus
+    # DATABASE_MAX_OVERFLOW under bursts (docs/deploy.md sizes them against max_connections).
+    # pre-ping replaces connections the server dropped, so a restarted database is picked
+    # up again without restarting the workers.
+    connect_args = {}
+    if url.startswith("postgresql"):
+        connect_args["connect_timeout"] = int(config.get("DATABASE_CONNECT_TIMEOUT", 5))
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=int(config.get("DATABASE_POOL_SIZE", 5)),
+        max_overflow=int(config.get("DATABASE_MAX_OVERFLOW", 5)),
+        pool_timeout=float(config.get("DATABASE_POOL_TIMEOUT", 10)),
+        pool_recycle=int(config.get("DATABASE_POOL_RECYCLE", 1800)),
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
 
 
 def init_app(app: Flask) -> None:
-    engine = make_engine(app.config["DATABASE_URL"])
+    engine = make_engine(app.config["DATABASE_URL"], app.config)
     app.extensions["idp.db"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_session)
 

@@ -1,11 +1,21 @@
-"""Password sign-in: one answer for every failure, equal cost whether the user exists."""
+"""Password sign-in: one answer for every failure, equal cost whether the user exists.
+
+Progressive lockout (OWASP Authentication Cheat Sheet, "Account Lockout"; NIST SP 800-63B
+§5.2.2): after ``LOCKOUT_THRESHOLD`` consecutive failures the account is locked for
+``LOCKOUT_BASE_SECONDS``, doubled by each further failure up to ``LOCKOUT_MAX_SECONDS``. A
+locked account answers exactly like a wrong password, after the same argon2 work, so lockout
+never tells whether an account exists. A successful sign-in, or an admin, resets the count.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from datetime import timedelta
 
-from .. import audit, db
-from ..models import User
+from flask import current_app
+from sqlalchemy import func, or_, select, update
+
+from .. import audit, db, metrics
+from ..models import User, utcnow
 from . import passwords
 
 
@@ -24,15 +34,59 @@ def authenticate(identifier: str, password: str) -> User | None:
         passwords.check_length(password)
     except passwords.PasswordTooLong:
         audit.record("login.failure", actor=identifier[:150], reason="password too long")
+        metrics.login_failed("password_too_long")
         return None
     user = find_user(identifier)
+    # Verified even when locked: the answer's cost must not tell the account is locked.
     ok = passwords.verify(user.password_hash if user else None, password)
+    if user is not None and is_locked(user):
+        audit.record("login.failure", actor=identifier[:150], reason="locked")
+        metrics.login_failed("locked")
+        return None
     if not ok or user is None or not user.is_active:
         reason = "disabled" if ok and user is not None else "bad credentials"
         audit.record("login.failure", actor=identifier[:150], reason=reason)
+        metrics.login_failed(reason.replace(" ", "_"))
+        if user is not None and not ok:
+            record_failure(user)
         return None
+    if user.failed_logins or user.locked_until is not None:
+        user.failed_logins = 0
+        user.locked_until = None
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
         audit.record("password.rehashed", actor=user.sub)
     audit.record("login.success", actor=user.sub)
     return user
+
+
+def is_locked(user: User) -> bool:
+    return user.locked_until is not None and user.locked_until > utcnow()
+
+
+def lock_seconds(failures: int) -> int:
+    """How long the account is locked after this many consecutive failures (0: not locked)."""
+    config = current_app.config
+    threshold = int(config["LOCKOUT_THRESHOLD"])
+    if threshold <= 0 or failures < threshold:
+        return 0
+    base, ceiling = int(config["LOCKOUT_BASE_SECONDS"]), int(config["LOCKOUT_MAX_SECONDS"])
+    return min(base * 2 ** min(failures - threshold, 32), ceiling)
+
+
+def record_failure(user: User) -> None:
+    """Count a wrong password (atomically: workers may race) and lock when it is time."""
+    failures = (
+        db.session()
+        .execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(failed_logins=User.failed_logins + 1)
+            .returning(User.failed_logins)
+        )
+        .scalar_one()
+    )
+    seconds = lock_seconds(failures)
+    if seconds:
+        user.locked_until = utcnow() + timedelta(seconds=seconds)
+        audit.record("login.locked", actor=user.sub, failures=failures, seconds=seconds)

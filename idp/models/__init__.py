@@ -4,10 +4,12 @@ from .audit import AuditEvent
 from .base import Base, secret_hash, secret_matches, utcnow
 from .client import Client
 from .consent import Consent
+from .device import DeviceCode, JWTReplay, PushedAuthorizationRequest
 from .grant import AuthorizationCode
 from .group import Group, user_groups
 from .key import SigningKey
 from .registration import RegistrationToken
+from .resource import Resource, resource_clients
 from .session import LogoutDelivery, SessionClient, UserSession
 from .token import Token
 from .user import User
@@ -18,9 +20,13 @@ __all__ = [
     "Base",
     "Client",
     "Consent",
+    "DeviceCode",
     "Group",
+    "JWTReplay",
     "LogoutDelivery",
+    "PushedAuthorizationRequest",
     "RegistrationToken",
+    "Resource",
     "SessionClient",
     "SigningKey",
     "Token",
@@ -28,6 +34,7 @@ __all__ = [
     "UserSession",
     "secret_hash",
     "secret_matches",
+    "resource_clients",
     "user_groups",
     "utcnow",
 ]

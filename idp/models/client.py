@@ -7,11 +7,12 @@ would store it in plaintext, so this model implements ``ClientMixin`` itself.
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
 from sqlalchemy import JSON, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, secret_matches, utcnow
 
@@ -24,6 +25,9 @@ class Client(ClientMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
     client_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    # client_secret_jwt only (RFC 7523 §2.2): the secret is the HMAC key, so the server must
+    # hold it; AES-GCM under a key derived from SECRET_KEY (oauth/client_auth.py).
+    client_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     client_name: Mapped[str] = mapped_column(String(255))
     redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -38,6 +42,10 @@ class Client(ClientMixin, Base):
     # Per-client token lifetimes in seconds; None means the server default.
     access_token_lifetime: Mapped[int | None] = mapped_column()
     refresh_token_lifetime: Mapped[int | None] = mapped_column()
+    # RFC 9068 "jwt" or opaque access tokens; None: the server's ACCESS_TOKEN_FORMAT.
+    access_token_format: Mapped[str | None] = mapped_column(String(16))
+    # RFC 8693 token exchange policy (oauth/token_exchange.py); None: this client may not.
+    token_exchange_policy: Mapped[dict | None] = mapped_column(JSON)
     # RP-Initiated, Back-Channel and Front-Channel Logout 1.0 metadata.
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
@@ -53,9 +61,60 @@ class Client(ClientMixin, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    # RFC 8707 resources this client may request tokens for (models/resource.py).
+    resources: Mapped[list["Resource"]] = relationship(  # noqa: F821, UP037
+        secondary="resource_clients", viewonly=True
+    )
+
     @property
     def is_public(self) -> bool:
         return self.token_endpoint_auth_method == PUBLIC
+
+    # --- registered metadata shown to users (RFC 7591 §2) ---
+    def _https_metadata(self, name: str) -> str | None:
+        value = (self.client_metadata or {}).get(name)
+        # Only https links reach a page, whatever was stored (no javascript: or data:).
+        return value if isinstance(value, str) and value.startswith("https://") else None
+
+    @property
+    def client_uri(self) -> str | None:
+        return self._https_metadata("client_uri")
+
+    @property
+    def logo_uri(self) -> str | None:
+        return self._https_metadata("logo_uri")
+
+    @property
+    def policy_uri(self) -> str | None:
+        return self._https_metadata("policy_uri")
+
+    @property
+    def tos_uri(self) -> str | None:
+        return self._https_metadata("tos_uri")
+
+    @property
+    def contacts(self) -> list[str]:
+        return list((self.client_metadata or {}).get("contacts") or [])
+
+    @property
+    def info_links(self) -> list[tuple[str, str, str]]:
+        """(label, url, host) of the client's web page, privacy policy and terms."""
+        links = [
+            ("Website", self.client_uri),
+            ("Privacy policy", self.policy_uri),
+            ("Terms of service", self.tos_uri),
+        ]
+        return [(label, url, urlsplit(url).hostname or "") for label, url in links if url]
+
+    @property
+    def require_pushed_authorization_requests(self) -> bool:
+        """RFC 9126 §6: this client may start authorization only with a pushed request."""
+        return (self.client_metadata or {}).get("require_pushed_authorization_requests") is True
+
+    @property
+    def origin(self) -> str:
+        """How the client came to exist: "dynamic" (RFC 7591) or "static" (admin, CLI)."""
+        return "dynamic" if self.dynamically_registered else "static"
 
     # --- authlib ClientMixin ---
     def get_client_id(self) -> str:
@@ -66,8 +125,10 @@ class Client(ClientMixin, Base):
         return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
 
     def get_allowed_scope(self, scope: str | None) -> str:
-        """The requested scopes this client may have, in request order."""
+        """The requested scopes this client may have, in request order: its own scopes and
+        those of the resources it may request (RFC 8707)."""
         allowed = set(scope_to_list(self.scope) or [])
+        allowed.update(s for resource in self.resources for s in resource.scopes)
         return " ".join(s for s in dict.fromkeys(scope_to_list(scope) or []) if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:

@@ -30,6 +30,8 @@ class AuthorizationCode(AuthorizationCodeMixin, Base):
     auth_time: Mapped[int] = mapped_column()
     sid: Mapped[str | None] = mapped_column(String(64))
     amr: Mapped[list[str] | None] = mapped_column(JSON)
+    # RFC 8707 §2.1: the resources the authorization request named (or its scopes implied).
+    resources: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     # Set once, by the single request that wins the redemption (conditional UPDATE).

@@ -47,6 +47,14 @@ class Token(TokenMixin, Base):
     # The browser session (sid) the grant came from, if any.
     sid: Mapped[str | None] = mapped_column(String(64), index=True)
     amr: Mapped[list[str] | None] = mapped_column(JSON)
+    # RFC 9068: the jti of a JWT access token (None for opaque ones) and its aud.
+    jti: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    audience: Mapped[list[str] | None] = mapped_column(JSON)
+    # RFC 8707: the resources the grant covers, carried forward by the refresh token, from
+    # which a refreshed access token may be scoped down to fewer (§2.2).
+    resources: Mapped[list[str] | None] = mapped_column(JSON)
+    # RFC 8693 §4.1: the actor a token-exchange token was delegated to (the "act" claim).
+    act: Mapped[dict | None] = mapped_column(JSON)
 
     user: Mapped[User | None] = relationship(lazy="joined")
     client: Mapped[Client] = relationship(lazy="joined")

@@ -12,24 +12,25 @@ issue the code → deliver by response_mode (query | form_post), always with iss
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from flask import redirect, render_template, request, url_for
+from flask import make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from .. import audit, db
 from ..auth.forms import ConsentForm
 from ..auth.session import current_authentication
-from ..models import Consent
-from . import prompts
+from ..models import Client, Consent
+from ..security import allow_form_action
+from . import par, prompts
 from .claims import SCOPE_DESCRIPTIONS
 from .responses import added_params, deliver
-from .server import server
+from .server import query_client, server
 
 FORM_FIELDS = {"csrf_token", "allow", "deny"}
 # Parameters that must not repeat (RFC 6749 §3.1); Authlib checks the first five itself.
@@ -58,6 +59,28 @@ def authorize_url(params: dict[str, str]) -> str:
     return url_for("oauth.authorize") + "?" + urlencode(params)
 
 
+def client_redirect_target(next_url: str | None) -> tuple[Client, str] | None:
+    """The client and registered redirect URI an /authorize URL (login's ``next``) ends at.
+
+    When no consent is needed, signing in redirects login -> authorize -> client, and
+    browsers check the login page's form-action against that whole chain (CSP3 §6.3.1).
+    The login page also names the client, so the user knows where they are signing in.
+    """
+    parts = urlsplit(next_url or "")
+    if parts.scheme or parts.netloc or parts.path != url_for("oauth.authorize"):
+        return None
+    args = dict(parse_qsl(parts.query))
+    client = query_client(args.get("client_id", ""))
+    if client is None:
+        return None
+    uri = (
+        args.get("redirect_uri")
+        or par.redirect_uri_of(args, client)  # RFC 9126: the pushed redirect_uri
+        or client.get_default_redirect_uri()
+    )
+    return (client, uri) if uri and client.check_redirect_uri(uri) else None
+
+
 def error_page(error: OAuth2Error):
     return (
         render_template(
@@ -68,6 +91,7 @@ def error_page(error: OAuth2Error):
 
 
 def redirect_error(error: OAuth2Error, redirect_uri: str, params: dict[str, str]):
+    par.consume()  # RFC 9126 §4: a pushed request ends with its first response
     body = [(k, v) for k, v in error.get_body()]
     if params.get("state") and not any(k == "state" for k, _ in body):
         body.append(("state", params["state"]))
@@ -84,12 +108,14 @@ def authorize():
     try:
         grant = server().get_consent_grant(end_user=user)
     except OAuth2Error as error:
+        params = par.authorization_params(params, user)
         if error.redirect_uri:
             return redirect_error(error, error.redirect_uri, params)
         return error_page(error)
 
     redirect_uri = grant.redirect_uri
     client = grant.request.client
+    params = par.authorization_params(params, user)  # RFC 9126 §4: what was pushed
     try:
         for name in SINGLE:
             if len(request.values.getlist(name)) > 1:
@@ -110,7 +136,7 @@ def authorize():
                 raise ConsentRequiredError()
             form = ConsentForm()
             if not (request.method == "POST" and form.validate_on_submit()):
-                return consent_page(form, client, scopes, params)
+                return consent_page(form, client, scopes, params, redirect_uri)
             if form.deny.data:
                 audit.record("consent.denied", actor=user.sub, target=client.client_id)
                 db.session().commit()
@@ -122,29 +148,37 @@ def authorize():
 
 
 def redirect_to_login(params: dict[str, str]):
-    # After signing in the user comes back here; prompt=login has then been honoured.
+    # After signing in the user comes back here; prompt=login and max_age have then been
+    # honoured (keeping max_age=0 would send the user back to the login page forever).
     back = dict(params)
+    back.pop("max_age", None)
     remaining = [p for p in (back.pop("prompt", "") or "").split() if p != "login"]
     if remaining:
         back["prompt"] = " ".join(remaining)
-    login_args = {"next": authorize_url(back)}
+    login_args = {"next": authorize_url(par.link_params(back))}
     if params.get("login_hint"):
         login_args["login_hint"] = params["login_hint"]
     return redirect(url_for("auth.login", **login_args))
 
 
-def consent_page(form, client, scopes, params):
+def consent_page(form, client, scopes, params, redirect_uri: str):
     granted = prompts.granted_scopes(current_user, client)
     items = [
         {"scope": s, "text": SCOPE_DESCRIPTIONS.get(s, s), "new": s not in granted} for s in scopes
     ]
-    return render_template(
-        "consent/consent.html",
-        form=form,
-        client=client,
-        scopes=items,
-        action=authorize_url(params),
+    response = make_response(
+        render_template(
+            "consent/consent.html",
+            form=form,
+            client=client,
+            scopes=items,
+            action=authorize_url(par.link_params(params)),
+        )
     )
+    # Allow and Deny end in a redirect to the client, and browsers check form-action
+    # against every redirect of a form submission (CSP3 §6.3.1): allow that one origin.
+    allow_form_action(response, redirect_uri)
+    return response
 
 
 def remember_consent(user, client, scopes: list[str]) -> None:
@@ -161,8 +195,14 @@ def remember_consent(user, client, scopes: list[str]) -> None:
 
 
 def finish(grant, user, redirect_uri: str, params: dict[str, str]):
+    problem = par.consume()  # RFC 9126 §4: one authorization response per pushed request
+    if problem:
+        return error_page(problem)
     response = server().create_authorization_response(grant_user=user, grant=grant)
     location = response.headers.get("Location")
     if response.status_code != 302 or not location:
         return response
-    return deliver(redirect_uri, added_params(location, redirect_uri), response_mode(params))
+    body = added_params(location, redirect_uri)
+    if params.get("state") and not any(k == "state" for k, _ in body):
+        body.append(("state", params["state"]))  # a pushed state is not in this URL (RFC 9126)
+    return deliver(redirect_uri, body, response_mode(params))

@@ -27,6 +27,8 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "email": ("email", "email_verified"),
     "address": ("address",),
     "phone": ("phone_number", "phone_number_verified"),
+    # Not an OIDC standard scope: the names of the user's groups (admin UI, issue 3).
+    "groups": ("groups",),
 }
 
 # Plain words for the consent page.
@@ -36,10 +38,11 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     "email": "Your email address",
     "address": "Your postal address",
     "phone": "Your phone number",
+    "groups": "The groups you belong to",
     "offline_access": "Stay connected when you are not using it (refresh tokens)",
 }
 
-OIDC_SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access")
+OIDC_SCOPES = ("openid", "profile", "email", "address", "phone", "groups", "offline_access")
 
 CLAIMS_SUPPORTED = sorted({c for claims in SCOPE_CLAIMS.values() for c in claims})
 
@@ -54,7 +57,10 @@ def user_claims(user: User, scope: str | None) -> dict:
     wanted = [c for s in scope_to_list(scope) or [] for c in SCOPE_CLAIMS.get(s, ())]
     claims = {}
     for name in wanted:
-        value = values[name] if name in values else getattr(user, name, None)
+        if name == "groups":  # loaded only when the scope asks for it
+            value = [group.name for group in user.groups] or None
+        else:
+            value = values[name] if name in values else getattr(user, name, None)
         if value is not None and value != "":
             claims[name] = value
     for flag, base in (("email_verified", "email"), ("phone_number_verified", "phone_number")):

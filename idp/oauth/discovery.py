@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import current_app
 
 from .claims import CLAIMS_SUPPORTED, OIDC_SCOPES
+from .client_auth import CONFIDENTIAL_METHODS, SIGNING_ALG_VALUES
 from .grants import CLIENT_AUTH, RESPONSE_MODES
 from .keys import ALGORITHMS
 from .server import GRANT_TYPES
@@ -20,6 +21,10 @@ PATHS = {
     "jwks_uri": "/jwks.json",
     "revocation_endpoint": "/revoke",
     "introspection_endpoint": "/introspect",
+    "end_session_endpoint": "/end_session",  # RP-Initiated Logout 1.0 §2.1
+    "registration_endpoint": "/register",  # RFC 7591 §3; only while REGISTRATION is on
+    "device_authorization_endpoint": "/device_authorization",  # RFC 8628 §4
+    "pushed_authorization_request_endpoint": "/par",  # RFC 9126 §5
 }
 
 
@@ -36,7 +41,16 @@ def metadata() -> dict:
         id_token_signing_alg_values_supported=list(ALGORITHMS),
         token_endpoint_auth_methods_supported=list(CLIENT_AUTH),
         revocation_endpoint_auth_methods_supported=list(CLIENT_AUTH),
-        introspection_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
+        introspection_endpoint_auth_methods_supported=list(CONFIDENTIAL_METHODS),
+        # RFC 8414 §2 / OIDC Discovery §3: the JWS algorithms of private_key_jwt and
+        # client_secret_jwt assertions, wherever clients authenticate (client_auth.py).
+        token_endpoint_auth_signing_alg_values_supported=list(SIGNING_ALG_VALUES),
+        revocation_endpoint_auth_signing_alg_values_supported=list(SIGNING_ALG_VALUES),
+        introspection_endpoint_auth_signing_alg_values_supported=list(SIGNING_ALG_VALUES),
+        # RFC 9126 §5: whether every client must use the PAR endpoint.
+        require_pushed_authorization_requests=bool(
+            current_app.config["REQUIRE_PUSHED_AUTHORIZATION_REQUESTS"]
+        ),
         code_challenge_methods_supported=["S256"],
         claims_supported=CLAIMS_SUPPORTED
         + ["iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "amr"],
@@ -45,5 +59,15 @@ def metadata() -> dict:
         request_parameter_supported=False,
         request_uri_parameter_supported=False,
         authorization_response_iss_parameter_supported=True,
+        # Front-Channel Logout 1.0 §3 and Back-Channel Logout 1.0 §2.1 (oauth/logout.py):
+        # both run for every client that registers the URI, with iss and sid.
+        frontchannel_logout_supported=True,
+        frontchannel_logout_session_supported=True,
+        backchannel_logout_supported=True,
+        backchannel_logout_session_supported=True,
     )
+    from .registration import enabled as registration_enabled  # imports this module
+
+    if not registration_enabled():
+        doc.pop("registration_endpoint")
     return doc

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from flask import current_app
 
 from .. import audit, db
 from ..models import Token, utcnow
-from . import tokens
+from . import resources, tokens
+from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 
 
 class RevocationEndpoint(_RevocationEndpoint):
     # Public clients may revoke their own tokens (RFC 7009 §2.1 leaves this to the server).
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = ALL_METHODS
+
+    def check_params(self, request, client):
+        # §2.2: "An invalid token type hint value is ignored by the authorization server and
+        # does not influence the revocation response" (Authlib would refuse it).
+        if "token" not in request.form:
+            raise InvalidRequestError()
 
     def query_token(self, token_string, token_type_hint):
         return tokens.find(token_string, token_type_hint)
@@ -29,14 +37,15 @@ class RevocationEndpoint(_RevocationEndpoint):
 
 
 class IntrospectionEndpoint(_IntrospectionEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS = CONFIDENTIAL_METHODS
 
     def query_token(self, token_string, token_type_hint):
         return tokens.find(token_string, token_type_hint)
 
     def check_permission(self, token: Token, client, request) -> bool:
-        # A client may introspect the tokens issued to it; others learn only "inactive".
-        return token.client_id == client.client_id
+        # A client may introspect the tokens issued to it, and a resource server the tokens
+        # meant for its resource (RFC 7662 §2.1, RFC 8707); others learn only "inactive".
+        return token.client_id == client.client_id or resources.introspects(client, token)
 
     def create_introspection_payload(self, token: Token | None):
         if token is None or token.revoked_at is not None:
@@ -61,4 +70,14 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         if token.user is not None:
             payload["sub"] = token.user.sub
             payload["username"] = token.user.username
+        else:
+            payload["sub"] = token.client_id  # RFC 9068 §2.2: no user, the client is the subject
+        if token.presented_as == "access_token":
+            # RFC 7662 §2.2 aud and jti (RFC 9068), RFC 8693 §4.1 act.
+            if token.audience:
+                payload["aud"] = token.audience[0] if len(token.audience) == 1 else token.audience
+            if token.jti:
+                payload["jti"] = token.jti
+            if token.act:
+                payload["act"] = token.act
         return payload

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
     InvalidGrantError,
     InvalidRequestError,
@@ -30,14 +31,35 @@ from sqlalchemy import select, update
 from .. import audit, db
 from ..auth.session import current_authentication, current_sid, remember_client
 from ..models import AuthorizationCode, Token, secret_hash, utcnow
-from . import tokens
+from . import resources, tokens
 from .claims import OIDC_SCOPES
+from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 
 RESPONSE_MODES = ("query", "form_post")
-CLIENT_AUTH = ["client_secret_basic", "client_secret_post", "none"]
+CLIENT_AUTH = ALL_METHODS  # incl. private_key_jwt, client_secret_jwt (client_auth.py)
 
 
-class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+class ResourceIndicators:
+    """RFC 8707 §2.2 at the token endpoint: the resources a token is for, its scope narrowed
+    to them. ``resolve_resources`` runs in validate_token_request, before anything is used up.
+    """
+
+    def resolve_resources(self, granted: list[str] | None) -> None:
+        self.request.target_resources = resources.for_token_request(
+            self.request, self.request.client, granted
+        )
+        self.request.granted_resources = granted
+
+    def generate_token(self, user=None, scope=None, **kwargs):
+        target = getattr(self.request, "target_resources", None) or []
+        if scope is None and target:
+            # RFC 6749 §3.3: without a scope, the default is what the resources offer.
+            scope = " ".join(dict.fromkeys(s for r in target for s in r.scopes))
+        scope = resources.narrow(scope, target)
+        return super().generate_token(user=user, scope=scope, **kwargs)
+
+
+class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH
     # 48 characters of [A-Za-z0-9]: about 285 bits, far above the 128 the issue asks for.
     AUTHORIZATION_CODE_LENGTH = 48
@@ -57,6 +79,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise InvalidRequestError(
                 "redirect_uri is required", redirect_uri=redirect_uri, state=state
             )
+        try:
+            target = resources.for_authorization(self.request, self.request.client)
+        except OAuth2Error as error:  # RFC 8707 §2: invalid_target goes back to the client
+            error.redirect_uri, error.state = redirect_uri, state
+            raise
+        self.request.granted_resources = [r.identifier for r in target]
         return redirect_uri
 
     def save_authorization_code(self, code, request):
@@ -76,6 +104,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             auth_time=auth_time,
             amr=amr,
             sid=current_sid(),
+            resources=getattr(request, "granted_resources", None) or None,
             expires_at=utcnow() + timedelta(seconds=lifetime),
         )
         session = db.session()
@@ -108,6 +137,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         return row
 
+    def validate_token_request(self):
+        super().validate_token_request()
+        self.resolve_resources(self.request.authorization_code.resources or [])
+
     def delete_authorization_code(self, authorization_code):
         """Nothing to do: the code was consumed before tokens were issued; `idp purge` deletes."""
 
@@ -133,7 +166,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return super().create_token_response()
 
 
-class RefreshTokenGrant(grants.RefreshTokenGrant):
+class RefreshTokenGrant(ResourceIndicators, grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotate on every use
 
@@ -159,6 +192,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if not requested.issubset(set(token.granted_scope.split())):
             raise InvalidScopeError()
 
+    def validate_token_request(self):
+        super().validate_token_request()
+        # RFC 8707 §2.2: a refresh may ask for fewer of the grant's resources.
+        self.resolve_resources(self.request.refresh_token.resources or [])
+
     def issue_token(self, user, refresh_token):
         scope = self.request.payload.scope or refresh_token.granted_scope
         return self.generate_token(user=user, scope=scope, include_refresh_token=True)
@@ -182,13 +220,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         """Nothing to do: the old refresh token was consumed before the new one was issued."""
 
 
-class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+class ClientCredentialsGrant(ResourceIndicators, grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_METHODS
 
     def validate_token_request(self):
         super().validate_token_request()
+        # RFC 8707: the resources named, or the one the scopes belong to (RFC 9068 §3).
+        self.resolve_resources(None)
         # No end user here, so user scopes (openid, profile...) cannot be granted.
         requested = scope_to_list(self.request.payload.scope) or []
         allowed = set(scope_to_list(self.request.client.scope) or []) - set(OIDC_SCOPES)
+        allowed.update(s for r in self.request.target_resources for s in r.scopes)
         if not set(requested).issubset(allowed):
             raise InvalidScopeError("The client may not request this scope.")

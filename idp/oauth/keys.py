@@ -18,7 +18,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey, import_key
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from .. import db
+from .. import audit, db
 from ..models import SigningKey, utcnow
 
 ALGORITHMS = ("RS256", "ES256")
@@ -68,6 +68,7 @@ def rotate(session: Session, grace_seconds: int) -> list[SigningKey]:
         old.publish_until = now + timedelta(seconds=grace_seconds)
     new = [generate(alg) for alg in ALGORITHMS]
     session.add_all(new)
+    audit.record("keys.rotated", kids=[key.kid for key in new], grace_seconds=grace_seconds)
     return new
 
 

@@ -23,10 +23,11 @@ class CodeChallenge(_CodeChallenge):
         if not challenge and grant.request.client.is_public:
             raise InvalidRequestError(
                 "Public clients must use PKCE: send code_challenge with "
-                "code_challenge_method=S256 (RFC 7636, RFC 9700 §2.1.1)."
+                "code_challenge_method=S256 (RFC 7636, RFC 9700 section 2.1.1)."
             )
         if challenge and method != "S256":
             raise InvalidRequestError(
-                "code_challenge_method must be S256; 'plain' is not supported (RFC 9700 §2.1.1)."
+                "code_challenge_method must be S256; 'plain' is not supported "
+                "(RFC 9700 section 2.1.1)."
             )
         super().validate_code_challenge(grant, redirect_uri)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Blueprint, Flask, jsonify
 
 from . import authorize as authorize_view
-from . import discovery, keys
+from . import client_auth, device, discovery, keys, logout, registration
+from . import end_session as end_session_view
+from .claims import SCOPE_DESCRIPTIONS
 from .discovery import PATHS
 from .server import build, server
 from .userinfo import userinfo
@@ -14,6 +18,8 @@ from .userinfo import userinfo
 bp = Blueprint("oauth", __name__)
 
 DISCOVERY_MAX_AGE = 3600
+# Token request parameters that may repeat: RFC 8707 §2 resource, RFC 8693 §2.1 audience.
+REPEATABLE = ("resource", "audience")
 JWKS_MAX_AGE = 300
 
 
@@ -45,12 +51,20 @@ def token():
             InvalidRequestError("Send parameters as application/x-www-form-urlencoded.")
         )
     for name in request.form:
-        if len(request.form.getlist(name)) > 1:
-            return _json_error(InvalidRequestError(f"Parameter '{name}' is repeated."))
+        if len(request.form.getlist(name)) > 1 and name not in REPEATABLE:
+            return _json_error(_repeated(name))
     return server().create_token_response()
 
 
-def _endpoint(name: str):
+def _repeated(name: str) -> InvalidRequestError:
+    # The name is echoed only when it is a plain token: RFC 6749 §5.2 limits
+    # error_description to printable ASCII without quotes (found by fuzzing).
+    if re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", name):
+        return InvalidRequestError(f"Parameter '{name}' is repeated.")
+    return InvalidRequestError("A parameter is repeated.")
+
+
+def _endpoint(name: str, repeatable: tuple[str, ...] = ()):
     from flask import request
 
     if request.mimetype != "application/x-www-form-urlencoded":
@@ -58,8 +72,8 @@ def _endpoint(name: str):
             InvalidRequestError("Send parameters as application/x-www-form-urlencoded.")
         )
     for param in request.form:
-        if len(request.form.getlist(param)) > 1:
-            return _json_error(InvalidRequestError(f"Parameter '{param}' is repeated."))
+        if len(request.form.getlist(param)) > 1 and param not in repeatable:
+            return _json_error(_repeated(param))
     return server().create_endpoint_response(name)
 
 
@@ -73,7 +87,70 @@ def introspect():
     return _endpoint("introspection")
 
 
+@bp.post(PATHS["device_authorization_endpoint"])
+def device_authorization():
+    return _endpoint("device_authorization")  # RFC 8628 §3.1
+
+
+@bp.route(PATHS["pushed_authorization_request_endpoint"], methods=["GET", "PUT", "DELETE", "POST"])
+def pushed_authorization_request():
+    from flask import request
+
+    if request.method != "POST":  # RFC 9126 §2.3
+        return _json_error(
+            InvalidRequestError("The PAR endpoint accepts POST only."), 405, [("Allow", "POST")]
+        )
+    return _endpoint("pushed_authorization", repeatable=("resource",))  # RFC 8707 §2
+
+
 bp.add_url_rule(PATHS["userinfo_endpoint"], "userinfo", userinfo, methods=["GET", "POST"])
+
+
+ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+
+
+def _json_body_error():
+    """RFC 7591 §3.1 / RFC 7592 §2.2: the body is one JSON object."""
+    from flask import request
+
+    if request.mimetype != "application/json":
+        return _json_error(InvalidRequestError("Send the client metadata as application/json."))
+    if not isinstance(request.get_json(silent=True), dict):
+        return _json_error(InvalidRequestError("The body must be a JSON object."))
+    return None
+
+
+@bp.route(PATHS["registration_endpoint"], methods=ANY_METHOD)
+def register():
+    from flask import abort, request
+
+    if not registration.enabled():
+        abort(404)
+    if request.method != "POST":
+        return _json_error(
+            InvalidRequestError("The registration endpoint accepts POST only."),
+            405,
+            [("Allow", "POST")],
+        )
+    return _json_body_error() or server().create_endpoint_response("client_registration")
+
+
+@bp.route(PATHS["registration_endpoint"] + "/<client_id>", methods=ANY_METHOD)
+def client_configuration(client_id: str):
+    from flask import request
+
+    if request.method not in ("GET", "PUT", "DELETE"):
+        return _json_error(
+            InvalidRequestError("Use GET, PUT or DELETE."), 405, [("Allow", "GET, PUT, DELETE")]
+        )
+    if request.method == "PUT" and (problem := _json_body_error()):
+        return problem
+    return server().create_endpoint_response("client_configuration")
+
+
+@bp.route(PATHS["end_session_endpoint"], methods=["GET", "POST"])
+def end_session():
+    return end_session_view.end_session()
 
 
 @bp.get(PATHS["jwks_uri"])
@@ -93,6 +170,11 @@ def well_known():
 
 def init_app(app: Flask) -> None:
     keys.init_app(app)
+    logout.init_app(app)
+    client_auth.init_app(app)
     app.extensions["idp.oauth"] = build(app)
+    device.init_app(app)  # the user-code page: its own blueprint, CSRF-protected
+    registration.init_app(app)
     app.register_blueprint(bp)
+    app.jinja_env.globals["scope_text"] = lambda scope: SCOPE_DESCRIPTIONS.get(scope, scope)
     app.extensions["csrf"].exempt(bp)  # protocol endpoints; the consent form checks its own

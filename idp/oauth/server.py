@@ -6,22 +6,29 @@ Built per app and kept in ``app.extensions["idp.oauth"]``; never a module-level 
 from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidClientError
 from flask import Flask, current_app
 from sqlalchemy import select
 
 from .. import db
 from ..models import Client
-from . import endpoints, tokens
+from . import client_auth, device, endpoints, par, token_exchange, tokens
 from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
 from .oidc import OpenIDCode, OpenIDRefresh
 from .pkce import CodeChallenge
 
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+GRANT_TYPES = (
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    device.DEVICE_CODE_GRANT_TYPE,  # RFC 8628
+    token_exchange.GRANT_TYPE,  # RFC 8693
+)
 
 
 def query_client(client_id: str) -> Client | None:
     """Disabled clients are treated as unknown everywhere."""
-    if not client_id or len(client_id) > 64:
+    if not client_id or len(client_id) > 64 or "\x00" in client_id:  # PostgreSQL refuses NUL
         return None
     return db.session().scalar(
         select(Client).where(Client.client_id == client_id, Client.disabled.is_(False))
@@ -33,6 +40,14 @@ class AuthorizationServer(_AuthorizationServer):
         self.register_token_generator("default", tokens.generate_bearer_token)
         self.scopes_supported = None  # each client's scope decides (Client.get_allowed_scope)
 
+    def authenticate_client(self, request, methods, endpoint="token"):
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except ValueError as exc:
+            # Authlib's Basic parsing raises on "Authorization: Basic" with no credentials;
+            # RFC 6749 §5.2: that is invalid_client, not a server error (found by fuzzing).
+            raise InvalidClientError(status_code=401) from exc
+
 
 def build(app: Flask) -> AuthorizationServer:
     server = AuthorizationServer()
@@ -42,6 +57,10 @@ def build(app: Flask) -> AuthorizationServer:
     )
     server.register_grant(RefreshTokenGrant, [OpenIDRefresh()])
     server.register_grant(ClientCredentialsGrant)
+    server.register_grant(token_exchange.TokenExchangeGrant)  # RFC 8693
+    client_auth.register(server)  # private_key_jwt, client_secret_jwt (RFC 7523)
+    device.register(server)  # RFC 8628: device authorization endpoint and grant
+    par.register(server)  # RFC 9126: PAR endpoint, request_uri at /authorize
     server.register_endpoint(endpoints.RevocationEndpoint)
     server.register_endpoint(endpoints.IntrospectionEndpoint)
     return server

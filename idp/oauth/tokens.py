@@ -13,7 +13,8 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from .. import audit, db
-from ..models import Token, secret_hash, utcnow
+from ..models import AuthorizationCode, Token, secret_hash, utcnow
+from . import jwt_tokens
 
 
 def new_secret() -> str:
@@ -27,7 +28,12 @@ def generate_bearer_token(
     token = {
         "token_type": "Bearer",
         "access_token": new_secret(),
-        "expires_in": int(expires_in or current_app.config["ACCESS_TOKEN_LIFETIME"]),
+        # The client's own lifetime when an admin set one, else the server default.
+        "expires_in": int(
+            expires_in
+            or getattr(client, "access_token_lifetime", None)
+            or current_app.config["ACCESS_TOKEN_LIFETIME"]
+        ),
     }
     if scope is not None:
         token["scope"] = scope
@@ -46,7 +52,10 @@ def save_token(token: dict, request) -> Token:
         user_id=request.user.id if request.user else None,
         grant_type=request.payload.grant_type,
         scope=token.get("scope") or "",
-        granted_scope=parent.granted_scope if parent else (token.get("scope") or ""),
+        # A code exchanged for one resource (RFC 8707 §2.2) still grants all its scopes.
+        granted_scope=parent.granted_scope
+        if parent
+        else (code.scope if code else (token.get("scope") or "")),
         access_token_hash=secret_hash(token["access_token"]),
         issued_at=now,
         access_expires_at=now + timedelta(seconds=token["expires_in"]),
@@ -58,13 +67,28 @@ def save_token(token: dict, request) -> Token:
     )
     if "refresh_token" in token:
         row.refresh_token_hash = secret_hash(token["refresh_token"])
-        row.refresh_expires_at = now + timedelta(
-            seconds=int(current_app.config["REFRESH_TOKEN_LIFETIME"])
-        )
+        lifetime = request.client.refresh_token_lifetime or current_app.config[
+            "REFRESH_TOKEN_LIFETIME"
+        ]
+        row.refresh_expires_at = now + timedelta(seconds=int(lifetime))
+    # RFC 9068 / RFC 8707: audience, lifetime and format (JWT or opaque) of the access token.
+    jwt_tokens.shape(token, request, row)
     session = db.session()
     session.add(row)
     session.commit()
+    if parent is not None:
+        # A racing reuse of the parent may have revoked the family after this rotation won
+        # but before this row existed: RFC 9700 §4.14.2 wants the new tokens revoked too.
+        # The row lock waits for such a revocation to commit (found by the two-worker test).
+        if parent_revoked_meanwhile(parent.id):
+            row.revoked_at = utcnow()
+        session.commit()  # also releases the row lock
     return row
+
+
+def parent_revoked_meanwhile(parent_id: int) -> bool:
+    query = select(Token.revoked_at).where(Token.id == parent_id).with_for_update()
+    return db.session().scalar(query) is not None
 
 
 def find(token_string: str, hint: str | None = None) -> Token | None:
@@ -117,3 +141,34 @@ def revoke_for_user_client(user_id: int, client_id: str) -> int:
         .values(revoked_at=utcnow())
     )
     return result.rowcount
+
+
+def revoke_for_session(sid: str, keep_offline: bool = True) -> int:
+    """Sign-out policy: end what a browser session issued; returns how many rows were revoked.
+
+    Tokens issued in the session are revoked, except, when keep_offline, refresh tokens
+    granted with offline_access (OIDC Core §11): those survive sign-out, but the access
+    token issued with them ends now. Codes not yet redeemed expire.
+    """
+    session = db.session()
+    now = utcnow()
+    revoked = 0
+    for row in session.scalars(select(Token).where(Token.sid == sid, Token.revoked_at.is_(None))):
+        offline = row.refresh_token_hash is not None and "offline_access" in (
+            row.granted_scope.split()
+        )
+        if keep_offline and offline:
+            row.access_expires_at = min(row.access_expires_at, now)
+        else:
+            row.revoked_at = now
+            revoked += 1
+    session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.sid == sid,
+            AuthorizationCode.used_at.is_(None),
+            AuthorizationCode.expires_at > now,
+        )
+        .values(expires_at=now)
+    )
+    return revoked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
 from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
 from flask import jsonify, request
@@ -32,7 +33,9 @@ def bearer_token() -> str | None:
     )
     if header:
         if in_body:
-            raise InvalidTokenError("Send the token in one place only (RFC 6750 §2)")
+            # RFC 6750 §3.1: more than one method is invalid_request (400). Authlib refuses
+            # non-ASCII in error descriptions, hence "section".
+            raise InvalidRequestError("Send the token in one place only (RFC 6750 section 2)")
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise InvalidTokenError("Use the Bearer authentication scheme")
@@ -51,9 +54,9 @@ def userinfo():
         validator = BearerTokenValidator()
         token = validator.authenticate_token(token_string)
         validator.validate_token(token, ["openid"], request)
-    except (InvalidTokenError, InsufficientScopeError) as error:
+    except (InvalidTokenError, InsufficientScopeError, InvalidRequestError) as error:
         return _error(error.status_code, error.get_headers(), dict(error.get_body()))
-    except OAuth2Error as error:  # pragma: no cover - every raise above is one of the two
+    except OAuth2Error as error:  # pragma: no cover - every raise above is one of those
         return _error(401, error.get_headers(), dict(error.get_body()))
     response = jsonify(user_claims(token.user, token.scope))
     response.headers["Cache-Control"] = "no-store"
@@ -66,5 +69,8 @@ def _error(status: int, headers, body: dict):
     for name, value in headers:
         if name.lower() == "www-authenticate":
             response.headers[name] = value
+    if "WWW-Authenticate" not in response.headers and body.get("error"):
+        # RFC 6750 §3: a refused request carries a Bearer challenge with the error code.
+        response.headers["WWW-Authenticate"] = f'Bearer error="{body["error"]}"'
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -1,0 +1,73 @@
+"""Where the time of one token request goes: cProfile over N in-process requests.
+
+Runs the app in this process (no network, no gunicorn) against IDP_DATABASE_URL or a
+temporary SQLite file, issues N client_credentials tokens through Flask's test client,
+and prints the functions with the most cumulative and own time.
+
+    python bench/profile_token.py [N] [--grant client_credentials|refresh_token]
+"""
+
+from __future__ import annotations
+
+import base64
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+
+from idp import create_app, db
+from idp.cli import create_client
+from idp.migrate import upgrade
+from idp.oauth import keys
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    folder = tempfile.mkdtemp()
+    config = {
+        "DATABASE_URL": os.environ.get("IDP_DATABASE_URL", f"sqlite:///{folder}/idp.sqlite3"),
+        "SECRET_KEY": "profile",
+        "ISSUER": "http://127.0.0.1:8000",
+        "RATELIMIT_TOKEN": "1000000/second",
+    }
+    app = create_app(config)
+    upgrade(app)
+    with app.app_context():
+        keys.ensure_keys(db.session())
+        client, secret = create_client(
+            db.session(), name="p", redirect_uris=[], grant_types=["client_credentials"],
+            scope="api", public=False, first_party=True,
+        )  # fmt: skip
+        db.session().commit()
+        client_id = client.client_id
+    basic = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    http = app.test_client()
+
+    def issue():
+        answer = http.post(
+            "/token",
+            data={"grant_type": "client_credentials", "scope": "api"},
+            headers={"Authorization": basic},
+        )
+        assert answer.status_code == 200, answer.data
+
+    for _ in range(50):  # warm caches (keys, SQLAlchemy statement cache)
+        issue()
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for _ in range(count):
+        issue()
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    print(f"{count} tokens in {elapsed:.2f} s: {count / elapsed:.0f}/s in-process, "
+          f"{elapsed / count * 1000:.2f} ms each (profiler on)")  # fmt: skip
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(45)
+    stats.sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Benchmark one configuration: bench/run.sh sqlite|postgres WORKERS [SECONDS]
+#
+# Starts `idp serve` on a fresh database, pins it (1 worker: core 0; N workers: cores
+# 0..N-1), runs every scenario with wrk (32 connections, pinned to the last core) and the
+# login flow with bench/login_flow.py, and appends one JSON line per scenario to
+# bench/out/results.jsonl. Any non-2xx answer fails the run (exit 1).
+#
+#   BENCH_PG_URL     PostgreSQL database to EMPTY and use (default: .../bench)
+#   BENCH_PORT       port to listen on (default 8800)
+#   BENCH_CONNECTIONS, BENCH_THREADS   wrk settings (default 32, 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DB=${1:?usage: bench/run.sh sqlite|postgres WORKERS [SECONDS]}
+WORKERS=${2:?usage: bench/run.sh sqlite|postgres WORKERS [SECONDS]}
+SECONDS_PER_RUN=${3:-10}
+PORT=${BENCH_PORT:-8800}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+export BENCH_THREADS=${BENCH_THREADS:-1}
+export BENCH_LUA="$PWD/bench/lua"
+CORES=$(nproc)
+LAST=$((CORES - 1))
+SERVER_CPUS=$([ "$WORKERS" -le 1 ] && echo 0 || echo "0-$((WORKERS - 1 < LAST ? WORKERS - 1 : LAST))")
+CLIENT_CPUS=$LAST
+PY=${PYTHON:-.venv/bin/python}
+OUT=bench/out
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/idp-bench.XXXXXX)
+
+export IDP_INSTANCE_PATH=$WORK
+export IDP_SECRET_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export IDP_ISSUER="http://127.0.0.1:$PORT"
+# Limits stay on (their cost is part of the figures) but far above the offered load.
+export IDP_RATELIMIT_TOKEN="1000000/second" IDP_RATELIMIT_LOGIN_IP="1000000/minute"
+export IDP_RATELIMIT_LOGIN_ACCOUNT="1000000/minute"
+if [ "$DB" = postgres ]; then
+  export IDP_DATABASE_URL=${BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/bench}
+  "$PY" - <<'PY'
+import os
+from sqlalchemy import create_engine, text
+engine = create_engine(os.environ["IDP_DATABASE_URL"])
+with engine.begin() as conn:
+    conn.execute(text("DROP SCHEMA public CASCADE"))
+    conn.execute(text("CREATE SCHEMA public"))
+PY
+else
+  export IDP_DATABASE_URL="sqlite:///$WORK/idp.sqlite3"
+fi
+.venv/bin/idp init --json >/dev/null
+
+taskset -c "$SERVER_CPUS" .venv/bin/idp serve --workers "$WORKERS" --bind "127.0.0.1:$PORT" \
+  >"$OUT/server-$DB-$WORKERS.log" 2>&1 &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "$IDP_ISSUER/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+eval "$("$PY" bench/prepare.py "$IDP_ISSUER" "$WORK/refresh_tokens.txt" $((CONNECTIONS * 2)))"
+
+run_wrk() {  # scenario script [path]
+  export BENCH_SCENARIO=$1 BENCH_PATH=${3:-/}
+  # warm-up (discarded), then the measured run
+  taskset -c "$CLIENT_CPUS" wrk -t"$BENCH_THREADS" -c"$CONNECTIONS" -d2s -s "bench/lua/$2" \
+    "$IDP_ISSUER" >/dev/null || true
+  taskset -c "$CLIENT_CPUS" wrk -t"$BENCH_THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
+    --latency -s "bench/lua/$2" "$IDP_ISSUER" | tee "$OUT/wrk-$DB-$WORKERS-$1.txt" | grep '^RESULT'
+}
+
+results=()
+status=0
+for scenario in "discovery get.lua /.well-known/openid-configuration" "jwks get.lua /jwks.json" \
+  "client_credentials client_credentials.lua" "introspection introspect.lua" \
+  "userinfo userinfo.lua"; do
+  # shellcheck disable=SC2086
+  line=$(run_wrk $scenario) || status=1
+  results+=("$line")
+done
+# Refresh needs fresh tokens after its warm-up used some: regenerate them first.
+eval "$("$PY" bench/prepare.py "$IDP_ISSUER" "$WORK/refresh_tokens.txt" $((CONNECTIONS * 2)))"
+export BENCH_SCENARIO=refresh
+line=$(taskset -c "$CLIENT_CPUS" wrk -t"$BENCH_THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
+  --latency -s bench/lua/refresh.lua "$IDP_ISSUER" | tee "$OUT/wrk-$DB-$WORKERS-refresh.txt" \
+  | grep '^RESULT') || status=1
+results+=("$line")
+line=$(cd bench && taskset -c "$CLIENT_CPUS" "../$PY" login_flow.py "$IDP_ISSUER" --threads 8 \
+  --duration "$SECONDS_PER_RUN" | grep '^RESULT') || status=1
+results+=("$line")
+
+# Resident memory of each worker (the children of the gunicorn master) after the runs.
+rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%d", sep, $1/1024; sep=","}')
+for line in "${results[@]}"; do
+  echo "${line#RESULT }" | "$PY" -c "
+import json, sys
+row = json.loads(sys.stdin.read())
+row.update(database='$DB', workers=$WORKERS, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
+           worker_rss_mb=[int(x) for x in '$rss'.split(',') if x])
+print(json.dumps(row))" | tee -a "$OUT/results.jsonl"
+done
+exit $status

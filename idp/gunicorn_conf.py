@@ -1,0 +1,88 @@
+"""gunicorn configuration for ``idp serve`` (also usable directly: ``-c python:idp.gunicorn_conf``).
+
+Every value can be set with an ``IDP_`` environment variable (or the matching ``idp serve``
+option); the defaults suit one machine behind a reverse proxy:
+
+    IDP_BIND            127.0.0.1:8000       where to listen (the proxy connects here)
+    IDP_WORKERS         number of CPUs       worker processes (each with its own DB pool)
+    IDP_THREADS         1                    threads per worker (>1 selects gthread workers)
+    IDP_TIMEOUT         30                   seconds before a stuck worker is replaced
+    IDP_MAX_REQUESTS    0                    recycle a worker after this many requests (0: never)
+
+Workers are forked before the app is imported (no preload), so no database connection or
+key cache is ever shared between processes. The proxy's X-Forwarded-* headers are trusted
+only through the app's ProxyFix settings (PROXY_FIX_X_FOR...), not by gunicorn itself.
+Prometheus metrics of all workers are added up through PROMETHEUS_MULTIPROC_DIR.
+"""
+
+from __future__ import annotations
+
+import glob
+import multiprocessing
+import os
+import tempfile
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+bind = os.environ.get("IDP_BIND", "127.0.0.1:8000")
+workers = _int("IDP_WORKERS", multiprocessing.cpu_count())
+threads = _int("IDP_THREADS", 1)
+worker_class = "gthread" if threads > 1 else "sync"
+timeout = _int("IDP_TIMEOUT", 30)
+graceful_timeout = 30
+keepalive = 5
+max_requests = _int("IDP_MAX_REQUESTS", 0)
+max_requests_jitter = max_requests // 10
+proc_name = "idp"
+preload_app = False
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"  # heartbeat files off the disk
+
+# The app's ProxyFix decides which forwarded headers count; gunicorn trusts none itself.
+secure_scheme_headers: dict[str, str] = {}
+forwarded_allow_ips = "127.0.0.1,::1"
+
+# The app writes one JSON access line per request, without query strings; gunicorn's own
+# access log (which has them) stays off. gunicorn's error log uses the same JSON format.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("IDP_LOG_LEVEL", "info").lower()
+if os.environ.get("IDP_LOG_FORMAT", "json") == "json":
+    # Replaces gunicorn's whole logging setup (its defaults name these handlers).
+    _stderr = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "idp.logs.JsonFormatter"}},
+        "handlers": {"console": _stderr, "error_console": _stderr},
+        "root": {"level": "WARNING", "handlers": ["console"]},
+        "loggers": {
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["error_console"],
+                "propagate": False,
+            },
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+        },
+    }
+
+# Multiprocess metrics: one directory shared by the workers of this server, emptied at start.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")
+
+
+def on_starting(server):
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, exist_ok=True)
+    for stale in glob.glob(os.path.join(folder, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,173 @@
+"""Rate limits against brute force and abuse (RFC 6749 §10.10, RFC 6819 §4.3.3, RFC 8628 §5.1).
+
+Flask-Limiter counts requests per key in ``RATELIMIT_STORAGE_URI``, else ``REDIS_URL`` (so
+every worker and machine shares the counters), else in each worker's memory. What is limited,
+and by what key, is the table ``LIMITS`` below; a limit is attached to whichever view serves
+that endpoint name or path, so an endpoint added by another part of the server (registration,
+device-code entry) is limited as soon as it exists. ``create_app`` calls ``init_app`` last.
+
+A request over a limit gets 429 Too Many Requests with ``Retry-After`` (RFC 6585 §4,
+RFC 9110 §10.2.3): JSON on protocol endpoints, a friendly page in the UI (``errors.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter, RequestLimit
+from limits.storage import MemoryStorage
+
+from . import metrics
+
+
+def by_ip() -> str:
+    """The client's address (as ProxyFix established it from trusted hops only)."""
+    return f"ip:{request.remote_addr or 'unknown'}"
+
+
+def _digest(value: str) -> str:
+    # Counters may live in Redis: keep usernames and client ids out of its key space.
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def by_account() -> str:
+    """The account a sign-in names, whether or not it exists (so limits reveal nothing)."""
+    identifier = (request.form.get("username") or "").strip().lower()[:320]
+    return f"account:{_digest(identifier)}" if identifier else ""
+
+
+def presented_client_id() -> str | None:
+    """client_id from HTTP Basic (RFC 6749 §2.3.1) or the form body, unauthenticated."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return unquote(decoded.partition(":")[0]) or None
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return request.form.get("client_id") or None
+    return None
+
+
+def by_client() -> str:
+    """Per client at the token endpoint; requests naming no client count per IP."""
+    client_id = presented_client_id()
+    return f"client:{_digest(client_id)}" if client_id else by_ip()
+
+
+@dataclass(frozen=True)
+class Rule:
+    setting: str  # config key holding the limit string
+    key: Callable[[], str]
+    methods: tuple[str, ...] = ("POST",)
+
+
+# endpoint name or URL path -> limits. Paths cover views registered under other names.
+LOGIN = (Rule("RATELIMIT_LOGIN_IP", by_ip), Rule("RATELIMIT_LOGIN_ACCOUNT", by_account))
+TOKEN = (Rule("RATELIMIT_TOKEN", by_client),)
+REGISTRATION = (Rule("RATELIMIT_REGISTRATION", by_ip),)
+DEVICE_ENTRY = (Rule("RATELIMIT_DEVICE_ENTRY", by_ip),)
+LIMITS: dict[str, tuple[Rule, ...]] = {
+    "auth.login": LOGIN,
+    "oauth.token": TOKEN,
+    "oauth.registration": REGISTRATION,
+    "oauth.register": REGISTRATION,
+    "/register": REGISTRATION,
+    "/connect/register": REGISTRATION,
+    "oauth.device_verify": DEVICE_ENTRY,
+    "device.verify": DEVICE_ENTRY,
+    "/device": DEVICE_ENTRY,
+    "/activate": DEVICE_ENTRY,
+}
+
+
+class MemoryCounters(MemoryStorage):
+    """``memory://`` without a timer thread per counted request.
+
+    limits' MemoryStorage starts a ``threading.Timer`` to sweep expired counters whenever
+    none is running, i.e. on nearly every hit under load (about 0.7 ms of a token request).
+    Expired counters are already ignored when read, so the sweep only frees memory: here it
+    runs inline, at most once a second.
+    """
+
+    STORAGE_SCHEME = ["idp-memory"]
+    SWEEP_SECONDS = 1.0
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # overrides the name-mangled hook
+        now = time.monotonic()
+        if now - getattr(self, "_swept_at", 0.0) >= self.SWEEP_SECONDS:
+            self._swept_at = now
+            self._MemoryStorage__expire_events()
+
+
+def storage_uri(config) -> str:
+    return config.get("RATELIMIT_STORAGE_URI") or config.get("REDIS_URL") or "memory://"
+
+
+def limiter_storage_uri(uri: str) -> str:
+    return "idp-memory://" if uri == "memory://" else uri
+
+
+def _on_breach(limit: RequestLimit) -> None:
+    metrics.rate_limited(request.endpoint or "unknown")
+    current_app.logger.warning(
+        "rate limit exceeded", extra={"limit": str(limit.limit), "endpoint": request.endpoint}
+    )
+
+
+def rules_for(app: Flask) -> dict[str, tuple[Rule, ...]]:
+    """endpoint -> rules, for the endpoints of this app that LIMITS names."""
+    found: dict[str, tuple[Rule, ...]] = {}
+    for rule in app.url_map.iter_rules():
+        rules = LIMITS.get(rule.endpoint) or LIMITS.get(rule.rule)
+        if rules and rule.endpoint in app.view_functions:
+            found[rule.endpoint] = rules
+    return found
+
+
+def init_app(app: Flask) -> None:
+    """Attach the limits to the views; call after every blueprint is registered."""
+    app.config["RATELIMIT_STORAGE_URI"] = storage_uri(app.config)
+    limiter = Limiter(
+        key_func=by_ip,
+        storage_uri=limiter_storage_uri(app.config["RATELIMIT_STORAGE_URI"]),
+        strategy="sliding-window-counter",
+        # A Redis outage must not take sign-in down: count in memory until it is back.
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
+        headers_enabled=False,  # Retry-After is set on 429 answers only (errors.py)
+        key_prefix=app.config.get("RATELIMIT_KEY_PREFIX") or "idp",
+        on_breach=_on_breach,
+    )
+    limiter.init_app(app)
+    app.extensions["idp.limiter"] = limiter
+    for endpoint, rules in rules_for(app).items():
+        view = app.view_functions[endpoint]
+        for rule in rules:
+            view = limiter.limit(
+                lambda setting=rule.setting: current_app.config[setting],
+                key_func=rule.key,
+                methods=list(rule.methods),
+            )(view)
+        app.view_functions[endpoint] = view
+
+
+def retry_after(error) -> int:
+    """Whole seconds until the breached limit lets a request through again (at least 1)."""
+    limiter = current_app.extensions.get("idp.limiter")
+    current = limiter.current_limit if limiter is not None else None
+    if current is not None and current.breached:
+        try:
+            return max(1, int(current.reset_at - time.time()))
+        except Exception:  # storage unreachable: fall back to the window length
+            pass
+    limit = getattr(getattr(error, "limit", None), "limit", None)
+    return max(1, int(limit.get_expiry())) if limit is not None else 60

@@ -1,0 +1,187 @@
+"""Structured logs: one JSON object a line, each with the request id, never a secret.
+
+Every request gets an id (a well-formed ``X-Request-Id`` from the proxy, or a new one); it is
+on every log line written while the request runs and is returned in the ``X-Request-Id``
+response header, so an operator can find a user's complaint in the logs. One access line is
+written per request: method, path (never the query string, which carries codes, states and
+hints), status, duration, endpoint, client address.
+
+Nothing here logs a body, a header value or a query string. As a second line of defence the
+formatter drops extra fields with secret-sounding names and masks ``name=value`` pairs of
+OAuth parameters (code, tokens, secrets, passwords) and bearer/basic credentials in messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import traceback
+import uuid
+from datetime import UTC, datetime
+
+from flask import Flask, Response, g, has_request_context, request
+
+REQUEST_ID_HEADER = "X-Request-Id"
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+SECRET_WORDS = (
+    "password",
+    "secret",
+    "token",
+    "code",
+    "assertion",
+    "authorization",
+    "cookie",
+    "verifier",
+)
+# name=value / "name": "value" for OAuth parameters that carry credentials.
+SECRET_PAIRS = re.compile(
+    r"(?i)\b((?:access_token|refresh_token|id_token|code|code_verifier|client_secret|password"
+    r"|client_assertion|registration_access_token|logout_token|device_code|user_code|"
+    r"id_token_hint|subject_token|actor_token)\"?\s*[=:]\s*\"?)([^\s&\"',;]+)"
+)
+CREDENTIALS = re.compile(r"(?i)\b(Bearer|Basic|DPoP)\s+[A-Za-z0-9._~+/=-]{8,}")
+
+# Attributes every LogRecord has; anything else was passed with extra=.
+STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+
+
+def scrub(text: str) -> str:
+    """Mask credentials that a careless message might contain."""
+    text = SECRET_PAIRS.sub(lambda m: m.group(1) + "[redacted]", text)
+    return CREDENTIALS.sub(lambda m: m.group(1) + " [redacted]", text)
+
+
+def is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS) and lowered not in SAFE_NAMES
+
+
+# Extra fields whose names contain a secret word but carry no secret.
+SAFE_NAMES = {"grant_type", "token_type", "token_id", "code_id", "status_code"}
+
+
+def current_request_id() -> str | None:
+    if has_request_context():
+        return g.get("request_id")
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    """A log record as one JSON object: ts, level, logger, message, request_id, pid, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": scrub(record.getMessage()),
+            "pid": record.process,
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id()
+        if request_id:
+            entry["request_id"] = request_id
+        for name, value in vars(record).items():
+            if name in STANDARD or name.startswith("_") or name in entry:
+                continue
+            if is_secret_name(name):
+                continue
+            entry[name] = (
+                value if isinstance(value, int | float | bool | None) else scrub(str(value))
+            )
+        if record.exc_info:
+            entry["exception"] = scrub("".join(traceback.format_exception(*record.exc_info)))
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.request_id = getattr(record, "request_id", None) or current_request_id() or "-"
+        return scrub(super().format(record))
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (test runners swap it)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def formatter(kind: str) -> logging.Formatter:
+    return JsonFormatter() if kind == "json" else TextFormatter()
+
+
+def configure(kind: str = "json", level: str = "INFO", handler: bool = True) -> None:
+    """Install one stderr handler on the ``idp`` loggers (idempotent: replaces the last one).
+
+    Without ``handler`` (tests) only the level is set: the test runner captures the records.
+    """
+    logger = logging.getLogger("idp")
+    for existing in list(logger.handlers):
+        if getattr(existing, "idp_handler", False):
+            logger.removeHandler(existing)
+    if handler:
+        stderr = StderrHandler()
+        stderr.idp_handler = True
+        stderr.setFormatter(formatter(kind))
+        logger.addHandler(stderr)
+    logger.setLevel(level.upper())
+    # The development server logs request lines with their query strings (codes!); the
+    # access line below replaces them.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+access_log = logging.getLogger("idp.access")
+
+
+def start_request() -> None:
+    g.request_started = time.perf_counter()
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def finish_request(response: Response) -> Response:
+    request_id = g.get("request_id")
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    started = g.get("request_started")
+    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path[:256],
+            "status": response.status_code,
+            "duration_ms": duration_ms,
+            "endpoint": request.endpoint,
+            "remote_addr": request.remote_addr,
+        },
+    )
+    return response
+
+
+def init_app(app: Flask) -> None:
+    configure(str(app.config["LOG_FORMAT"]), str(app.config["LOG_LEVEL"]), not app.testing)
+    # First of all before-request hooks, so an early refusal (rate limit) still has an id.
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
+    app.after_request(finish_request)
+
+
+__all__ = ["JsonFormatter", "configure", "init_app", "scrub"]

@@ -1,0 +1,127 @@
+"""Prometheus metrics at /metrics (prometheus-client), correct under several gunicorn workers.
+
+The metric objects are process-wide, as prometheus-client requires; under gunicorn
+``PROMETHEUS_MULTIPROC_DIR`` is set (``idp serve`` does it) so each worker writes its values
+to files there and /metrics, answered by any worker, adds up all of them.
+
+    idp_http_requests_total{endpoint,method,status}     every response
+    idp_http_request_duration_seconds{endpoint}          latency histogram
+    idp_tokens_issued_total{grant_type}                  successful token responses
+    idp_login_failures_total{reason}                     refused sign-ins
+    idp_rate_limit_hits_total{endpoint}                  requests refused with 429
+
+Labels are endpoint names, never paths, so their number is bounded. /metrics can be limited
+to a bearer token (``METRICS_TOKEN``) and/or to addresses (``METRICS_ALLOW_IPS``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import time
+
+from flask import Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter(
+    "idp_http_requests_total", "HTTP responses by endpoint, method and status",
+    ["endpoint", "method", "status"],
+)  # fmt: skip
+LATENCY = Histogram(
+    "idp_http_request_duration_seconds",
+    "Time from the first request hook to the response, by endpoint",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TOKENS_ISSUED = Counter(
+    "idp_tokens_issued_total", "Successful token endpoint responses by grant type", ["grant_type"]
+)
+LOGIN_FAILURES = Counter("idp_login_failures_total", "Refused sign-ins by reason", ["reason"])
+RATE_LIMIT_HITS = Counter(
+    "idp_rate_limit_hits_total", "Requests refused by a rate limit, by endpoint", ["endpoint"]
+)
+
+
+def login_failed(reason: str) -> None:
+    LOGIN_FAILURES.labels(reason=reason).inc()
+
+
+def rate_limited(endpoint: str) -> None:
+    RATE_LIMIT_HITS.labels(endpoint=endpoint).inc()
+
+
+def start_timer() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def observe(response: Response) -> Response:
+    endpoint = request.endpoint or "unmatched"
+    REQUESTS.labels(
+        endpoint=endpoint, method=request.method, status=str(response.status_code)
+    ).inc()
+    started = g.get("metrics_started")
+    if started is not None:
+        LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+    if endpoint == "oauth.token" and response.status_code == 200:
+        # Only grants the server runs answer 200, so the label set stays bounded.
+        TOKENS_ISSUED.labels(grant_type=request.form.get("grant_type", "unknown")[:64]).inc()
+    return response
+
+
+def allowed() -> bool:
+    """The scrape passes METRICS_TOKEN and METRICS_ALLOW_IPS, where they are set."""
+    config = current_app.config
+    token = config.get("METRICS_TOKEN")
+    if token:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), str(token).encode()
+        ):
+            return False
+    networks = config.get("METRICS_ALLOW_IPS")
+    if networks:
+        if isinstance(networks, str):
+            networks = [n.strip() for n in networks.split(",") if n.strip()]
+        try:
+            address = ipaddress.ip_address(request.remote_addr or "")
+        except ValueError:
+            return False
+        if not any(address in ipaddress.ip_network(n, strict=False) for n in networks):
+            return False
+    return True
+
+
+def registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        collected = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collected)
+        return collected
+    return REGISTRY
+
+
+def metrics_view():
+    if not allowed():
+        response = Response("forbidden\n", status=403, mimetype="text/plain")
+        if current_app.config.get("METRICS_TOKEN"):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    response = Response(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app: Flask) -> None:
+    if not app.config["METRICS_ENABLED"]:
+        return
+    app.before_request_funcs.setdefault(None, []).insert(0, start_timer)
+    app.after_request(observe)
+    app.add_url_rule("/metrics", "metrics", metrics_view)

@@ -1,0 +1,146 @@
+"""Behind a reverse proxy: trusted hops only, and an issuer that never follows the request.
+
+RFC 8414 §2/§3.3 and OIDC Discovery §4.3: the issuer in the metadata must be exactly the
+configured one; RFC 7239 / X-Forwarded-For are trusted only from known proxies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+from sqlalchemy import select
+
+from idp import db
+from idp.models import AuditEvent
+from idp.serve import gunicorn_argv
+
+from ..factories import PASSWORD
+
+FORGED = {
+    "Host": "evil.example",
+    "X-Forwarded-Host": "evil.example",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Port": "8443",
+    "X-Forwarded-Prefix": "/evil",
+    "X-Forwarded-For": "203.0.113.66",
+}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"PROXY_FIX_X_FOR": 1, "PROXY_FIX_X_PROTO": 1, "PROXY_FIX_X_HOST": 1,
+          "PROXY_FIX_X_PORT": 1, "PROXY_FIX_X_PREFIX": 1}],
+)  # fmt: skip
+def test_issuer_and_published_urls_never_come_from_the_request(app_config, settings):
+    # RFC 8414 §3.3: the issuer in the document must equal the configured issuer, whatever
+    # Host or X-Forwarded-* headers a request (or a misconfigured proxy) carries.
+    from idp import create_app
+
+    app = create_app({**app_config, **settings})
+    client = app.test_client()
+    for path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+        meta = client.get(path, headers=FORGED).get_json()
+        assert meta["issuer"] == "http://localhost"
+        urls = [v for v in meta.values() if isinstance(v, str) and "://" in v]
+        assert urls and all(url.startswith("http://localhost/") or url == "http://localhost"
+                            for url in urls)  # fmt: skip
+    db.engine(app).dispose()
+
+
+def login_from(client, forwarded_for: str):
+    from ..helpers import csrf_token
+
+    headers = {"X-Forwarded-For": forwarded_for}
+    page = client.get("/login", headers=headers)
+    data = {
+        "csrf_token": csrf_token(page.get_data(as_text=True)),
+        "username": "alice",
+        "password": PASSWORD,
+    }
+    return client.post("/login", data=data, headers=headers)
+
+
+def audited_ips(app) -> list[str]:
+    with app.app_context():
+        return list(
+            db.session().scalars(select(AuditEvent.ip).where(AuditEvent.event == "login.success"))
+        )
+
+
+def test_forwarded_for_is_ignored_without_a_trusted_proxy(app, client, user):
+    # A client cannot choose the address that audit records and rate limits see.
+    assert login_from(client, "203.0.113.66").status_code == 302
+    assert audited_ips(app) == ["127.0.0.1"]
+
+
+@pytest.mark.config(PROXY_FIX_X_FOR=1)
+def test_forwarded_for_of_one_trusted_hop_is_the_client_address(app, client, user):
+    # With one trusted proxy, the right-most X-Forwarded-For entry (the one it added) counts;
+    # entries a client put before it are ignored.
+    assert login_from(client, "198.51.100.1, 203.0.113.66").status_code == 302
+    assert audited_ips(app) == ["203.0.113.66"]
+
+
+@pytest.mark.config(PROXY_FIX_X_FOR=1, RATELIMIT_LOGIN_IP="1/minute")
+def test_rate_limits_follow_the_forwarded_client_address(client, user):
+    assert login_from(client, "203.0.113.1").status_code == 302
+    assert login_from(client, "203.0.113.1").status_code == 429
+    assert login_from(client, "203.0.113.2").status_code == 302
+
+
+def test_idp_serve_runs_gunicorn_with_the_packaged_configuration():
+    argv = gunicorn_argv(("--log-level", "debug"))
+    assert argv[:3] == [sys.executable, "-m", "gunicorn"]
+    assert argv[3:5] == ["--config", "python:idp.gunicorn_conf"]
+    assert argv[-1] == "idp:create_app()"
+    assert "--log-level" in argv
+
+
+def test_gunicorn_configuration_reads_its_settings_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("IDP_BIND", "127.0.0.1:9999")
+    monkeypatch.setenv("IDP_WORKERS", "3")
+    monkeypatch.setenv("IDP_THREADS", "4")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    import idp.gunicorn_conf as conf
+
+    conf = importlib.reload(conf)
+    assert (conf.bind, conf.workers, conf.threads, conf.worker_class) == (
+        "127.0.0.1:9999", 3, 4, "gthread"
+    )  # fmt: skip
+    assert conf.accesslog is None  # gunicorn's access log would print query strings
+    assert conf.secure_scheme_headers == {}  # only the app's ProxyFix trusts headers
+    assert conf.preload_app is False  # no connection or key cache shared across fork
+    (tmp_path / "counter_1.db").write_bytes(b"stale")
+    conf.on_starting(None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gunicorn_defaults_to_one_worker_per_cpu(monkeypatch, tmp_path):
+    import multiprocessing
+
+    for name in ("IDP_BIND", "IDP_WORKERS", "IDP_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    import idp.gunicorn_conf as conf
+
+    conf = importlib.reload(conf)
+    assert conf.workers == multiprocessing.cpu_count()
+    assert (conf.bind, conf.worker_class) == ("127.0.0.1:8000", "sync")
+
+
+@pytest.mark.config(ISSUER="https://localhost", PROXY_FIX_X_PROTO=1)
+def test_forms_work_over_https_behind_a_tls_proxy(client, user):
+    # Behind nginx the request is https (X-Forwarded-Proto) and, with Referrer-Policy:
+    # no-referrer, the browser sends no Referer: sign-in must still pass its CSRF check.
+    from ..helpers import csrf_token
+
+    headers = {"X-Forwarded-Proto": "https"}
+    page = client.get("/login", headers=headers)
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    data = {"csrf_token": csrf_token(page.get_data(as_text=True)), "username": "alice",
+            "password": PASSWORD}  # fmt: skip
+    answer = client.post("/login", data=data, headers=headers)
+    assert answer.status_code == 302
+    assert "Secure" in answer.headers["Set-Cookie"]

@@ -1,0 +1,349 @@
+"""Two real gunicorn workers (`idp serve --workers 2`) sharing one database.
+
+Exactly-once code redemption (RFC 6749 §4.1.2), refresh rotation with family revocation
+(RFC 9700 §4.14.2), key rotation published by every worker (OIDC Core §10.1.1), revocation
+seen by every worker (RFC 7009 §2), and metrics summed over workers. Runs on PostgreSQL
+when IDP_TEST_DATABASE_URL is set (in a database of its own, `<name>2`), else on SQLite.
+
+Which worker served a request is read from the JSON access log (request id -> pid), so
+each test also shows that both workers took part.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from idp import create_app, db
+from idp.migrate import upgrade
+from idp.models import SigningKey
+from idp.oauth import keys
+
+from ..conftest import PG_URL
+from ..factories import PASSWORD, Factory
+from ..helpers import pkce_pair
+
+SECRET_KEY = "workers-test-secret-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def workers_database(tmp_path_factory) -> str:
+    """A migrated database for the server: `<db>2` on PostgreSQL, or a SQLite file."""
+    if PG_URL:
+        url = make_url(PG_URL)
+        name = os.environ.get("IDP_TEST_WORKERS_DATABASE") or f"{url.database}2"
+        admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        target = url.set(database=name).render_as_string(hide_password=False)
+        engine = create_engine(target)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        return target
+    return f"sqlite:///{tmp_path_factory.mktemp('workers')}/idp.sqlite3"
+
+
+class Server:
+    def __init__(self, url: str, database_url: str, log_path, process):
+        self.url = url
+        self.database_url = database_url
+        self.log_path = log_path
+        self.process = process
+
+    def served_by(self, responses) -> set[int]:
+        """The pids of the workers that answered these responses (from the access log)."""
+        wanted = {r.headers["X-Request-Id"] for r in responses}
+        pids = set()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            found = {}
+            for line in self.log_path.read_text().splitlines():
+                if line.startswith("{") and '"idp.access"' in line:
+                    entry = json.loads(line)
+                    found[entry.get("request_id")] = entry["pid"]
+            if wanted <= set(found):
+                pids = {found[w] for w in wanted}
+                break
+            time.sleep(0.05)
+        return pids
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    database_url = workers_database(tmp_path_factory)
+    folder = tmp_path_factory.mktemp("server")
+    config = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET_KEY, "ISSUER": "http://127.0.0.1"}
+    app = create_app(config)
+    upgrade(app)
+    with app.app_context():
+        keys.ensure_keys(db.session())
+        db.session().commit()
+    db.engine(app).dispose()
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "IDP_INSTANCE_PATH": str(folder),
+        "IDP_DATABASE_URL": database_url,
+        "IDP_SECRET_KEY": SECRET_KEY,
+        "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        "IDP_KEY_CACHE_SECONDS": "1",
+        "IDP_RATELIMIT_ENABLED": "false",
+        "IDP_LOG_LEVEL": "INFO",
+        "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
+    }
+    env.pop("IDP_TEST_DATABASE_URL", None)
+    log_path = folder / "server.log"
+    command = [sys.executable, "-c", "from idp.cli import main; main()", "serve",
+               "--workers", "2", "--bind", f"127.0.0.1:{port}"]  # fmt: skip
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(url + "/readyz", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "server did not start: " + log_path.read_text()
+            time.sleep(0.1)
+        yield Server(url, database_url, log_path, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def rows(server):
+    """A user and a first-party confidential client in the server's database."""
+    app = create_app({"DATABASE_URL": server.database_url, "SECRET_KEY": SECRET_KEY,
+                      "ISSUER": server.url, "TESTING": True})  # fmt: skip
+    with app.app_context():
+        factory = Factory(app)
+        factory.user(username="walt")
+        registered = factory.client(
+            first_party=True,
+            grant_types=("authorization_code", "refresh_token", "client_credentials"),
+            scope="openid profile api",
+        )
+    yield registered
+    db.engine(app).dispose()
+
+
+def at_once(n: int, action) -> list:
+    """Run action(i) in n threads released together; returns the n results."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i):
+        try:
+            barrier.wait(timeout=10)
+            results[i] = action(i)
+        except BaseException as exc:  # reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for result in results:
+        assert not isinstance(result, BaseException), repr(result)
+    return results
+
+
+def sign_in(server) -> requests.Session:
+    browser = requests.Session()
+    page = browser.get(server.url + "/login").text
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    answer = browser.post(
+        server.url + "/login",
+        data={"csrf_token": token, "username": "walt", "password": PASSWORD, "next": ""},
+        allow_redirects=False,
+    )
+    assert answer.status_code == 302
+    return browser
+
+
+def get_code(server, browser, registered) -> tuple[str, str]:
+    verifier, challenge = pkce_pair()
+    answer = browser.get(
+        server.url + "/authorize",
+        params={
+            "response_type": "code",
+            "client_id": registered.client_id,
+            "redirect_uri": registered.redirect_uri,
+            "scope": "openid profile",
+            "state": "s",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },  # fmt: skip
+        allow_redirects=False,
+    )
+    assert answer.status_code == 302, answer.text[:500]
+    return parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0], verifier
+
+
+def token_request(server, registered, data: dict) -> requests.Response:
+    return requests.post(
+        server.url + "/token", data=data, auth=(registered.client_id, registered.client_secret)
+    )
+
+
+def introspect(server, registered, token: str) -> requests.Response:
+    return requests.post(
+        server.url + "/introspect",
+        data={"token": token},
+        auth=(registered.client_id, registered.client_secret),
+    )
+
+
+def outcome(responses) -> Counter:
+    return Counter(
+        "ok" if r.status_code == 200 else f"{r.status_code} {r.json().get('error')}"
+        for r in responses
+    )
+
+
+def test_a_code_redeemed_twice_at_once_on_two_workers_succeeds_once(server, rows):
+    # RFC 6749 §4.1.2: a code is used once, even when two workers get it at the same time.
+    browser = sign_in(server)
+    workers = set()
+    for _ in range(12):  # until the two requests have been on different workers at least once
+        code, verifier = get_code(server, browser, rows)
+        data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                "redirect_uri": rows.redirect_uri}  # fmt: skip
+        responses = at_once(2, lambda _i, data=data: token_request(server, rows, data))
+        assert outcome(responses) == Counter({"ok": 1, "400 invalid_grant": 1})
+        workers = server.served_by(responses)
+        if len(workers) == 2:
+            break
+    assert len(workers) == 2
+
+
+def test_a_refresh_race_on_two_workers_has_one_winner_and_revokes_the_family(server, rows):
+    # RFC 9700 §4.14.2: of two uses of one refresh token, one gets new tokens; the other is
+    # a reuse, so the whole family is revoked, the winner's new tokens included.
+    browser = sign_in(server)
+    workers = set()
+    for _ in range(12):
+        code, verifier = get_code(server, browser, rows)
+        first = token_request(server, rows, {
+            "grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+            "redirect_uri": rows.redirect_uri,
+        }).json()  # fmt: skip
+        data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+        responses = at_once(2, lambda _i, data=data: token_request(server, rows, data))
+        assert outcome(responses) == Counter({"ok": 1, "400 invalid_grant": 1})
+        (winner,) = [r.json() for r in responses if r.status_code == 200]
+        assert introspect(server, rows, winner["access_token"]).json() == {"active": False}
+        again = token_request(
+            server, rows, {"grant_type": "refresh_token", "refresh_token": winner["refresh_token"]}
+        )
+        assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+        assert introspect(server, rows, first["access_token"]).json() == {"active": False}
+        workers = server.served_by(responses)
+        if len(workers) == 2:
+            break
+    assert len(workers) == 2
+
+
+def jwks_round(server, n=6) -> list[requests.Response]:
+    return at_once(n, lambda _i: requests.get(server.url + "/jwks.json"))
+
+
+def test_a_key_rotated_through_one_process_is_published_by_every_worker(server, rows):
+    # OIDC Core §10.1.1: a new signing key must be in the JWKS that every worker serves
+    # (KEY_CACHE_SECONDS=1 here). The rotation is done by another process (the CLI's code).
+    before = jwks_round(server)
+    old_kids = {k["kid"] for k in before[0].json()["keys"]}
+    assert all({k["kid"] for k in r.json()["keys"]} == old_kids for r in before)
+    app = create_app({"DATABASE_URL": server.database_url, "SECRET_KEY": SECRET_KEY,
+                      "ISSUER": server.url})  # fmt: skip
+    with app.app_context():
+        session = db.session()
+        new_kids = {row.kid for row in keys.rotate(session, 3600)}
+        session.commit()
+        assert session.query(SigningKey).count() == len(old_kids) + len(new_kids)
+    db.engine(app).dispose()
+
+    deadline = time.monotonic() + 10
+    while True:
+        responses = jwks_round(server)
+        published = [{k["kid"] for k in r.json()["keys"]} for r in responses]
+        if all(new_kids | old_kids <= kids for kids in published):
+            break
+        assert time.monotonic() < deadline, published
+        time.sleep(0.2)
+    # Both workers answered this round with the new keys (and the retired ones in grace).
+    workers = server.served_by(responses)
+    if len(workers) < 2:
+        more = jwks_round(server, 10)
+        assert all(new_kids <= {k["kid"] for k in r.json()["keys"]} for r in more)
+        workers |= server.served_by(more)
+    assert len(workers) == 2
+
+
+def test_a_revocation_through_one_worker_is_seen_by_every_worker(server, rows):
+    # RFC 7009 §2: once revoked, the token is invalid everywhere at once (no per-worker cache).
+    token = token_request(server, rows, {"grant_type": "client_credentials", "scope": "api"})
+    access_token = token.json()["access_token"]
+    active = at_once(6, lambda _i: introspect(server, rows, access_token))
+    assert all(r.json()["active"] is True for r in active)
+    revoked = requests.post(
+        server.url + "/revoke",
+        data={"token": access_token},
+        auth=(rows.client_id, rows.client_secret),
+    )
+    assert revoked.status_code == 200
+    after = at_once(8, lambda _i: introspect(server, rows, access_token))
+    assert all(r.json() == {"active": False} for r in after)
+    assert len(server.served_by(active + after)) == 2
+
+
+def test_metrics_add_up_the_requests_of_every_worker(server, rows):
+    # prometheus-client multiprocess mode: any worker's /metrics counts both workers' work.
+    def count() -> float:
+        body = requests.get(server.url + "/metrics").text
+        match = re.search(
+            r'idp_http_requests_total\{endpoint="healthz",method="GET",status="200"\} (\S+)', body
+        )
+        return float(match.group(1)) if match else 0.0
+
+    before = count()
+    responses = at_once(10, lambda _i: requests.get(server.url + "/healthz"))
+    assert len(server.served_by(responses)) == 2
+    assert count() - before == 10
