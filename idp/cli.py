@@ -794,7 +794,7 @@ def keys_rotate(as_json):
 @with_appcontext
 def run_command(host, port):
     """Run the development server (use `idp serve` with gunicorn in production)."""
-    current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+    serve_development(current_app._get_current_object(), host, port)
 
 
 @cli.command(
@@ -847,7 +847,14 @@ def demo_command(host, port):
     with app.app_context():
         info = demo.prepare(app)
     click.echo(demo.banner(info))
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    serve_development(app, host, port)
+
+
+def serve_development(app: Flask, host: str, port: int) -> None:
+    """Werkzeug's development server (Flask's app.run refuses to run inside its CLI)."""
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 def main() -> None:

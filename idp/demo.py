@@ -12,7 +12,8 @@ import urllib.request
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select
@@ -23,6 +24,11 @@ from .models import Client, User
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
 DEMO_CLIENT_NAME = "Demo relying party"
+COOKIE = "demo_rp"
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="demo-rp")
 
 
 def _redirect_uri() -> str:
@@ -94,7 +100,7 @@ def _client_id() -> str:
 def start():
     verifier = secrets.token_urlsafe(48)
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    session["demo"] = {"verifier": verifier, "state": state, "nonce": nonce}
+    pending = {"verifier": verifier, "state": state, "nonce": nonce}
     query = urlencode(
         {
             "response_type": "code",
@@ -107,7 +113,12 @@ def start():
             "code_challenge_method": "S256",
         }
     )
-    return redirect(current_app.config["ISSUER"] + "/authorize?" + query)
+    # A relying party is another site: its state lives in its own cookie, not the IdP session
+    # (which signing in replaces).
+    response = redirect(current_app.config["ISSUER"] + "/authorize?" + query)
+    response.set_cookie(COOKIE, _serializer().dumps(pending), max_age=600, httponly=True,
+                        samesite="Lax", path="/demo")
+    return response
 
 
 def _fetch(url: str, data: dict | None = None, token: str | None = None) -> dict:
@@ -121,7 +132,10 @@ def _fetch(url: str, data: dict | None = None, token: str | None = None) -> dict
 
 @bp.get("/callback")
 def callback():
-    pending = session.pop("demo", None)
+    try:
+        pending = _serializer().loads(request.cookies.get(COOKIE, ""), max_age=600)
+    except BadSignature:
+        pending = None
     if not pending or request.args.get("state") != pending["state"]:
         return render_template("demo/result.html", error="state mismatch: start again"), 400
     if "error" in request.args:
