@@ -5,27 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..factories import Factory
 from ..helpers import Auth
-
-
-class IsolatedFactory(Factory):
-    """Rows made in their own app context: conftest's factory keeps one app context open
-    for the whole test, which every test-client request would then share (flask.g: the
-    database session, the signed-in user)."""
-
-    def user(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().user(*args, **kwargs)
-
-    def client(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().client(*args, **kwargs)
-
-
-@pytest.fixture
-def factory(app):
-    return IsolatedFactory(app)
 
 
 @pytest.fixture

@@ -17,32 +17,11 @@ from sqlalchemy import func, select
 from idp import db
 from idp.models import AuditEvent, AuthorizationCode
 
-from ..factories import Factory
 from ..helpers import csrf_token, query
 
 ISSUER = "http://localhost"
 
 
-class IsolatedFactory(Factory):
-    """Creates rows in an app context of its own, closed before the test's requests run.
-
-    conftest's ``factory`` keeps one app context open for the whole test, and Flask then
-    reuses it for every request: ``flask.g`` (Flask-WTF's csrf_valid, Flask-Login's user,
-    the db session) would leak from one request into the next and hide real behaviour.
-    """
-
-    def user(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().user(*args, **kwargs)
-
-    def client(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().client(*args, **kwargs)
-
-
-@pytest.fixture
-def factory(app):
-    return IsolatedFactory(app)
 
 
 def authorize_url(params) -> str:

@@ -18,28 +18,11 @@ from sqlalchemy import select, update
 from idp import db
 from idp.models import AuditEvent, AuthorizationCode, Token, utcnow
 
-from ..factories import Factory
 from ..helpers import basic_auth, pkce_pair, query
 
 ISSUER = "http://localhost"
 
 
-class IsolatedFactory(Factory):
-    """Rows made in an app context of their own (conftest's factory keeps one open for the
-    whole test, so Flask would reuse its ``g``, db session included, for every request)."""
-
-    def user(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().user(*args, **kwargs)
-
-    def client(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().client(*args, **kwargs)
-
-
-@pytest.fixture
-def factory(app):
-    return IsolatedFactory(app)
 
 
 def stored_codes(app) -> list[AuthorizationCode]:

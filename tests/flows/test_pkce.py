@@ -13,28 +13,11 @@ from sqlalchemy import func, select
 from idp import db
 from idp.models import AuthorizationCode
 
-from ..factories import Factory
 from ..helpers import pkce_pair, query
 
 ISSUER = "http://localhost"
 
 
-class IsolatedFactory(Factory):
-    """Rows made in an app context of their own (conftest's factory keeps one open for the
-    whole test, so Flask would reuse its ``g`` for every request)."""
-
-    def user(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().user(*args, **kwargs)
-
-    def client(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().client(*args, **kwargs)
-
-
-@pytest.fixture
-def factory(app):
-    return IsolatedFactory(app)
 
 
 def s256(verifier: str) -> str:

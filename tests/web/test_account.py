@@ -4,32 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import pytest
 from sqlalchemy import select
 
 from idp import db
 from idp.models import AuditEvent, Consent, Token
 
-from ..factories import Factory
 from ..helpers import Auth, csrf_token, query
-
-
-class IsolatedFactory(Factory):
-    """Rows made in their own app context (conftest's factory context would be shared by
-    every request of the test, leaking flask.g: CSRF state, the signed-in user)."""
-
-    def user(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().user(*args, **kwargs)
-
-    def client(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().client(*args, **kwargs)
-
-
-@pytest.fixture
-def factory(app):
-    return IsolatedFactory(app)
 
 
 def bearer(token: str) -> dict:

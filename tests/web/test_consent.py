@@ -11,26 +11,7 @@ from sqlalchemy import func, select
 from idp import db
 from idp.models import AuditEvent, AuthorizationCode, Consent
 
-from ..factories import Factory
 from ..helpers import Auth, csrf_token, query
-
-
-class IsolatedFactory(Factory):
-    """Rows made in their own app context (conftest's factory context would be shared by
-    every request of the test, leaking flask.g: CSRF state, the signed-in user)."""
-
-    def user(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().user(*args, **kwargs)
-
-    def client(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().client(*args, **kwargs)
-
-
-@pytest.fixture
-def factory(app):
-    return IsolatedFactory(app)
 
 
 @pytest.fixture

@@ -12,32 +12,12 @@ from sqlalchemy import select
 from idp import db
 from idp.models import AuditEvent, User
 
-from ..factories import PASSWORD, Factory
+from ..factories import PASSWORD
 from ..helpers import csrf_token, query
 
 WRONG = "Tr0ub4dor&3-not-the-password"
 
 
-class IsolatedFactory(Factory):
-    """Creates rows in an app context of their own, closed before the test's requests run.
-
-    conftest's ``factory`` keeps one app context open for the whole test; Flask then reuses
-    it for every request, so ``flask.g`` (Flask-Login's cached user, Flask-WTF's csrf_valid
-    and token, the db session) leaks between requests and even between browsers.
-    """
-
-    def user(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().user(*args, **kwargs)
-
-    def client(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().client(*args, **kwargs)
-
-
-@pytest.fixture
-def factory(app):
-    return IsolatedFactory(app)
 
 
 class HasherSpy:

@@ -10,26 +10,6 @@ import pytest
 
 from idp import resource_dir
 
-from ..factories import Factory
-
-
-class IsolatedFactory(Factory):
-    """Rows made in their own app context (conftest's factory context would be shared by
-    every request of the test, leaking flask.g: CSRF state, the signed-in user)."""
-
-    def user(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().user(*args, **kwargs)
-
-    def client(self, *args, **kwargs):
-        with self.app.app_context():
-            return super().client(*args, **kwargs)
-
-
-@pytest.fixture
-def factory(app):
-    return IsolatedFactory(app)
-
 
 def fetch(name: str, client, auth, oauth_client):
     if name == "login":
