@@ -12,22 +12,26 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, current_app
 
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{img}; "
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'{extra}"
 )
 
 
-def allow_form_action(response: Response, target: str) -> None:
-    """Let this one page post a form to target's origin (form_post response mode)."""
-    parts = urlsplit(target)
-    origin = f"{parts.scheme}://{parts.netloc}"
-    response.headers["Content-Security-Policy"] = CSP.format(extra=f" {origin}")
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def allow_form_action(response: Response, target: str, image: str | None = None) -> None:
+    """Let this one page post a form to target's origin (and show one image from elsewhere)."""
+    img = f" {_origin(image)}" if image else ""
+    response.headers["Content-Security-Policy"] = CSP.format(extra=f" {_origin(target)}", img=img)
 
 
 def set_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP.format(extra=""))
+    headers.setdefault("Content-Security-Policy", CSP.format(extra="", img=""))
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")

@@ -177,7 +177,8 @@ def consent_page(form, client, scopes, params, redirect_uri: str):
     )
     # Allow and Deny end in a redirect to the client, and browsers check form-action
     # against every redirect of a form submission (CSP3 §6.3.1): allow that one origin.
-    allow_form_action(response, redirect_uri)
+    # The logo (RFC 7591 §2 logo_uri, https only) is the one third-party image allowed here.
+    allow_form_action(response, redirect_uri, image=client.logo_uri)
     return response
 
 

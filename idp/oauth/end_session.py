@@ -229,6 +229,6 @@ def signed_out_page(
     if frames:
         origins = " ".join(dict.fromkeys(logout.origin(uri) for uri in frames))
         response.headers["Content-Security-Policy"] = (
-            CSP.format(extra="") + f"; frame-src {origins}; child-src {origins}"
+            CSP.format(extra="", img="") + f"; frame-src {origins}; child-src {origins}"
         )
     return response

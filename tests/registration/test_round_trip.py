@@ -171,9 +171,12 @@ def test_consent_page_shows_registered_name_and_links(client, auth, user):
     assert 'href="https://printer.example/terms"' in html
     assert 'href="https://printer.example/"' in html
     assert "registered itself" in html
-    # The logo is not loaded from the client's server: the CSP keeps img-src to this origin.
-    assert "<img" not in html or "printer.example/logo.png" not in html
-    assert "img-src 'self' data:" in page.headers["Content-Security-Policy"]
+    # RFC 7591 §2: the logo is shown; the CSP admits that one origin for images, nothing else.
+    assert 'src="https://printer.example/logo.png"' in html
+    assert 'referrerpolicy="no-referrer"' in html
+    csp = page.headers["Content-Security-Policy"]
+    assert "img-src 'self' data: https://printer.example;" in csp
+    assert "script-src 'self';" in csp
     assert csrf_token(html)
 
 
