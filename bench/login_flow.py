@@ -17,7 +17,6 @@ import threading
 import time
 
 import requests
-
 from prepare import pkce  # noqa: E402 (run from bench/)
 
 

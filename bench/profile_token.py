@@ -67,6 +67,33 @@ def main() -> None:
     stats = pstats.Stats(profiler)
     stats.sort_stats("cumulative").print_stats(45)
     stats.sort_stats("tottime").print_stats(25)
+    print_groups(stats, count)
+
+
+GROUPS = [  # (label, substrings of the file path), first match wins
+    ("database driver + wait (psycopg, sqlite3)", ("psycopg", "sqlite3", "_sqlite")),
+    ("SQLAlchemy (ORM, SQL compilation)", ("sqlalchemy",)),
+    ("signing (cryptography, joserfc)", ("cryptography", "joserfc", "'sign'", "rsa")),
+    ("Authlib (OAuth 2.0 framework)", ("authlib",)),
+    ("rate limiter (flask_limiter, limits)", ("flask_limiter", "limits/")),
+    ("metrics (prometheus_client)", ("prometheus_client",)),
+    ("logging, json", ("logging", "json")),
+    ("Flask, Werkzeug, test client", ("flask", "werkzeug", "wtforms", "jinja2")),
+    ("idp's own code", ("/idp/",)),
+]
+
+
+def print_groups(stats: pstats.Stats, count: int) -> None:
+    """Own time (tottime) summed by library: where a token request's time goes."""
+    totals: dict[str, float] = {}
+    for (filename, _line, name), row in stats.stats.items():
+        where = f"{filename} {name}"
+        label = next((g for g, keys in GROUPS if any(k in where for k in keys)), "other")
+        totals[label] = totals.get(label, 0.0) + row[2]
+    whole = sum(totals.values())
+    print("\nown time by library, ms per request (share):")
+    for label, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        print(f"  {seconds / count * 1000:6.2f} ms  {seconds / whole:5.1%}  {label}")
 
 
 if __name__ == "__main__":

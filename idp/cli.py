@@ -1,4 +1,4 @@
-"""The ``idp`` command: init, db upgrade, users, clients, keys, run, demo.
+"""The ``idp`` command: init, db upgrade, users, clients, keys, run, serve, purge, demo.
 
 Every command that prints something useful takes ``--json`` for scripts.
 """
