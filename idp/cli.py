@@ -24,7 +24,7 @@ from .oauth.claims import OIDC_SCOPES
 from .oauth.server import GRANT_TYPES
 
 
-def _emit(as_json: bool, data: dict, text: str) -> None:
+def _emit(as_json: bool, data: dict | list, text: str) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else text)
 
 
@@ -387,10 +387,7 @@ def clients_list(as_json):
         f"{'disabled' if c.disabled else 'enabled':8}  {c.client_name}"
         for c in rows
     ]
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        click.echo("\n".join(lines) if lines else "no clients")
+    _emit(as_json, data, "\n".join(lines) if lines else "no clients")
 
 
 def _set_client_disabled(client_id: str, disabled: bool) -> None:
@@ -665,10 +662,7 @@ def resources_list(as_json):
         f"clients: {', '.join(d['clients']) or '-'}  ({d['name']})"
         for d in data
     ]
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        click.echo("\n".join(lines) if lines else "no resources")
+    _emit(as_json, data, "\n".join(lines) if lines else "no resources")
 
 
 def parse_duration(value: str) -> int:
@@ -745,10 +739,7 @@ def registration_tokens_list(as_json):
         f"expires {d['expires_at'] or 'never'}  {d['description']}"
         for d in data
     ]
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        click.echo("\n".join(lines) if lines else "no registration tokens")
+    _emit(as_json, data, "\n".join(lines) if lines else "no registration tokens")
 
 
 @registration_tokens.command("revoke")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
-from flask import Blueprint, Flask, jsonify
+from flask import Blueprint, Flask, abort, jsonify, request
 
 from . import authorize as authorize_view
 from . import client_auth, device, discovery, keys, logout, registration
@@ -39,21 +39,29 @@ def authorize():
 
 @bp.route(PATHS["token_endpoint"], methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
 def token():
-    from flask import request
-
     # RFC 6749 §3.2: POST only, form-encoded; §3.1/§3.2: no parameter more than once.
-    if request.method != "POST":
-        return _json_error(
-            InvalidRequestError("The token endpoint accepts POST only."), 405, [("Allow", "POST")]
-        )
+    return _post_only("token") or _form_error(REPEATABLE) or server().create_token_response()
+
+
+def _post_only(what: str):
+    """405 with a JSON error body for any method but POST, else None."""
+    if request.method == "POST":
+        return None
+    return _json_error(
+        InvalidRequestError(f"The {what} endpoint accepts POST only."), 405, [("Allow", "POST")]
+    )
+
+
+def _form_error(repeatable: tuple[str, ...] = ()):
+    """invalid_request for a body that is not form-encoded or repeats a parameter, else None."""
     if request.mimetype != "application/x-www-form-urlencoded":
         return _json_error(
             InvalidRequestError("Send parameters as application/x-www-form-urlencoded.")
         )
     for name in request.form:
-        if len(request.form.getlist(name)) > 1 and name not in REPEATABLE:
+        if len(request.form.getlist(name)) > 1 and name not in repeatable:
             return _json_error(_repeated(name))
-    return server().create_token_response()
+    return None
 
 
 def _repeated(name: str) -> InvalidRequestError:
@@ -65,16 +73,7 @@ def _repeated(name: str) -> InvalidRequestError:
 
 
 def _endpoint(name: str, repeatable: tuple[str, ...] = ()):
-    from flask import request
-
-    if request.mimetype != "application/x-www-form-urlencoded":
-        return _json_error(
-            InvalidRequestError("Send parameters as application/x-www-form-urlencoded.")
-        )
-    for param in request.form:
-        if len(request.form.getlist(param)) > 1 and param not in repeatable:
-            return _json_error(_repeated(param))
-    return server().create_endpoint_response(name)
+    return _form_error(repeatable) or server().create_endpoint_response(name)
 
 
 @bp.post(PATHS["revocation_endpoint"])
@@ -94,13 +93,8 @@ def device_authorization():
 
 @bp.route(PATHS["pushed_authorization_request_endpoint"], methods=["GET", "PUT", "DELETE", "POST"])
 def pushed_authorization_request():
-    from flask import request
-
-    if request.method != "POST":  # RFC 9126 §2.3
-        return _json_error(
-            InvalidRequestError("The PAR endpoint accepts POST only."), 405, [("Allow", "POST")]
-        )
-    return _endpoint("pushed_authorization", repeatable=("resource",))  # RFC 8707 §2
+    # RFC 9126 §2.3: POST only; RFC 8707 §2: resource may repeat.
+    return _post_only("PAR") or _endpoint("pushed_authorization", repeatable=("resource",))
 
 
 bp.add_url_rule(PATHS["userinfo_endpoint"], "userinfo", userinfo, methods=["GET", "POST"])
@@ -111,8 +105,6 @@ ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 def _json_body_error():
     """RFC 7591 §3.1 / RFC 7592 §2.2: the body is one JSON object."""
-    from flask import request
-
     if request.mimetype != "application/json":
         return _json_error(InvalidRequestError("Send the client metadata as application/json."))
     if not isinstance(request.get_json(silent=True), dict):
@@ -122,23 +114,14 @@ def _json_body_error():
 
 @bp.route(PATHS["registration_endpoint"], methods=ANY_METHOD)
 def register():
-    from flask import abort, request
-
     if not registration.enabled():
         abort(404)
-    if request.method != "POST":
-        return _json_error(
-            InvalidRequestError("The registration endpoint accepts POST only."),
-            405,
-            [("Allow", "POST")],
-        )
-    return _json_body_error() or server().create_endpoint_response("client_registration")
+    problem = _post_only("registration") or _json_body_error()
+    return problem or server().create_endpoint_response("client_registration")
 
 
 @bp.route(PATHS["registration_endpoint"] + "/<client_id>", methods=ANY_METHOD)
 def client_configuration(client_id: str):
-    from flask import request
-
     if request.method not in ("GET", "PUT", "DELETE"):
         return _json_error(
             InvalidRequestError("Use GET, PUT or DELETE."), 405, [("Allow", "GET, PUT, DELETE")]
