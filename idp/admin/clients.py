@@ -334,26 +334,24 @@ def rotate_secret(client_id: str):
 @bp.post("/clients/<client_id>/disable")
 @admin_required
 def disable_client(client_id: str):
-    posted()
-    client = find_client(client_id)
-    before = changes.client_snapshot(client)
-    client.disabled = True
-    changes.record("client.disabled", client.client_id, before, changes.client_snapshot(client))
-    db.session().commit()
-    flash(f"{client.client_name} is disabled: the server treats it as unknown.")
-    return redirect(url_for("admin.client", client_id=client.client_id))
+    return _set_disabled(client_id, True, "is disabled: the server treats it as unknown.")
 
 
 @bp.post("/clients/<client_id>/enable")
 @admin_required
 def enable_client(client_id: str):
+    return _set_disabled(client_id, False, "is enabled.")
+
+
+def _set_disabled(client_id: str, disabled: bool, message: str):
     posted()
     client = find_client(client_id)
     before = changes.client_snapshot(client)
-    client.disabled = False
-    changes.record("client.enabled", client.client_id, before, changes.client_snapshot(client))
+    client.disabled = disabled
+    event = "client.disabled" if disabled else "client.enabled"
+    changes.record(event, client.client_id, before, changes.client_snapshot(client))
     db.session().commit()
-    flash(f"{client.client_name} is enabled.")
+    flash(f"{client.client_name} {message}")
     return redirect(url_for("admin.client", client_id=client.client_id))
 
 
