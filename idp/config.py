@@ -155,6 +155,9 @@ DEFAULTS: dict[str, object] = {
     "DATABASE_POOL_RECYCLE": 1800,
     # Seconds to wait for a database connection to open before answering 503.
     "DATABASE_CONNECT_TIMEOUT": 5,
+    # A pooled connection idle longer than this is pinged (SELECT 1) before use, so one
+    # the server or a firewall dropped is replaced; busy connections skip the round trip.
+    "DATABASE_PING_AFTER_IDLE": 2,
 }
 
 MIN_ARGON2 = {"ARGON2_MEMORY_COST": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARALLELISM": 1}
@@ -241,6 +244,7 @@ def check(config) -> None:
         "LOCKOUT_THRESHOLD", "LOCKOUT_BASE_SECONDS", "LOCKOUT_MAX_SECONDS", "PURGE_INTERVAL",
         "PURGE_RETENTION", "PROXY_FIX_X_FOR", "PROXY_FIX_X_PROTO", "PROXY_FIX_X_HOST",
         "PROXY_FIX_X_PORT", "PROXY_FIX_X_PREFIX", "DATABASE_POOL_SIZE", "DATABASE_MAX_OVERFLOW",
+        "DATABASE_PING_AFTER_IDLE",
     ):  # fmt: skip
         if int(config[name]) < 0:
             raise ConfigError(f"IDP_{name} must not be negative")

@@ -7,9 +7,12 @@ teardown, so every worker shares nothing but the database itself.
 
 from __future__ import annotations
 
+import time
+
 from flask import Flask, current_app, g
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -30,14 +33,11 @@ def make_engine(url: str, config=None) -> Engine:
         return engine
     # One pool per worker process: DATABASE_POOL_SIZE steady connections plus
     # DATABASE_MAX_OVERFLOW under bursts (docs/deploy.md sizes them against max_connections).
-    # pre-ping replaces connections the server dropped, so a restarted database is picked
-    # up again without restarting the workers.
     connect_args = {}
     if url.startswith("postgresql"):
         connect_args["connect_timeout"] = int(config.get("DATABASE_CONNECT_TIMEOUT", 5))
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=int(config.get("DATABASE_POOL_SIZE", 5)),
         max_overflow=int(config.get("DATABASE_MAX_OVERFLOW", 5)),
         pool_timeout=float(config.get("DATABASE_POOL_TIMEOUT", 10)),
@@ -45,6 +45,38 @@ def make_engine(url: str, config=None) -> Engine:
         hide_parameters=True,
         connect_args=connect_args,
     )
+    ping_after_idle(engine, float(config.get("DATABASE_PING_AFTER_IDLE", 2)))
+    return engine
+
+
+def ping_after_idle(engine: Engine, seconds: float) -> None:
+    """Ping a pooled connection before use only when it sat idle longer than ``seconds``.
+
+    SQLAlchemy's ``pool_pre_ping`` costs a round trip on every checkout, the largest single
+    overhead of a token request under load. A connection in steady use is known good; one
+    left idle may have been dropped by a restarted server or a firewall, so it is pinged
+    and, if dead, replaced (DisconnectionError makes the pool retry with a new one). A
+    connection that breaks mid-request raises a disconnect error: the request answers 503
+    and SQLAlchemy invalidates every older pooled connection, so the next request reconnects.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record):
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("idle_since", 0) <= seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("pooled connection is dead") from exc
 
 
 def init_app(app: Flask) -> None:

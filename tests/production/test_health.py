@@ -11,8 +11,9 @@ import socket
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from idp import create_app, db
 from idp.models import Token
@@ -208,6 +209,48 @@ def test_service_recovers_by_itself_when_the_database_comes_back(app, app_config
         db.engine(served).dispose()
         if not proxy._stop.is_set():
             proxy.stop()
+
+
+def _terminate_pooled_backends(served) -> int:
+    """Kill, from another connection, every server process behind ``served``'s pool."""
+    pids = []
+    with db.engine(served).connect() as conn:
+        pids.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+    with create_engine(PG_URL, poolclass=NullPool).connect() as killer:
+        for pid in pids:
+            killer.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    return len(pids)
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (IDP_TEST_DATABASE_URL)")
+@pytest.mark.parametrize("ping_after_idle", [0, 3600])
+def test_connection_dropped_while_idle(app_config, factory, ping_after_idle):
+    # A pooled connection idle longer than DATABASE_PING_AFTER_IDLE is pinged before use and
+    # replaced if dead: the request succeeds. Within the threshold there is no ping (the
+    # round trip saved per request): the first request on the dead connection answers 503,
+    # the pool drops its older connections, and the next request succeeds (nothing written).
+    registered = factory.client(grant_types=("client_credentials",), scope="api")
+    served = create_app({
+        **app_config, "DATABASE_URL": PG_URL, "RATELIMIT_ENABLED": False,
+        "DATABASE_PING_AFTER_IDLE": ping_after_idle, "DATABASE_POOL_SIZE": 1,
+    })  # fmt: skip
+    client = served.test_client()
+    request = {
+        "data": {"grant_type": "client_credentials"},
+        "headers": basic_auth(registered.client_id, registered.client_secret),
+    }
+    try:
+        assert client.post("/token", **request).status_code == 200
+        assert _terminate_pooled_backends(served) == 1
+        first = client.post("/token", **request)
+        if ping_after_idle == 0:
+            assert first.status_code == 200
+        else:
+            assert first.status_code == 503
+            assert first.get_json()["error"] == "temporarily_unavailable"
+            assert client.post("/token", **request).status_code == 200
+    finally:
+        db.engine(served).dispose()
 
 
 def test_database_pool_is_sized_per_worker_from_configuration(app_config):

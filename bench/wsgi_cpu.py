@@ -1,0 +1,121 @@
+"""CPU and wall time per request of each hot endpoint, calling the WSGI app directly.
+
+    python bench/wsgi_cpu.py [N] [scenario ...]   # SQLite in a temp folder, or IDP_DATABASE_URL
+
+No network, no gunicorn, no test client: one prepared WSGI environ per scenario is replayed
+N times against ``create_app()`` as deployed (limits, metrics, access log on). CPU is this
+process only (the database server's work is not in it). This is the quick loop used while
+optimising; the figures in docs/benchmarks.md come from bench/run.sh (wrk over HTTP).
+"""
+
+from __future__ import annotations
+
+import base64
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+from urllib.parse import urlencode
+
+from sqlalchemy import create_engine, text
+
+from idp import create_app, db
+from idp.cli import create_client
+from idp.migrate import upgrade
+from idp.oauth import keys
+
+PROFILE = os.environ.get("BENCH_PROFILE")  # a pstats sort key: tottime, cumulative
+
+
+def fresh_database() -> str:
+    url = os.environ.get("IDP_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{tempfile.mkdtemp()}/idp.sqlite3"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+def environ(method: str, path: str, body: bytes = b"", **headers: str) -> dict:
+    env = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
+        "wsgi.version": (1, 0), "HTTP_HOST": "127.0.0.1",
+    }  # fmt: skip
+    if body:
+        env["CONTENT_TYPE"] = "application/x-www-form-urlencoded"
+        env["CONTENT_LENGTH"] = str(len(body))
+    for name, value in headers.items():
+        env["HTTP_" + name.upper()] = value
+    return env
+
+
+def call(app, env: dict) -> tuple[str, bytes]:
+    env = dict(env)
+    env["wsgi.input"] = io.BytesIO(env["wsgi.input"].getvalue())
+    status = []
+    body = b"".join(app(env, lambda s, h, exc=None: status.append(s)))
+    return status[0], body
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    count = int(args.pop(0)) if args and args[0].isdigit() else 2000
+    config = {"DATABASE_URL": fresh_database(), "SECRET_KEY": "b", "ISSUER": "http://127.0.0.1",
+              "RATELIMIT_TOKEN": "1000000/second",
+              **json.loads(os.environ.get("BENCH_CONFIG", "{}"))}  # fmt: skip
+    app = create_app(config)
+    upgrade(app)
+    with app.app_context():
+        keys.ensure_keys(db.session())
+        client, secret = create_client(
+            db.session(), name="b", redirect_uris=[], grant_types=["client_credentials"],
+            scope="api", public=False, first_party=True,
+        )  # fmt: skip
+        db.session().commit()
+        client_id = client.client_id
+    basic = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    form = urlencode({"grant_type": "client_credentials", "scope": "api"}).encode()
+    cc = environ("POST", "/token", form, authorization=basic)
+    status, body = call(app, cc)
+    assert status.startswith("200"), body
+    token = json.loads(body)["access_token"]
+    scenarios = {
+        "discovery": environ("GET", "/.well-known/openid-configuration"),
+        "jwks": environ("GET", "/jwks.json"),
+        "token": cc,
+        "introspect": environ(
+            "POST", "/introspect", urlencode({"token": token}).encode(), authorization=basic
+        ),  # fmt: skip
+    }
+    for name in args or scenarios:
+        env = scenarios[name]
+        for _ in range(50):
+            status, body = call(app, env)
+            assert status.startswith("200"), (name, status, body[:300])
+        profiler = cProfile.Profile() if PROFILE else None
+        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        for _ in range(count):
+            call(app, env)
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler, stream=sys.stdout).sort_stats(PROFILE).print_stats(35)
+        cpu = (time.process_time() - cpu) / count * 1000
+        wall = (time.perf_counter() - wall) / count * 1000
+        print(f"{name:12s} CPU {cpu:6.3f} ms   wall {wall:6.3f} ms", flush=True)
+    db.engine(app).dispose()
+
+
+if __name__ == "__main__":
+    main()
