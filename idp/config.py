@@ -39,6 +39,9 @@ DEFAULTS: dict[str, object] = {
     "KEY_GRACE_PERIOD": 2 * 86400,
     # Seconds a worker may serve signing keys from memory before re-reading the table.
     "KEY_CACHE_SECONDS": 5,
+    # Seconds a worker keeps client and resource registrations in memory (oauth/cache.py):
+    # a change made in another process takes effect within this time; 0 turns it off.
+    "REGISTRY_CACHE_SECONDS": 5,
     # Default ID token algorithm; clients may ask for another (id_token_signed_response_alg).
     "ID_TOKEN_SIGNING_ALG": "RS256",
     # Access token format (RFC 9068): "jwt" (signed at+jwt, verifiable with the JWKS) or
@@ -247,6 +250,9 @@ def check(config) -> None:
         "DATABASE_PING_AFTER_IDLE",
     ):  # fmt: skip
         if int(config[name]) < 0:
+            raise ConfigError(f"IDP_{name} must not be negative")
+    for name in ("KEY_CACHE_SECONDS", "REGISTRY_CACHE_SECONDS"):
+        if float(config[name]) < 0:
             raise ConfigError(f"IDP_{name} must not be negative")
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError("IDP_LOG_FORMAT must be json or text")

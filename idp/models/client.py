@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
 from sqlalchemy import JSON, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, secret_matches, utcnow
 
@@ -61,10 +61,10 @@ class Client(ClientMixin, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    # RFC 8707 resources this client may request tokens for (models/resource.py).
-    resources: Mapped[list["Resource"]] = relationship(  # noqa: F821, UP037
-        secondary="resource_clients", viewonly=True
-    )
+    # Scopes of the RFC 8707 resources this client may request tokens for: not a column,
+    # filled in by the protocol's registry cache (oauth/cache.py), which reads the
+    # resource_clients links (models/resource.py) once per worker rather than per request.
+    resource_scopes: frozenset[str] = frozenset()
 
     @property
     def is_public(self) -> bool:
@@ -128,7 +128,7 @@ class Client(ClientMixin, Base):
         """The requested scopes this client may have, in request order: its own scopes and
         those of the resources it may request (RFC 8707)."""
         allowed = set(scope_to_list(self.scope) or [])
-        allowed.update(s for resource in self.resources for s in resource.scopes)
+        allowed.update(self.resource_scopes)
         return " ".join(s for s in dict.fromkeys(scope_to_list(scope) or []) if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from .. import db
 from ..models import Client, Resource
+from .cache import Target, registry
 
 
 class InvalidTargetError(OAuth2Error):
@@ -51,14 +52,14 @@ def indicators(request, name: str = "resource") -> list[str]:
     return values
 
 
-def find(identifiers: list[str]) -> dict[str, Resource]:
+def find(identifiers: list[str]) -> dict[str, Target]:
     if not identifiers:
         return {}
-    rows = db.session().scalars(select(Resource).where(Resource.identifier.in_(identifiers)))
-    return {r.identifier: r for r in rows}
+    targets = registry().catalogue().targets
+    return {i: targets[i] for i in identifiers if i in targets}
 
 
-def allowed(client: Client, identifiers: list[str]) -> list[Resource]:
+def allowed(client: Client, identifiers: list[str]) -> list[Target]:
     """The resources named, each registered and open to this client, else invalid_target."""
     found = find(identifiers)
     for identifier in identifiers:
@@ -68,33 +69,35 @@ def allowed(client: Client, identifiers: list[str]) -> list[Resource]:
     return [found[i] for i in identifiers]
 
 
-def registered_scopes() -> set[str]:
+def registered_scopes() -> frozenset[str]:
     """Every scope that belongs to some resource."""
-    rows = db.session().scalars(select(Resource.scope))
-    return {s for value in rows for s in scope_to_list(value) or []}
+    return registry().catalogue().registered_scopes
 
 
-def within(scopes: list[str], resources: list[Resource]) -> list[str]:
+def within(scopes: list[str], resources: list[Target]) -> list[str]:
     """The scopes fit for tokens to ``resources``: theirs, and those of no resource."""
     theirs = {s for r in resources for s in r.scopes}
-    registered = registered_scopes() if scopes else set()
+    registered = registered_scopes() if scopes else frozenset()
     return [s for s in scopes if s in theirs or s not in registered]
 
 
-def narrow(scope: str | None, resources: list[Resource]) -> str | None:
+def narrow(scope: str | None, resources: list[Target]) -> str | None:
     if scope is None:
         return None
     return " ".join(within(scope_to_list(scope) or [], resources))
 
 
-def infer(client: Client, scopes: list[str]) -> list[Resource]:
+def infer(client: Client, scopes: list[str]) -> list[Target]:
     """RFC 9068 §3: without ``resource``, the one resource the requested scopes belong to.
 
     Scopes of several resources are refused with invalid_scope (§3), so that every token
     still has one clear audience; name the resources with ``resource`` instead (RFC 8707).
     """
     wanted = set(scopes)
-    owners = [r for r in client.resources if wanted & set(r.scopes)]
+    if not wanted:
+        return []
+    mine = registry().catalogue().by_client.get(client.client_id, ())
+    owners = [r for r in mine if wanted & set(r.scopes)]
     if len(owners) > 1:
         raise InvalidScopeError(
             "The scopes belong to different resources; name them with the resource parameter."
@@ -102,7 +105,7 @@ def infer(client: Client, scopes: list[str]) -> list[Resource]:
     return owners
 
 
-def for_authorization(request, client: Client) -> list[Resource]:
+def for_authorization(request, client: Client) -> list[Target]:
     """The resources of an authorization request; narrows ``request.scope`` to them."""
     explicit = allowed(client, indicators(request))
     scopes = scope_to_list(request.scope) or []
@@ -111,7 +114,7 @@ def for_authorization(request, client: Client) -> list[Resource]:
     return target
 
 
-def for_token_request(request, client: Client, granted: list[str] | None) -> list[Resource]:
+def for_token_request(request, client: Client, granted: list[str] | None) -> list[Target]:
     """The resources a token request targets, with what the grant covers (RFC 8707 §2.2).
 
     ``granted`` is the grant's list (code, refresh token), or None for grants that carry none
@@ -136,7 +139,7 @@ def for_token_request(request, client: Client, granted: list[str] | None) -> lis
     return requested
 
 
-def token_format(client: Client, resources: list[Resource]) -> str:
+def token_format(client: Client, resources: list[Target]) -> str:
     """The format, jwt or opaque: the resources' choice, else the client's, else the server's."""
     formats = {r.token_format for r in resources if r.token_format}
     if len(formats) > 1:
@@ -147,7 +150,7 @@ def token_format(client: Client, resources: list[Resource]) -> str:
     return client.access_token_format or current_app.config["ACCESS_TOKEN_FORMAT"]
 
 
-def lifetime(client: Client, resources: list[Resource]) -> int | None:
+def lifetime(client: Client, resources: list[Target]) -> int | None:
     """Seconds: the shortest lifetime set on the resources, else None (client or server)."""
     set_on = [r.access_token_lifetime for r in resources if r.access_token_lifetime]
     return min(set_on) if set_on else None
@@ -158,15 +161,8 @@ def introspects(client: Client, token) -> bool:
     audience = token.audience or []
     if not audience or token.presented_as != "access_token":
         return False
-    return (
-        db.session().scalar(
-            select(Resource.id).where(
-                Resource.identifier.in_(audience),
-                Resource.introspection_client_id == client.client_id,
-            )
-        )
-        is not None
-    )
+    targets = find(list(audience)).values()
+    return any(r.introspection_client_id == client.client_id for r in targets)
 
 
 # --- registration (CLI and admin UI) -----------------------------------------------------

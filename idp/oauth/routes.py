@@ -8,7 +8,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Blueprint, Flask, abort, jsonify, request
 
 from . import authorize as authorize_view
-from . import client_auth, device, discovery, keys, logout, registration
+from . import cache, client_auth, device, discovery, keys, logout, registration
 from . import end_session as end_session_view
 from .claims import SCOPE_DESCRIPTIONS
 from .discovery import PATHS
@@ -153,6 +153,7 @@ def well_known():
 
 def init_app(app: Flask) -> None:
     keys.init_app(app)
+    cache.init_app(app)
     logout.init_app(app)
     client_auth.init_app(app)
     app.extensions["idp.oauth"] = build(app)

@@ -8,11 +8,10 @@ from __future__ import annotations
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError
 from flask import Flask, current_app
-from sqlalchemy import select
 
-from .. import db
 from ..models import Client
 from . import client_auth, device, endpoints, par, token_exchange, tokens
+from .cache import registry
 from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
 from .oidc import OpenIDCode, OpenIDRefresh
 from .pkce import CodeChallenge
@@ -27,12 +26,10 @@ GRANT_TYPES = (
 
 
 def query_client(client_id: str) -> Client | None:
-    """Disabled clients are treated as unknown everywhere."""
+    """Disabled clients are treated as unknown everywhere (read through the worker's cache)."""
     if not client_id or len(client_id) > 64 or "\x00" in client_id:  # PostgreSQL refuses NUL
         return None
-    return db.session().scalar(
-        select(Client).where(Client.client_id == client_id, Client.disabled.is_(False))
-    )
+    return registry().client(client_id)
 
 
 class AuthorizationServer(_AuthorizationServer):

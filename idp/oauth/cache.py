@@ -1,0 +1,162 @@
+"""Per-worker read caches of client and resource registrations, for the protocol hot paths.
+
+A token or introspection request needs its client's registration (RFC 6749 §2) and, for
+RFC 8707 / RFC 9068, the registered resources. They change rarely and are read on every
+request, so each worker keeps them in memory:
+
+    change made in this worker (admin UI, RFC 7592, CLI in-process)  -> seen at once
+    change made by another worker or process                         -> seen within
+                                                                        REGISTRY_CACHE_SECONDS
+    REGISTRY_CACHE_SECONDS = 0                                        -> no caching
+
+"At once" works through one process-wide generation number, bumped by any ORM flush that
+writes a Client or Resource; every cached entry remembers the generation it was read at.
+Callers get fresh transient copies, never a shared instance: nothing a request does to its
+``request.client`` can leak into another request. Unknown client ids are not cached, so a
+flood of made-up ids cannot fill memory, and a new registration is found at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from .. import db
+from ..models import Client, Resource
+
+MAX_CLIENTS = 10_000  # cached registrations per worker; past it the cache starts over
+
+_generation = 0
+TABLES = {"clients", "resources", "resource_clients"}
+_COLUMNS = tuple(attr.key for attr in Client.__mapper__.column_attrs)
+
+
+@event.listens_for(Session, "after_flush")
+def _registrations_changed(session: Session, _context) -> None:
+    global _generation
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, Client | Resource):
+            _generation += 1
+            return
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _bulk_write(state) -> None:
+    # delete(Client)/update(Resource)... statements bypass the flush above.
+    if (
+        (state.is_update or state.is_delete)
+        and getattr(state.statement, "table", None) is not None
+        and state.statement.table.name in TABLES
+    ):
+        invalidate()
+
+
+def invalidate() -> None:
+    """Forget every cached registration in this process (raw SQL writes, tests)."""
+    global _generation
+    _generation += 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """A registered resource as the protocol reads it (a read-only copy of a Resource row)."""
+
+    identifier: str
+    scopes: tuple[str, ...]
+    token_format: str | None
+    access_token_lifetime: int | None
+    introspection_client_id: str | None
+    client_ids: frozenset[str]
+
+    def allows_client(self, client_id: str) -> bool:
+        return client_id in self.client_ids
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Every registered resource, by identifier and by the clients it is open to."""
+
+    targets: dict[str, Target]
+    by_client: dict[str, tuple[Target, ...]]
+    registered_scopes: frozenset[str]
+
+
+class RegistryCache:
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._clients: dict[str, tuple[dict, float, int]] = {}
+        self._catalogue: tuple[Catalogue, float, int] | None = None
+
+    def _fresh(self, loaded_at: float, generation: int) -> bool:
+        return generation == _generation and time.monotonic() - loaded_at < self.ttl
+
+    def client(self, client_id: str) -> Client | None:
+        """An enabled client by id, as a new transient Client; None if unknown or disabled."""
+        entry = self._clients.get(client_id)
+        if entry is None or not self._fresh(entry[1], entry[2]):
+            generation, loaded_at = _generation, time.monotonic()
+            row = db.session().scalar(
+                select(Client).where(Client.client_id == client_id, Client.disabled.is_(False))
+            )
+            if row is None:
+                self._clients.pop(client_id, None)
+                return None
+            entry = ({name: getattr(row, name) for name in _COLUMNS}, loaded_at, generation)
+            if self.ttl > 0:
+                if len(self._clients) >= MAX_CLIENTS:
+                    self._clients.clear()
+                self._clients[client_id] = entry
+        values = entry[0]
+        client = Client(
+            **{k: (v.copy() if isinstance(v, list | dict) else v) for k, v in values.items()}
+        )
+        targets = self.catalogue().by_client.get(client_id, ())
+        client.resource_scopes = frozenset(s for t in targets for s in t.scopes)
+        return client
+
+    def catalogue(self) -> Catalogue:
+        entry = self._catalogue
+        if entry is None or not self._fresh(entry[1], entry[2]):
+            with self._lock:
+                entry = self._catalogue
+                if entry is None or not self._fresh(entry[1], entry[2]):
+                    generation, loaded_at = _generation, time.monotonic()
+                    entry = (_load_catalogue(), loaded_at, generation)
+                    self._catalogue = entry
+        return entry[0]
+
+
+def _load_catalogue() -> Catalogue:
+    targets = {}
+    by_client: dict[str, list[Target]] = {}
+    for row in db.session().scalars(select(Resource).order_by(Resource.identifier)):
+        target = Target(
+            identifier=row.identifier,
+            scopes=tuple(row.scopes),
+            token_format=row.token_format,
+            access_token_lifetime=row.access_token_lifetime,
+            introspection_client_id=row.introspection_client_id,
+            client_ids=frozenset(c.client_id for c in row.clients),
+        )
+        targets[target.identifier] = target
+        for client_id in target.client_ids:
+            by_client.setdefault(client_id, []).append(target)
+    return Catalogue(
+        targets=targets,
+        by_client={k: tuple(v) for k, v in by_client.items()},
+        registered_scopes=frozenset(s for t in targets.values() for s in t.scopes),
+    )
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["idp.registry"] = RegistryCache(float(app.config["REGISTRY_CACHE_SECONDS"]))
+
+
+def registry() -> RegistryCache:
+    return current_app.extensions["idp.registry"]
