@@ -59,9 +59,10 @@ def create_app(config: dict | None = None) -> Flask:
 def init_production(app: Flask) -> None:
     """Logs with request ids, trusted proxy hops, health, metrics, CORS, purging, and the
     rate limits last, so that they attach to every view registered before (docs/deploy.md)."""
-    from . import cors, health, limits, logs, metrics, purge, serve
+    from . import cors, health, limits, logs, metrics, published, purge, serve
 
     logs.init_app(app)
+    published.init_app(app)  # discovery and JWKS from prepared bytes, inside ProxyFix
     serve.init_app(app)
     health.init_app(app)
     metrics.init_app(app)

@@ -148,10 +148,31 @@ def configure(kind: str = "json", level: str = "INFO", handler: bool = True) -> 
 access_log = logging.getLogger("idp.access")
 
 
+def request_id_for(incoming: str | None) -> str:
+    """The proxy's X-Request-Id when well-formed, else a new one."""
+    return incoming if incoming and VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def access(method, path, status, duration_ms, endpoint, remote_addr, request_id=None) -> None:
+    """The one access line of a request (also written by idp.published, outside Flask)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    extra = {
+        "method": method,
+        "path": path[:256],
+        "status": status,
+        "duration_ms": duration_ms,
+        "endpoint": endpoint,
+        "remote_addr": remote_addr,
+    }
+    if request_id is not None:
+        extra["request_id"] = request_id
+    access_log.info("%s %s %s", method, path, status, extra=extra)
+
+
 def start_request() -> None:
     g.request_started = time.perf_counter()
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
 
 
 def finish_request(response: Response) -> Response:
@@ -160,19 +181,14 @@ def finish_request(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = request_id
     started = g.get("request_started")
     duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
-    access_log.info(
-        "%s %s %s",
+    access(
         request.method,
         request.path,
         response.status_code,
-        extra={
-            "method": request.method,
-            "path": request.path[:256],
-            "status": response.status_code,
-            "duration_ms": duration_ms,
-            "endpoint": request.endpoint,
-            "remote_addr": request.remote_addr,
-        },
+        duration_ms,
+        request.endpoint,
+        request.remote_addr,
+        request_id,
     )
     return response
 

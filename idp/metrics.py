@@ -63,14 +63,18 @@ def start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
 
+def record(endpoint: str, method: str, status: int, seconds: float | None) -> None:
+    """Count one response (also called by idp.published, outside Flask)."""
+    REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)).inc()
+    if seconds is not None:
+        LATENCY.labels(endpoint=endpoint).observe(seconds)
+
+
 def observe(response: Response) -> Response:
     endpoint = request.endpoint or "unmatched"
-    REQUESTS.labels(
-        endpoint=endpoint, method=request.method, status=str(response.status_code)
-    ).inc()
     started = g.get("metrics_started")
-    if started is not None:
-        LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+    seconds = time.perf_counter() - started if started is not None else None
+    record(endpoint, request.method, response.status_code, seconds)
     if endpoint == "oauth.token" and response.status_code == 200:
         # Only grants the server runs answer 200, so the label set stays bounded.
         TOKENS_ISSUED.labels(grant_type=request.form.get("grant_type", "unknown")[:64]).inc()

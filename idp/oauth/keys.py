@@ -80,9 +80,15 @@ class KeyStore:
         self._lock = threading.Lock()
         self._loaded_at = -1e9
         self._keys: list[LoadedKey] = []
+        self.version = 0  # changes whenever the set in memory may change (idp.published)
 
     def invalidate(self) -> None:
         self._loaded_at = -1e9
+        self.version += 1
+
+    def fresh_until(self) -> float:
+        """The time.monotonic() at which the keys in memory are next re-read."""
+        return self._loaded_at + self.ttl
 
     def keys(self) -> list[LoadedKey]:
         if time.monotonic() - self._loaded_at > self.ttl:
@@ -90,6 +96,7 @@ class KeyStore:
                 if time.monotonic() - self._loaded_at > self.ttl:
                     self._keys = self._load()
                     self._loaded_at = time.monotonic()
+                    self.version += 1
         return self._keys
 
     def _load(self) -> list[LoadedKey]:
