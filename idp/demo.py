@@ -116,8 +116,14 @@ def start():
     # A relying party is another site: its state lives in its own cookie, not the IdP session
     # (which signing in replaces).
     response = redirect(current_app.config["ISSUER"] + "/authorize?" + query)
-    response.set_cookie(COOKIE, _serializer().dumps(pending), max_age=600, httponly=True,
-                        samesite="Lax", path="/demo")
+    response.set_cookie(
+        COOKIE,
+        _serializer().dumps(pending),
+        max_age=600,
+        httponly=True,
+        samesite="Lax",
+        path="/demo",
+    )
     return response
 
 

@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import insert as sql_insert
 from sqlalchemy import or_, select, update
 
 from .. import audit, db
@@ -67,14 +68,14 @@ def save_token(token: dict, request) -> Token:
     )
     if "refresh_token" in token:
         row.refresh_token_hash = secret_hash(token["refresh_token"])
-        lifetime = request.client.refresh_token_lifetime or current_app.config[
-            "REFRESH_TOKEN_LIFETIME"
-        ]
+        lifetime = (
+            request.client.refresh_token_lifetime or current_app.config["REFRESH_TOKEN_LIFETIME"]
+        )
         row.refresh_expires_at = now + timedelta(seconds=int(lifetime))
     # RFC 9068 / RFC 8707: audience, lifetime and format (JWT or opaque) of the access token.
     jwt_tokens.shape(token, request, row)
     session = db.session()
-    session.add(row)
+    row.id = insert(session, row)
     session.commit()
     if parent is not None:
         # A racing reuse of the parent may have revoked the family after this rotation won
@@ -82,8 +83,27 @@ def save_token(token: dict, request) -> Token:
         # The row lock waits for such a revocation to commit (found by the two-worker test).
         if parent_revoked_meanwhile(parent.id):
             row.revoked_at = utcnow()
+            session.execute(
+                update(Token).where(Token.id == row.id).values(revoked_at=row.revoked_at)
+            )
         session.commit()  # also releases the row lock
     return row
+
+
+def insert(session, row: Token) -> int:
+    """INSERT the values set on a new (transient) row; its id.
+
+    One Core statement instead of the ORM unit of work, which costs more than the INSERT
+    itself on the token endpoint. Columns left unset get their table defaults; ``row``
+    stays out of the session (it is the caller's record of what was stored).
+    """
+    values = {name: row.__dict__[name] for name in TOKEN_COLUMNS if name in row.__dict__}
+    return session.execute(
+        sql_insert(Token.__table__).values(values).returning(Token.__table__.c.id)
+    ).scalar_one()
+
+
+TOKEN_COLUMNS = tuple(c.key for c in Token.__table__.columns if c.key != "id")
 
 
 def parent_revoked_meanwhile(parent_id: int) -> bool:

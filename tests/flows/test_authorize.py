@@ -22,8 +22,6 @@ from ..helpers import csrf_token, query
 ISSUER = "http://localhost"
 
 
-
-
 def authorize_url(params) -> str:
     return "/authorize?" + urlencode(params)
 

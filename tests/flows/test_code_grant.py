@@ -23,8 +23,6 @@ from ..helpers import basic_auth, pkce_pair, query
 ISSUER = "http://localhost"
 
 
-
-
 def stored_codes(app) -> list[AuthorizationCode]:
     with app.app_context():
         return list(db.session().scalars(select(AuthorizationCode)))

@@ -18,8 +18,6 @@ from ..helpers import pkce_pair, query
 ISSUER = "http://localhost"
 
 
-
-
 def s256(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

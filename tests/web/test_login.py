@@ -18,8 +18,6 @@ from ..helpers import csrf_token, query
 WRONG = "Tr0ub4dor&3-not-the-password"
 
 
-
-
 class HasherSpy:
     """Wraps the app's argon2 PasswordHasher (which has __slots__) and counts its calls."""
 
