@@ -12,6 +12,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import lazyload
 
 from .. import audit, db
 from ..models import AuthorizationCode, Token, secret_hash, utcnow
@@ -119,7 +120,9 @@ def find(token_string: str, hint: str | None = None) -> Token | None:
     """
     digest = secret_hash(token_string)
     cond = or_(Token.access_token_hash == digest, Token.refresh_token_hash == digest)
-    row = db.session().scalar(select(Token).where(cond))
+    # The client row is loaded only if asked for (introspection and revocation never do:
+    # they compare client_id); the user, whose state decides "active", comes in the join.
+    row = db.session().scalar(select(Token).where(cond).options(lazyload(Token.client)))
     if row is not None:
         row.presented_as = "access_token" if row.access_token_hash == digest else "refresh_token"
     return row
