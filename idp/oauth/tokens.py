@@ -99,12 +99,11 @@ def insert(session, row: Token) -> int:
     stays out of the session (it is the caller's record of what was stored).
     """
     values = {name: row.__dict__[name] for name in TOKEN_COLUMNS if name in row.__dict__}
-    return session.execute(
-        sql_insert(Token.__table__).values(values).returning(Token.__table__.c.id)
-    ).scalar_one()
+    return session.execute(INSERT_TOKEN, values).scalar_one()
 
 
 TOKEN_COLUMNS = tuple(c.key for c in Token.__table__.columns if c.key != "id")
+INSERT_TOKEN = sql_insert(Token.__table__).returning(Token.__table__.c.id)
 
 
 def parent_revoked_meanwhile(parent_id: int) -> bool:
