@@ -97,6 +97,18 @@ def session() -> Session:
     return g.db_session
 
 
+def read_only() -> None:
+    """Mark this request as one that only reads (introspection, UserInfo).
+
+    Its statements then run in autocommit mode: no BEGIN before the first and no ROLLBACK
+    at the end, two of the three round trips of a one-query request. Call it before the
+    request's first statement; a request that already began a transaction keeps it.
+    """
+    current = session()
+    if not current.in_transaction():
+        current.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 def close_session(_exc: BaseException | None = None) -> None:
     db_session = g.pop("db_session", None)
     if db_session is not None:

@@ -7,6 +7,7 @@ import re
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Blueprint, Flask, abort, jsonify, request
 
+from .. import db
 from . import authorize as authorize_view
 from . import cache, client_auth, device, discovery, keys, logout, registration
 from . import end_session as end_session_view
@@ -83,6 +84,7 @@ def revoke():
 
 @bp.post(PATHS["introspection_endpoint"])
 def introspect():
+    db.read_only()
     return _endpoint("introspection")
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import lazyload
 from .. import audit, db
 from ..models import AuthorizationCode, Token, secret_hash, utcnow
 from . import jwt_tokens
+from .cache import registry
 
 
 def new_secret() -> str:
@@ -131,6 +132,11 @@ def find(token_string: str, hint: str | None = None) -> Token | None:
     if row is not None:
         row.presented_as = "access_token" if row.access_token_hash == digest else "refresh_token"
     return row
+
+
+def client_enabled(row: Token) -> bool:
+    """Whether the token's client still exists and is enabled (read through the cache)."""
+    return registry().client(row.client_id) is not None
 
 
 def revoke(row: Token) -> None:

@@ -8,8 +8,9 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
 from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
 from flask import jsonify, request
 
+from .. import db
 from .claims import user_claims
-from .tokens import find
+from .tokens import client_enabled, find
 
 
 class BearerTokenValidator(_BearerTokenValidator):
@@ -19,7 +20,7 @@ class BearerTokenValidator(_BearerTokenValidator):
 
     def validate_token(self, token, scopes, request):
         super().validate_token(token, scopes, request)
-        if token.user is None or not token.user.is_active or token.client.disabled:
+        if token.user is None or not token.user.is_active or not client_enabled(token):
             raise InvalidTokenError()
 
 
@@ -46,6 +47,7 @@ def bearer_token() -> str | None:
 
 
 def userinfo():
+    db.read_only()
     try:
         token_string = bearer_token()
         if token_string is None:
