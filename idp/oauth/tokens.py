@@ -10,8 +10,8 @@ import uuid
 from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy import insert as sql_insert
-from sqlalchemy import or_, select, update
 from sqlalchemy.orm import lazyload
 
 from .. import audit, db
@@ -118,6 +118,21 @@ def parent_revoked_meanwhile(parent_id: int) -> bool:
     return db.session().scalar(query) is not None
 
 
+# Built once: the look-up runs on every introspection, revocation and UserInfo request.
+# The client row is loaded only if asked for (those endpoints compare client_id); the user,
+# whose state decides "active", comes in the join.
+FIND_TOKEN = (
+    select(Token)
+    .where(
+        or_(
+            Token.access_token_hash == bindparam("digest"),
+            Token.refresh_token_hash == bindparam("digest"),
+        )
+    )
+    .options(lazyload(Token.client))
+)
+
+
 def find(token_string: str, hint: str | None = None) -> Token | None:
     """The row holding this access or refresh token, whichever it is.
 
@@ -125,10 +140,7 @@ def find(token_string: str, hint: str | None = None) -> Token | None:
     an optimisation, and a wrong hint must not hide the token (nor cost a second query).
     """
     digest = secret_hash(token_string)
-    cond = or_(Token.access_token_hash == digest, Token.refresh_token_hash == digest)
-    # The client row is loaded only if asked for (introspection and revocation never do:
-    # they compare client_id); the user, whose state decides "active", comes in the join.
-    row = db.session().scalar(select(Token).where(cond).options(lazyload(Token.client)))
+    row = db.session().scalar(FIND_TOKEN, {"digest": digest})
     if row is not None:
         row.presented_as = "access_token" if row.access_token_hash == digest else "refresh_token"
     return row
