@@ -7,7 +7,15 @@ import logging
 from flask import Flask, current_app, jsonify, make_response, render_template, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, TooManyRequests
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    NotFound,
+    TooManyRequests,
+)
+
+from .models.base import MAX_ID
 
 log = logging.getLogger("idp")
 
@@ -107,7 +115,15 @@ def refuse_nul_bytes() -> None:
         raise BadRequest("Requests must not contain NUL characters.")
 
 
+def refuse_ids_out_of_range(endpoint: str | None, values: dict | None) -> None:
+    """An id in the URL (``<int:...>``) beyond any primary key names nothing: 404 before the
+    database sees it (PostgreSQL would answer with an error; found by fuzzing)."""
+    if values and any(isinstance(v, int) and v > MAX_ID for v in values.values()):
+        raise NotFound()
+
+
 def init_app(app: Flask) -> None:
+    app.url_value_preprocessor(refuse_ids_out_of_range)
     app.before_request(refuse_nul_bytes)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(TooManyRequests, too_many_requests)

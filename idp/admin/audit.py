@@ -13,7 +13,7 @@ from .. import db
 from ..models import AuditEvent, User
 from .access import admin_required, bp
 from .forms import AuditFilterForm
-from .paging import keyset_page
+from .paging import id_cursor, keyset_page
 
 FILTERS = ("event", "actor", "target", "since", "until")
 
@@ -69,8 +69,8 @@ def audit_log():
         filtered(form),
         AuditEvent.id,
         lambda e: e.id,
-        after=request.args.get("after", type=int),
-        before=request.args.get("before", type=int),
+        after=id_cursor("after"),
+        before=id_cursor("before"),
         last=request.args.get("last") == "1",
         descending=True,
     )

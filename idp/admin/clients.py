@@ -32,7 +32,7 @@ from ..oauth.tokens import new_secret
 from . import changes
 from .access import admin_required, bp
 from .forms import ClientForm, DeleteForm
-from .paging import keyset_page
+from .paging import id_cursor, keyset_page
 from .users import posted
 
 # refresh_token is only useful beside a grant that has an end user.
@@ -223,7 +223,7 @@ def show_secret(client: Client, secret: str, created: bool):
 @bp.get("/clients")
 @admin_required
 def clients():
-    after, before = request.args.get("after", type=int), request.args.get("before", type=int)
+    after, before = id_cursor("after"), id_cursor("before")
     page = keyset_page(
         select(Client),
         Client.id,

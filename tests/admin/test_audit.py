@@ -100,6 +100,18 @@ def test_the_viewer_pages_by_id_newest_first(app, admin_client):
     assert 'rel="next"' not in last.text
 
 
+@pytest.mark.parametrize("cursor", ["after", "before"])
+@pytest.mark.parametrize("value", [str(2**31), "9" * 25, "-1", "abc"])
+def test_a_cursor_that_cannot_be_an_id_shows_the_first_page(app, admin_client, cursor, value):
+    # Found by fuzzing: ?after=2147483648 reached PostgreSQL (integer out of range): a 500.
+    with app.app_context():
+        session = db.session()
+        session.execute(insert(AuditEvent), [{"event": "test.one", "details": {}}])
+        session.commit()
+    response = admin_client.get(f"/admin/audit?event=test.&{cursor}={value}")
+    assert listed_events(response) == ["test.one"]
+
+
 @pytest.mark.parametrize(
     "change", [update(AuditEvent).values(event="tampered"), delete(AuditEvent)]
 )
