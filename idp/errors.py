@@ -105,7 +105,7 @@ def refuse_nul_bytes() -> None:
     hold it: refuse it up front with 400 rather than fail in the database (found by fuzzing).
     """
     pairs = list(request.args.items(multi=True))
-    if request.mimetype == "application/x-www-form-urlencoded":
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         pairs += list(request.form.items(multi=True))
     if (
         "\x00" in request.path
