@@ -15,6 +15,7 @@ from werkzeug.exceptions import (
     TooManyRequests,
 )
 
+from . import db
 from .models.base import MAX_ID
 
 log = logging.getLogger("idp")
@@ -50,6 +51,9 @@ def http_error(error: HTTPException):
 def server_error(error: Exception):
     # The traceback goes to the log, never to the client.
     log.exception("unhandled error on %s %s", request.method, request.path)
+    # A failed statement leaves the transaction unusable, and the page reads the signed-in
+    # user again: without this rollback the error page itself failed (found by fuzzing).
+    db.session().rollback()
     if wants_json():
         response = jsonify(error="server_error", error_description="Internal error.")
         response.status_code = 500
