@@ -243,6 +243,20 @@ def test_nul_in_a_multipart_form_is_refused(client, user):
     assert "must not contain NUL" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("path", ["/login", "/logout", "/token", "/authorize"])
+def test_a_multipart_field_without_a_name_is_refused(client, path):
+    # Found by fuzzing the pages: a CR or LF in a multipart field name leaves the part
+    # without a name, and Flask-WTF's CSRF check failed on it: a 500 on every form.
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        path, data={"csrf_token": token, "a\rb": "x"}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert_spec_shaped(response, protocol=path == "/token")
+    if path != "/token":
+        assert 'class="topbar"' in response.get_data(as_text=True)  # the friendly page
+
+
 def test_nul_in_a_basic_client_id_is_an_authentication_failure(client):
     headers = {"Authorization": "Basic " + base64.b64encode(b"a\x00b:secret").decode()}
     response = client.post("/token", data={"grant_type": "client_credentials"}, headers=headers)
