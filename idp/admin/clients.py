@@ -114,7 +114,7 @@ def key_problems(form: ClientForm, public: bool) -> dict[str, str]:
         if any(PRIVATE_MEMBERS & set(key) for key in keys):
             return {"jwks": "Paste public keys only."}
         KeySet.import_key_set(jwks)
-    except (ValueError, KeyError, TypeError, JoseError):
+    except (ValueError, KeyError, TypeError, JoseError, RecursionError):  # deep nesting
         return {"jwks": "Not a JWK Set (RFC 7517 §5)."}
     return {} if keys else {"jwks": "The JWK Set has no keys."}
 

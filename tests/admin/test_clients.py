@@ -325,6 +325,15 @@ JWKS = {
 }
 
 
+def test_a_jwks_nested_too_deep_is_refused_like_any_bad_jwks(app, admin_client):
+    # Found while fuzzing: json.loads raises RecursionError (not ValueError) on deep nesting,
+    # and the client form answered 500.
+    base = {**CONFIDENTIAL, "token_endpoint_auth_method": "private_key_jwt"}
+    response = post(admin_client, "/admin/clients/new", {**base, "jwks": "[" * 5000 + "]" * 5000})
+    assert response.status_code == 400 and "Not a JWK Set" in response.text
+    assert rows(app, Client) == []
+
+
 def test_a_private_key_jwt_client_registers_keys_and_has_no_secret(app, admin_client):
     # RFC 7523 §2.2 / RFC 7591 §2: jwks or jwks_uri, never both, public keys only.
     base = {**CONFIDENTIAL, "token_endpoint_auth_method": "private_key_jwt"}
