@@ -123,6 +123,17 @@ def refuse_nul_bytes() -> None:
         raise BadRequest("Requests must not contain NUL characters.")
 
 
+def refuse_json_nested_too_deep() -> None:
+    """json.loads raises RecursionError, not ValueError, on deeply nested input, and JSON
+    bodies are read by Flask-WTF's forms and the registration endpoint: parse once, up front
+    (the result is cached), and refuse with 400 what cannot be parsed (found by fuzzing)."""
+    if request.is_json:
+        try:
+            request.get_json(silent=True)
+        except RecursionError:
+            raise BadRequest("The JSON body is nested too deeply.") from None
+
+
 def refuse_ids_out_of_range(endpoint: str | None, values: dict | None) -> None:
     """An id in the URL (``<int:...>``) beyond any primary key names nothing: 404 before the
     database sees it (PostgreSQL would answer with an error; found by fuzzing)."""
@@ -134,6 +145,7 @@ def init_app(app: Flask) -> None:
     app.url_value_preprocessor(refuse_ids_out_of_range)
     # First of the checks (before CSRFProtect's, which reads the form fields by name).
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_nul_bytes)
+    app.before_request_funcs[None].insert(0, refuse_json_nested_too_deep)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(TooManyRequests, too_many_requests)
     for error_class in DATABASE_DOWN:

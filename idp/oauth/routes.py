@@ -107,11 +107,7 @@ def _json_body_error():
     """RFC 7591 §3.1 / RFC 7592 §2.2: the body is one JSON object."""
     if request.mimetype != "application/json":
         return _json_error(InvalidRequestError("Send the client metadata as application/json."))
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nested deeper than the parser goes: not ValueError
-        body = None
-    if not isinstance(body, dict):
+    if not isinstance(request.get_json(silent=True), dict):
         return _json_error(InvalidRequestError("The body must be a JSON object."))
     return None
 

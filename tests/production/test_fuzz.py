@@ -257,6 +257,22 @@ def test_a_multipart_field_without_a_name_is_refused(client, path):
         assert 'class="topbar"' in response.get_data(as_text=True)  # the friendly page
 
 
+@pytest.mark.parametrize("path", ["/login", "/logout", "/register", "/end_session"])
+@pytest.mark.config(REGISTRATION="open")
+def test_json_nested_too_deep_is_refused_before_anything_reads_it(client, path):
+    # Found by fuzzing the pages: json.loads raises RecursionError, not ValueError, and
+    # Flask-WTF's forms read JSON bodies: a 500 on every form (given a valid CSRF token).
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        path,
+        data="[" * 5000 + "]" * 5000,
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    )
+    assert response.status_code == 400
+    assert_spec_shaped(response, protocol=path == "/register")
+
+
 def test_nul_in_a_basic_client_id_is_an_authentication_failure(client):
     headers = {"Authorization": "Basic " + base64.b64encode(b"a\x00b:secret").decode()}
     response = client.post("/token", data={"grant_type": "client_credentials"}, headers=headers)
