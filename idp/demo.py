@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import secrets
 import urllib.request
+from urllib.error import HTTPError
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
@@ -127,6 +129,15 @@ def start():
     return response
 
 
+def _error_code(error: HTTPError) -> str:
+    """The OAuth error code of a refused request (RFC 6749 §5.2), else the HTTP status."""
+    try:
+        code = json.load(error).get("error")
+    except (OSError, ValueError, AttributeError):
+        code = None
+    return code if isinstance(code, str) and code.isascii() else f"HTTP {error.code}"
+
+
 def _fetch(url: str, data: dict | None = None, token: str | None = None) -> dict:
     body = urlencode(data).encode() if data is not None else None
     req = urllib.request.Request(url, data=body)
@@ -147,21 +158,28 @@ def callback():
     if "error" in request.args:
         return render_template("demo/result.html", error=request.args["error"]), 400
     issuer = current_app.config["ISSUER"]
-    meta = _fetch(issuer + "/.well-known/openid-configuration")
-    tokens = _fetch(
-        meta["token_endpoint"],
-        {
-            "grant_type": "authorization_code",
-            "code": request.args.get("code", ""),
-            "redirect_uri": _redirect_uri(),
-            "client_id": _client_id(),
-            "code_verifier": pending["verifier"],
-        },
-    )
-    jwks = KeySet.import_key_set(_fetch(meta["jwks_uri"]))
-    claims = jwt.decode(tokens["id_token"], jwks).claims
+    try:
+        meta = _fetch(issuer + "/.well-known/openid-configuration")
+        tokens = _fetch(
+            meta["token_endpoint"],
+            {
+                "grant_type": "authorization_code",
+                "code": request.args.get("code", ""),
+                "redirect_uri": _redirect_uri(),
+                "client_id": _client_id(),
+                "code_verifier": pending["verifier"],
+            },
+        )
+        jwks = KeySet.import_key_set(_fetch(meta["jwks_uri"]))
+        claims = jwt.decode(tokens["id_token"], jwks).claims
+        userinfo = _fetch(meta["userinfo_endpoint"], token=tokens["access_token"])
+    except HTTPError as exc:  # refused, e.g. a code used twice when the page is reloaded
+        error = f"the provider refused the request ({_error_code(exc)}): start again"
+        return render_template("demo/result.html", error=error), 400
+    except (OSError, ValueError, KeyError, JoseError):  # unreachable, or not what OIDC says
+        error = "the provider could not be reached or gave an unusable answer"
+        return render_template("demo/result.html", error=error), 502
     ok = claims.get("nonce") == pending["nonce"] and claims.get("iss") == issuer
-    userinfo = _fetch(meta["userinfo_endpoint"], token=tokens["access_token"])
     return render_template(
         "demo/result.html",
         claims=claims,

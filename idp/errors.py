@@ -7,7 +7,16 @@ import logging
 from flask import Flask, current_app, jsonify, make_response, render_template, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, TooManyRequests
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    NotFound,
+    TooManyRequests,
+)
+
+from . import db
+from .models.base import MAX_ID
 
 log = logging.getLogger("idp")
 
@@ -42,6 +51,9 @@ def http_error(error: HTTPException):
 def server_error(error: Exception):
     # The traceback goes to the log, never to the client.
     log.exception("unhandled error on %s %s", request.method, request.path)
+    # A failed statement leaves the transaction unusable, and the page reads the signed-in
+    # user again: without this rollback the error page itself failed (found by fuzzing).
+    db.session().rollback()
     if wants_json():
         response = jsonify(error="server_error", error_description="Internal error.")
         response.status_code = 500
@@ -97,8 +109,12 @@ def refuse_nul_bytes() -> None:
     hold it: refuse it up front with 400 rather than fail in the database (found by fuzzing).
     """
     pairs = list(request.args.items(multi=True))
-    if request.mimetype == "application/x-www-form-urlencoded":
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         pairs += list(request.form.items(multi=True))
+    # A multipart part whose Content-Disposition a CR or LF broke has no name (None), and
+    # Flask-WTF's CSRF check failed on it: a 500 on every form (found by fuzzing).
+    if any(not isinstance(key, str) or not isinstance(value, str) for key, value in pairs):
+        raise BadRequest("Every form field needs a name.")
     if (
         "\x00" in request.path
         or any("\x00" in key or "\x00" in value for key, value in pairs)
@@ -107,8 +123,29 @@ def refuse_nul_bytes() -> None:
         raise BadRequest("Requests must not contain NUL characters.")
 
 
+def refuse_json_nested_too_deep() -> None:
+    """json.loads raises RecursionError, not ValueError, on deeply nested input, and JSON
+    bodies are read by Flask-WTF's forms and the registration endpoint: parse once, up front
+    (the result is cached), and refuse with 400 what cannot be parsed (found by fuzzing)."""
+    if request.is_json:
+        try:
+            request.get_json(silent=True)
+        except RecursionError:
+            raise BadRequest("The JSON body is nested too deeply.") from None
+
+
+def refuse_ids_out_of_range(endpoint: str | None, values: dict | None) -> None:
+    """An id in the URL (``<int:...>``) beyond any primary key names nothing: 404 before the
+    database sees it (PostgreSQL would answer with an error; found by fuzzing)."""
+    if values and any(isinstance(v, int) and v > MAX_ID for v in values.values()):
+        raise NotFound()
+
+
 def init_app(app: Flask) -> None:
-    app.before_request(refuse_nul_bytes)
+    app.url_value_preprocessor(refuse_ids_out_of_range)
+    # First of the checks (before CSRFProtect's, which reads the form fields by name).
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_nul_bytes)
+    app.before_request_funcs[None].insert(0, refuse_json_nested_too_deep)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(TooManyRequests, too_many_requests)
     for error_class in DATABASE_DOWN:

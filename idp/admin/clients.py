@@ -32,7 +32,7 @@ from ..oauth.tokens import new_secret
 from . import changes
 from .access import admin_required, bp
 from .forms import ClientForm, DeleteForm
-from .paging import keyset_page
+from .paging import id_cursor, keyset_page
 from .users import posted
 
 # refresh_token is only useful beside a grant that has an end user.
@@ -114,7 +114,7 @@ def key_problems(form: ClientForm, public: bool) -> dict[str, str]:
         if any(PRIVATE_MEMBERS & set(key) for key in keys):
             return {"jwks": "Paste public keys only."}
         KeySet.import_key_set(jwks)
-    except (ValueError, KeyError, TypeError, JoseError):
+    except (ValueError, KeyError, TypeError, JoseError, RecursionError):  # deep nesting
         return {"jwks": "Not a JWK Set (RFC 7517 §5)."}
     return {} if keys else {"jwks": "The JWK Set has no keys."}
 
@@ -223,7 +223,7 @@ def show_secret(client: Client, secret: str, created: bool):
 @bp.get("/clients")
 @admin_required
 def clients():
-    after, before = request.args.get("after", type=int), request.args.get("before", type=int)
+    after, before = id_cursor("after"), id_cursor("before")
     page = keyset_page(
         select(Client),
         Client.id,

@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import request
 from sqlalchemy import Select, literal_column
 
 from .. import db
+from ..models.base import MAX_ID
 
 PAGE_SIZE = 50
 
@@ -26,6 +28,13 @@ class Page:
     prev_key: Any = None  # link "previous": ?before=prev_key
     next_key: Any = None  # link "next": ?after=next_key
     args: dict = field(default_factory=dict)  # other query arguments the links keep (search)
+
+
+def id_cursor(name: str) -> int | None:
+    """?after= or ?before= as an id; a value that cannot be one is ignored (found by fuzzing:
+    a number beyond the INTEGER range made PostgreSQL fail)."""
+    value = request.args.get(name, type=int)
+    return value if value is not None and 0 <= value <= MAX_ID else None
 
 
 def keyset_page(

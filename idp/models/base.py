@@ -41,6 +41,11 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime}
 
 
+# The largest primary key: ids are INTEGER columns, 32 bits in PostgreSQL. A larger number
+# from a URL or a paging cursor names no row, and PostgreSQL would refuse it with an error.
+MAX_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

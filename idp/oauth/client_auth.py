@@ -197,7 +197,7 @@ def fetch_jwks(uri: str) -> KeySet:
         if len(body) > JWKS_MAX_BYTES:
             raise ValueError("JWK Set too large")
         return KeySet.import_key_set(json.loads(body))
-    except (OSError, ValueError, JoseError, TypeError, KeyError) as exc:
+    except (OSError, ValueError, JoseError, TypeError, KeyError, RecursionError) as exc:
         log.warning("could not fetch a client's jwks_uri", extra={"error": str(exc)[:200]})
         raise InvalidClientError(description="The client's jwks_uri could not be read.") from exc
 

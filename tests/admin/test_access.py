@@ -151,3 +151,20 @@ def test_taking_the_admin_role_away_shuts_the_admin_ui_at_the_next_request(
         session.get(User, admin.id).is_admin = False
         session.commit()
     assert admin_client.get("/admin/users").status_code == 403
+
+
+def test_ids_beyond_the_integer_range_are_not_found(app, admin_client, targets):
+    # Found by fuzzing: /admin/users/2147483648 reached the database, which PostgreSQL
+    # refused (integer out of range) and SQLite could not bind: a 500 instead of a 404.
+    huge = {name: 2**31 if isinstance(value, int) else value for name, value in targets.items()}
+    wrong = []
+    for method, rule in admin_routes(app):
+        if "<int:" not in rule:
+            continue
+        for value in (2**31, 10**25):
+            path = url(rule, {**huge, **{k: value for k, v in huge.items() if v == 2**31}})
+            response = post(admin_client, path) if method == "POST" else admin_client.get(path)
+            if response.status_code != 404:
+                wrong.append((method, path, response.status_code))
+    assert wrong == []
+    assert admin_client.get(f"/admin/users/{2**31 - 1}").status_code == 404  # the largest id

@@ -100,6 +100,28 @@ def test_the_viewer_pages_by_id_newest_first(app, admin_client):
     assert 'rel="next"' not in last.text
 
 
+@pytest.mark.parametrize("query", ["until=9999-12-31", "since=0001-01-01&until=9999-12-31"])
+def test_the_first_and_last_days_of_the_calendar_are_valid_filters(app, admin_client, query):
+    # Found by fuzzing: until=9999-12-31 overflowed computing the day after it: a 500.
+    with app.app_context():
+        session = db.session()
+        session.execute(insert(AuditEvent), [{"event": "test.one", "details": {}}])
+        session.commit()
+    assert listed_events(admin_client.get(f"/admin/audit?event=test.&{query}")) == ["test.one"]
+
+
+@pytest.mark.parametrize("cursor", ["after", "before"])
+@pytest.mark.parametrize("value", [str(2**31), "9" * 25, "-1", "abc"])
+def test_a_cursor_that_cannot_be_an_id_shows_the_first_page(app, admin_client, cursor, value):
+    # Found by fuzzing: ?after=2147483648 reached PostgreSQL (integer out of range): a 500.
+    with app.app_context():
+        session = db.session()
+        session.execute(insert(AuditEvent), [{"event": "test.one", "details": {}}])
+        session.commit()
+    response = admin_client.get(f"/admin/audit?event=test.&{cursor}={value}")
+    assert listed_events(response) == ["test.one"]
+
+
 @pytest.mark.parametrize(
     "change", [update(AuditEvent).values(event="tampered"), delete(AuditEvent)]
 )

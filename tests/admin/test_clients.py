@@ -99,6 +99,14 @@ def test_admin_creates_a_confidential_client_and_sees_its_secret_once(
     assert_audit_has_no(app, secret)
 
 
+@pytest.mark.parametrize("query", [f"after={2**31}", f"before={10**25}", "after=-1&last=1"])
+def test_the_client_list_ignores_a_cursor_that_cannot_be_an_id(admin_client, oauth_client, query):
+    # Found by fuzzing: ?after=2147483648 reached PostgreSQL (integer out of range): a 500.
+    response = admin_client.get(f"/admin/clients?{query}")
+    assert response.status_code == 200
+    assert oauth_client.client_id in response.text
+
+
 def test_admin_creates_a_public_client_without_a_secret(app, admin_client):
     response = post(
         admin_client,
@@ -315,6 +323,15 @@ JWKS = {
         }
     ]
 }
+
+
+def test_a_jwks_nested_too_deep_is_refused_like_any_bad_jwks(app, admin_client):
+    # Found while fuzzing: json.loads raises RecursionError (not ValueError) on deep nesting,
+    # and the client form answered 500.
+    base = {**CONFIDENTIAL, "token_endpoint_auth_method": "private_key_jwt"}
+    response = post(admin_client, "/admin/clients/new", {**base, "jwks": "[" * 5000 + "]" * 5000})
+    assert response.status_code == 400 and "Not a JWK Set" in response.text
+    assert rows(app, Client) == []
 
 
 def test_a_private_key_jwt_client_registers_keys_and_has_no_secret(app, admin_client):

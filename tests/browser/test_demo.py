@@ -25,6 +25,10 @@ def test_demo_relying_party_completes_the_code_flow_and_verifies_the_id_token(
     assert "ID token signature, issuer and nonce verified" in text
     assert f"iss: {live_server}" in text.replace("\n", " ")
     assert '"preferred_username": "admin"' in text
+    # Reloading sends the used code again: the provider refuses it (RFC 6749 §4.1.2) and
+    # the demo says so, instead of failing with a 500.
+    page.reload()
+    assert "the provider refused the request (invalid_grant)" in page.inner_text("main")
 
 
 @pytest.mark.config(DEMO=True)

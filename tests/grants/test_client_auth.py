@@ -370,6 +370,7 @@ class JWKSServer:
 
     def __init__(self, jwks: dict):
         self.jwks = jwks
+        self.raw: bytes | None = None  # served instead of the JWK Set when set
         self.hits = 0
         self.delay = 0.0
         outer = self
@@ -379,7 +380,7 @@ class JWKSServer:
                 outer.hits += 1
                 if outer.delay:
                     time.sleep(outer.delay)
-                body = json.dumps(outer.jwks).encode()
+                body = outer.raw or json.dumps(outer.jwks).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -447,6 +448,13 @@ def test_unknown_kid_does_not_refetch_at_every_request(
 def test_slow_jwks_uri_times_out(client, uri_client, rsa_key, jwks_server):
     # A client's slow server cannot hold the token endpoint: a short timeout, then invalid_client.
     jwks_server.delay = 1.0
+    refused(client_credentials(client, assertion(uri_client.client_id, rsa_key)))
+
+
+def test_a_jwks_uri_nested_too_deep_is_invalid_client(client, uri_client, rsa_key, jwks_server):
+    # A client's server answering deeply nested JSON (under the 64 KiB limit) made json.loads
+    # raise RecursionError, not ValueError: the token endpoint answered 500 (found while fuzzing).
+    jwks_server.raw = b"[" * 5000 + b"]" * 5000
     refused(client_credentials(client, assertion(uri_client.client_id, rsa_key)))
 
 

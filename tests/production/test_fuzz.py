@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..helpers import basic_auth
+from ..helpers import basic_auth, csrf_token
 
 pytestmark = pytest.mark.config(RATELIMIT_ENABLED=False, REGISTRATION="open", PURGE_INTERVAL=0)
 
@@ -228,6 +228,49 @@ def test_nul_characters_are_refused_before_reaching_the_database(client, known):
             assert_spec_shaped(response, protocol=not path.startswith(("/authorize", "/login")))
             query = client.get(f"{path}?{urlencode({param: 'a' + chr(0)})}")
             assert query.status_code == 400, (path, param)
+
+
+def test_nul_in_a_multipart_form_is_refused(client, user):
+    # Found by fuzzing the pages: only url-encoded bodies were checked, so a multipart form
+    # carried NUL to PostgreSQL (a 500); with a valid CSRF token the check must still refuse.
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        "/login",
+        data={"csrf_token": token, "username": "alice\x00", "password": "x", "next": ""},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert "must not contain NUL" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/login", "/logout", "/token", "/authorize"])
+def test_a_multipart_field_without_a_name_is_refused(client, path):
+    # Found by fuzzing the pages: a CR or LF in a multipart field name leaves the part
+    # without a name, and Flask-WTF's CSRF check failed on it: a 500 on every form.
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        path, data={"csrf_token": token, "a\rb": "x"}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert_spec_shaped(response, protocol=path == "/token")
+    if path != "/token":
+        assert 'class="topbar"' in response.get_data(as_text=True)  # the friendly page
+
+
+@pytest.mark.parametrize("path", ["/login", "/logout", "/register", "/end_session"])
+@pytest.mark.config(REGISTRATION="open")
+def test_json_nested_too_deep_is_refused_before_anything_reads_it(client, path):
+    # Found by fuzzing the pages: json.loads raises RecursionError, not ValueError, and
+    # Flask-WTF's forms read JSON bodies: a 500 on every form (given a valid CSRF token).
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        path,
+        data="[" * 5000 + "]" * 5000,
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    )
+    assert response.status_code == 400
+    assert_spec_shaped(response, protocol=path == "/register")
 
 
 def test_nul_in_a_basic_client_id_is_an_authentication_failure(client):

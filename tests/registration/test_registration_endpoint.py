@@ -134,6 +134,9 @@ def test_request_must_be_a_json_object(client):
     assert array.status_code == 400 and array.get_json()["error"] == "invalid_request"
     broken = client.post("/register", data="{", content_type="application/json")
     assert broken.status_code == 400 and broken.get_json()["error"] == "invalid_request"
+    # Nested deeper than the JSON parser goes: RecursionError, a 500 before (found while fuzzing).
+    deep = client.post("/register", data="[" * 5000 + "]" * 5000, content_type="application/json")
+    assert deep.status_code == 400 and deep.get_json()["error"] == "invalid_request"
 
 
 @pytest.mark.config(REGISTRATION="open")

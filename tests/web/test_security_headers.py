@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from idp import resource_dir
+from idp import db, resource_dir
+from idp.models import User
 
 
 def fetch(name: str, client, auth, oauth_client):
@@ -156,6 +157,23 @@ def test_server_error_page_shows_no_stack_trace(app, client):
     assert "Traceback" not in response.text
     assert "hunter2" not in response.text and "RuntimeError" not in response.text
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_server_error_page_renders_after_a_failed_database_statement(app, client, auth, user):
+    # Found by fuzzing: after a failed flush (or a PostgreSQL error) the session's transaction
+    # is unusable, and rendering the page for a signed-in user failed in turn.
+    def boom():
+        session = db.session()
+        session.add(User(username="alice", password_hash="x"))  # the name is taken
+        session.flush()
+
+    app.add_url_rule("/boom", "boom", boom)
+    auth.login()
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in response.text
+    assert '<span class="who">alice</span>' in response.text  # still signed in
+    assert "UNIQUE" not in response.text and "unique" not in response.text
 
 
 @pytest.mark.parametrize(
