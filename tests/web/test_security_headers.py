@@ -174,3 +174,19 @@ def test_wrong_method_at_a_json_endpoint_answers_json(client):
     response = client.get("/revoke")
     assert response.status_code == 405
     assert response.mimetype == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "mimetype"),
+    [("GET", "/revoke", "application/json"), ("POST", "/jwks.json", "application/json"),
+     ("TRACE", "/.well-known/openid-configuration", "application/json"),
+     ("DELETE", "/end_session", "text/html"), ("PUT", "/login", "text/html")],
+)  # fmt: skip
+def test_wrong_method_lists_the_allowed_methods(client, method, path, mimetype):
+    # RFC 9110 §15.5.6: a 405 MUST carry Allow with the methods the resource supports.
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert response.mimetype == mimetype
+    allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+    assert allowed == set(client.application.url_map.bind("localhost").allowed_methods(path))
+    assert method not in allowed
