@@ -10,6 +10,8 @@ import pytest
 
 from idp import resource_dir
 
+from ..helpers import allowed_methods
+
 
 def fetch(name: str, client, auth, oauth_client):
     if name == "login":
@@ -190,3 +192,20 @@ def test_wrong_method_lists_the_allowed_methods(client, method, path, mimetype):
     allowed = {m.strip() for m in response.headers["Allow"].split(",")}
     assert allowed == set(client.application.url_map.bind("localhost").allowed_methods(path))
     assert method not in allowed
+
+
+@pytest.mark.config(REGISTRATION="open")
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [("/token", {"POST"}), ("/par", {"POST"}), ("/register", {"POST"}),
+     ("/register/some-client", {"GET", "PUT", "DELETE"})],
+)  # fmt: skip
+def test_options_advertises_only_the_methods_served(client, path, methods):
+    # RFC 9110 §10.2.1: Allow lists the methods the resource supports, not ones that only
+    # answer 405 (found by schemathesis' allow-header check).
+    assert allowed_methods(client.options(path)) == methods
+    for method in {"GET", "PUT", "DELETE", "PATCH", "POST"} - methods:
+        response = client.open(path, method=method)
+        assert response.status_code == 405, method
+        assert response.get_json()["error"] == "invalid_request"
+        assert allowed_methods(response) == methods
