@@ -164,6 +164,18 @@ def test_public_client_must_push_pkce(client, public_client):
     assert response.get_json()["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize("response_type", ['to"ken', "cödé"])
+def test_pushed_response_type_with_odd_characters_is_refused(client, oauth_client, response_type):
+    # RFC 9126 §2.3 / RFC 6749 §5.2: a JSON error whose description keeps to NQSCHAR, not
+    # the 500 Authlib's ValueError gave (found by schemathesis).
+    params, _ = auth_params(oauth_client, response_type=response_type)
+    response = push(client, oauth_client, params)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "unsupported_response_type"
+    assert '"' not in body["error_description"] and body["error_description"].isascii()
+
+
 def test_par_endpoint_accepts_post_only(client):
     # RFC 9126 §2.3: 405 Method Not Allowed.
     response = client.get("/par")
