@@ -176,6 +176,20 @@ def test_pushed_response_type_with_odd_characters_is_refused(client, oauth_clien
     assert '"' not in body["error_description"] and body["error_description"].isascii()
 
 
+@pytest.mark.parametrize("redirect_uri", ["https://rp.example/cb£", 'https://rp.example/"cb'])
+def test_unregistered_redirect_uri_with_odd_characters_is_refused(
+    client, oauth_client, redirect_uri
+):
+    # RFC 9126 §2.1 / RFC 6749 §3.1.2.3: not a registered redirect URI, so invalid_request,
+    # with a description inside RFC 6749 §5.2's characters (a 500 before; schemathesis).
+    params, _ = auth_params(oauth_client, redirect_uri=redirect_uri)
+    response = push(client, oauth_client, params)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "invalid_request"
+    assert '"' not in body["error_description"] and body["error_description"].isascii()
+
+
 def test_par_endpoint_accepts_post_only(client):
     # RFC 9126 §2.3: 405 Method Not Allowed.
     response = client.get("/par")
