@@ -18,6 +18,7 @@ JSON_PATHS = (
     "/userinfo",
     "/jwks.json",
     "/.well-known/",
+    "/openapi.json",
     "/register",
     "/device_authorization",
     "/par",

@@ -8,7 +8,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Blueprint, Flask, abort, jsonify, request
 
 from . import authorize as authorize_view
-from . import client_auth, device, discovery, keys, logout, registration
+from . import client_auth, device, discovery, keys, logout, openapi, registration
 from . import end_session as end_session_view
 from .claims import SCOPE_DESCRIPTIONS
 from .discovery import PATHS
@@ -133,6 +133,9 @@ def well_known():
     response = jsonify(discovery.metadata())
     response.headers["Cache-Control"] = f"public, max-age={DISCOVERY_MAX_AGE}"
     return response
+
+
+bp.add_url_rule(openapi.PATH, "openapi", openapi.view)  # OpenAPI 3.1 of these endpoints
 
 
 def init_app(app: Flask) -> None:
