@@ -1,12 +1,13 @@
 """CORS (Fetch Standard §3.2) for the endpoints a browser-based client calls itself.
 
-Single-page apps fetch discovery, the JWKS, the token, userinfo, revocation and introspection
-endpoints cross-origin (OAuth 2.0 for Browser-Based Applications §6.3). Those answers carry
-``Access-Control-Allow-Origin`` only for an origin that is the origin of a redirect URI of an
-enabled registered client; any other origin gets no CORS header, so its browser withholds the
-answer. The authorization endpoint and every page of the UI never allow CORS: they are
-navigated to, never fetched, and must not be readable by another site. No endpoint allows
-credentials (cookies): these endpoints authenticate with client credentials or bearer tokens.
+Single-page apps fetch discovery, the JWKS, the OpenAPI description, the token, userinfo,
+revocation and introspection endpoints cross-origin (OAuth 2.0 for Browser-Based Applications
+§6.3). Those answers carry ``Access-Control-Allow-Origin`` only for an origin that is the
+origin of a redirect URI of an enabled registered client; any other origin gets no CORS
+header, so its browser withholds the answer. The authorization endpoint and every page of the
+UI never allow CORS: they are navigated to, never fetched, and must not be readable by another
+site. No endpoint allows credentials (cookies): these endpoints authenticate with client
+credentials or bearer tokens.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .models import Client
 CORS_ENDPOINTS = {
     "oauth.well_known": "GET",
     "oauth.jwks": "GET",
+    "oauth.openapi": "GET",
     "oauth.token": "POST",
     "oauth.userinfo": "GET, POST",
     "oauth.revoke": "POST",

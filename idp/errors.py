@@ -27,6 +27,7 @@ JSON_PATHS = (
     "/userinfo",
     "/jwks.json",
     "/.well-known/",
+    "/openapi.json",
     "/register",
     "/device_authorization",
     "/par",
@@ -40,12 +41,16 @@ def wants_json() -> bool:
 
 
 def http_error(error: HTTPException):
+    # The exception's own headers are kept: a 405 MUST list the methods in Allow
+    # (RFC 9110 §15.5.6; found by schemathesis).
+    headers = [(name, value) for name, value in error.get_headers() if name != "Content-Type"]
     if wants_json():
         response = jsonify(error="invalid_request", error_description=error.description)
         response.status_code = error.code or 400
+        response.headers.extend(headers)
         response.headers["Cache-Control"] = "no-store"
         return response
-    return render_template("errors/http.html", error=error), error.code
+    return render_template("errors/http.html", error=error), error.code, headers
 
 
 def server_error(error: Exception):

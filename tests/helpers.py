@@ -26,6 +26,13 @@ def basic_auth(client_id: str, secret: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
+def allowed_methods(response) -> set[str]:
+    """The methods an Allow header lists (RFC 9110 §10.2.1), besides OPTIONS and HEAD, which
+    Flask answers for every route."""
+    listed = {m.strip() for m in response.headers.get("Allow", "").split(",") if m.strip()}
+    return listed - {"OPTIONS", "HEAD"}
+
+
 def csrf_token(html: str) -> str:
     match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
         r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"', html

@@ -66,7 +66,10 @@ def client_redirect_target(next_url: str | None) -> tuple[Client, str] | None:
     browsers check the login page's form-action against that whole chain (CSP3 §6.3.1).
     The login page also names the client, so the user knows where they are signing in.
     """
-    parts = urlsplit(next_url or "")
+    try:
+        parts = urlsplit(next_url or "")
+    except ValueError:  # "http://[": not a URL, so not one of ours (found by fuzzing)
+        return None
     if parts.scheme or parts.netloc or parts.path != url_for("oauth.authorize"):
         return None
     args = dict(parse_qsl(parts.query))

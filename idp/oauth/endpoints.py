@@ -39,6 +39,12 @@ class RevocationEndpoint(_RevocationEndpoint):
 class IntrospectionEndpoint(_IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = CONFIDENTIAL_METHODS
 
+    def check_params(self, request, client):
+        # §2.1: the hint only narrows the first look-up, and the search MUST go on over every
+        # token type; an unknown hint is ignored as at revocation (Authlib answered 401).
+        if "token" not in request.form:
+            raise InvalidRequestError()
+
     def query_token(self, token_string, token_type_hint):
         return tokens.find(token_string, token_type_hint)
 

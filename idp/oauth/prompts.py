@@ -6,6 +6,7 @@ the rule it exercises.
 
 from __future__ import annotations
 
+import re
 import time
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
@@ -23,7 +24,12 @@ def requested_prompts(params) -> set[str]:
     prompts = set((params.get("prompt") or "").split())
     unknown = prompts - {"none", "login", "consent", "select_account"}
     if unknown:
-        raise InvalidRequestError(f"Unsupported prompt value: {' '.join(sorted(unknown))}")
+        shown = " ".join(sorted(unknown))
+        # Echoed only when plain: RFC 6749 §5.2 limits error_description to printable ASCII
+        # without quotes, and Authlib raises ValueError otherwise (found by schemathesis).
+        if not re.fullmatch(r"[A-Za-z0-9_. -]{1,64}", shown):
+            raise InvalidRequestError("Unsupported prompt value")
+        raise InvalidRequestError(f"Unsupported prompt value: {shown}")
     if "none" in prompts and len(prompts) > 1:
         raise InvalidRequestError("prompt=none cannot be combined with other values")
     return prompts

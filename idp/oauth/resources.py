@@ -35,7 +35,10 @@ class InvalidTargetError(OAuth2Error):
 
 def invalid_indicator(value: str) -> str | None:
     """Why ``value`` is not a resource indicator (§2: an absolute URI without a fragment)."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[": a 500 before (found by fuzzing)
+        return "is not a valid URI"
     if not parts.scheme or not (parts.netloc or parts.path):
         return "must be an absolute URI"
     if "#" in value:

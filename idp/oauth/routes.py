@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, abort, jsonify, request
 
 from .. import db
 from . import authorize as authorize_view
-from . import cache, client_auth, device, discovery, keys, logout, registration
+from . import cache, client_auth, device, discovery, keys, logout, openapi, registration
 from . import end_session as end_session_view
 from .claims import SCOPE_DESCRIPTIONS
 from .discovery import PATHS
@@ -17,6 +17,8 @@ from .server import build, server
 from .userinfo import userinfo
 
 bp = Blueprint("oauth", __name__)
+# Each route lists only the methods it serves: any other gets 405 with Allow and a JSON body
+# (errors.http_error), and OPTIONS advertises no method that would only answer 405.
 
 DISCOVERY_MAX_AGE = 3600
 # Token request parameters that may repeat: RFC 8707 §2 resource, RFC 8693 §2.1 audience.
@@ -24,12 +26,10 @@ REPEATABLE = ("resource", "audience")
 JWKS_MAX_AGE = 300
 
 
-def _json_error(error, status=400, headers=()):
+def _json_error(error):
     response = jsonify(dict(error.get_body()))
-    response.status_code = status
+    response.status_code = 400
     response.headers["Cache-Control"] = "no-store"
-    for name, value in headers:
-        response.headers[name] = value
     return response
 
 
@@ -38,19 +38,10 @@ def authorize():
     return authorize_view.authorize()
 
 
-@bp.route(PATHS["token_endpoint"], methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+@bp.post(PATHS["token_endpoint"])
 def token():
     # RFC 6749 §3.2: POST only, form-encoded; §3.1/§3.2: no parameter more than once.
-    return _post_only("token") or _form_error(REPEATABLE) or server().create_token_response()
-
-
-def _post_only(what: str):
-    """405 with a JSON error body for any method but POST, else None."""
-    if request.method == "POST":
-        return None
-    return _json_error(
-        InvalidRequestError(f"The {what} endpoint accepts POST only."), 405, [("Allow", "POST")]
-    )
+    return _form_error(REPEATABLE) or server().create_token_response()
 
 
 def _form_error(repeatable: tuple[str, ...] = ()):
@@ -93,16 +84,13 @@ def device_authorization():
     return _endpoint("device_authorization")  # RFC 8628 §3.1
 
 
-@bp.route(PATHS["pushed_authorization_request_endpoint"], methods=["GET", "PUT", "DELETE", "POST"])
+@bp.post(PATHS["pushed_authorization_request_endpoint"])
 def pushed_authorization_request():
-    # RFC 9126 §2.3: POST only; RFC 8707 §2: resource may repeat.
-    return _post_only("PAR") or _endpoint("pushed_authorization", repeatable=("resource",))
+    # RFC 9126 §2.3: POST only (405 otherwise); RFC 8707 §2: resource may repeat.
+    return _endpoint("pushed_authorization", repeatable=("resource",))
 
 
 bp.add_url_rule(PATHS["userinfo_endpoint"], "userinfo", userinfo, methods=["GET", "POST"])
-
-
-ANY_METHOD = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 
 def _json_body_error():
@@ -114,20 +102,16 @@ def _json_body_error():
     return None
 
 
-@bp.route(PATHS["registration_endpoint"], methods=ANY_METHOD)
+@bp.post(PATHS["registration_endpoint"])
 def register():
     if not registration.enabled():
         abort(404)
-    problem = _post_only("registration") or _json_body_error()
+    problem = _json_body_error()
     return problem or server().create_endpoint_response("client_registration")
 
 
-@bp.route(PATHS["registration_endpoint"] + "/<client_id>", methods=ANY_METHOD)
+@bp.route(PATHS["registration_endpoint"] + "/<client_id>", methods=["GET", "PUT", "DELETE"])
 def client_configuration(client_id: str):
-    if request.method not in ("GET", "PUT", "DELETE"):
-        return _json_error(
-            InvalidRequestError("Use GET, PUT or DELETE."), 405, [("Allow", "GET, PUT, DELETE")]
-        )
     if request.method == "PUT" and (problem := _json_body_error()):
         return problem
     return server().create_endpoint_response("client_configuration")
@@ -151,6 +135,9 @@ def well_known():
     response = jsonify(discovery.metadata())
     response.headers["Cache-Control"] = f"public, max-age={DISCOVERY_MAX_AGE}"
     return response
+
+
+bp.add_url_rule(openapi.PATH, "openapi", openapi.view)  # OpenAPI 3.1 of these endpoints
 
 
 def init_app(app: Flask) -> None:

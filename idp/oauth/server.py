@@ -6,7 +6,7 @@ Built per app and kept in ``app.extensions["idp.oauth"]``; never a module-level 
 from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749 import InvalidClientError, UnsupportedResponseTypeError
 from flask import Flask, current_app
 
 from ..models import Client
@@ -44,6 +44,14 @@ class AuthorizationServer(_AuthorizationServer):
             # Authlib's Basic parsing raises on "Authorization: Basic" with no credentials;
             # RFC 6749 §5.2: that is invalid_client, not a server error (found by fuzzing).
             raise InvalidClientError(status_code=401) from exc
+
+    def get_authorization_grant(self, request):
+        try:
+            return super().get_authorization_grant(request)
+        except ValueError as exc:
+            # Authlib puts the raw response_type into the error description and raises
+            # ValueError when it has characters RFC 6749 §5.2 forbids (found by schemathesis).
+            raise UnsupportedResponseTypeError(None, "Unsupported response_type.") from exc
 
 
 def build(app: Flask) -> AuthorizationServer:

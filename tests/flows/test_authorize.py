@@ -115,6 +115,20 @@ def test_unsupported_response_type_with_unregistered_redirect_uri_is_not_redirec
     assert "Location" not in response.headers
 
 
+@pytest.mark.parametrize("response_type", ['to"ken', "cödé", "code\\"])
+def test_response_type_with_odd_characters_is_an_error_page(
+    client, auth, user, oauth_client, response_type
+):
+    # RFC 6749 §4.1.2.1 unsupported_response_type; Authlib raised ValueError building the
+    # error from such a value, a 500 (found by schemathesis). An error page, not a redirect.
+    auth.login()
+    params = request_params(oauth_client, response_type=response_type)
+    response = client.get(authorize_url(params))
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert "response_type" in response.text
+
+
 # --- errors before the redirect URI is trusted ----------------------------------------
 
 

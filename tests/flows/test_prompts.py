@@ -15,7 +15,7 @@ from sqlalchemy import update
 from idp import db
 from idp.models import UserSession
 
-from ..helpers import query
+from ..helpers import basic_auth, query
 
 ISSUER = "http://localhost"
 
@@ -148,12 +148,29 @@ def test_prompt_none_and_consent_together_is_invalid_request(client, auth, conse
     assert_error_redirect(get_authorize(client, params), consented, params, "invalid_request")
 
 
-@pytest.mark.parametrize("prompt", ["none login", "login none", "bogus", "login unknown"])
+@pytest.mark.parametrize(
+    "prompt", ["none login", "login none", "bogus", "login unknown", "logïn", 'login "x"']
+)
 def test_invalid_prompt_values_are_invalid_request(client, auth, consented, prompt):
     # OIDC Core §3.1.2.1: none cannot be combined; unknown values are an invalid request
     # (§3.1.2.6 invalid_request for unsupported parameter values).
     params, _ = auth.code_flow_params(consented, prompt=prompt)
     assert_error_redirect(get_authorize(client, params), consented, params, "invalid_request")
+
+
+@pytest.mark.parametrize("prompt", ["logïn", 'x"y', "a\\b"])
+def test_pushed_prompt_with_odd_characters_is_invalid_request(client, auth, consented, prompt):
+    # RFC 9126 §2.3: the error comes back as JSON whose description keeps to RFC 6749 §5.2's
+    # characters; the unknown value made Authlib raise ValueError, a 500 (schemathesis).
+    params, _ = auth.code_flow_params(consented, prompt=prompt)
+    params.pop("client_id")
+    response = client.post(
+        "/par", data=params, headers=basic_auth(consented.client_id, consented.client_secret)
+    )
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "invalid_request"
+    assert re.fullmatch(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*", body["error_description"])
 
 
 def test_max_age_exceeded_forces_login_and_auth_time_is_fresh(app, client, auth, consented):

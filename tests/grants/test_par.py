@@ -20,7 +20,7 @@ from idp.models import (
     utcnow,
 )
 
-from ..helpers import basic_auth, csrf_token, pkce_pair, query
+from ..helpers import allowed_methods, basic_auth, csrf_token, pkce_pair, query
 from .conftest import set_row
 
 PREFIX = "urn:ietf:params:oauth:request_uri:"
@@ -164,11 +164,37 @@ def test_public_client_must_push_pkce(client, public_client):
     assert response.get_json()["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize("response_type", ['to"ken', "cödé"])
+def test_pushed_response_type_with_odd_characters_is_refused(client, oauth_client, response_type):
+    # RFC 9126 §2.3 / RFC 6749 §5.2: a JSON error whose description keeps to NQSCHAR, not
+    # the 500 Authlib's ValueError gave (found by schemathesis).
+    params, _ = auth_params(oauth_client, response_type=response_type)
+    response = push(client, oauth_client, params)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "unsupported_response_type"
+    assert '"' not in body["error_description"] and body["error_description"].isascii()
+
+
+@pytest.mark.parametrize("redirect_uri", ["https://rp.example/cb£", 'https://rp.example/"cb'])
+def test_unregistered_redirect_uri_with_odd_characters_is_refused(
+    client, oauth_client, redirect_uri
+):
+    # RFC 9126 §2.1 / RFC 6749 §3.1.2.3: not a registered redirect URI, so invalid_request,
+    # with a description inside RFC 6749 §5.2's characters (a 500 before; schemathesis).
+    params, _ = auth_params(oauth_client, redirect_uri=redirect_uri)
+    response = push(client, oauth_client, params)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "invalid_request"
+    assert '"' not in body["error_description"] and body["error_description"].isascii()
+
+
 def test_par_endpoint_accepts_post_only(client):
     # RFC 9126 §2.3: 405 Method Not Allowed.
     response = client.get("/par")
     assert response.status_code == 405
-    assert response.headers["Allow"] == "POST"
+    assert allowed_methods(response) == {"POST"}
 
 
 # --- §4: the authorization request with request_uri ----------------------------------------

@@ -37,6 +37,7 @@ CORS_REQUESTS = [
     ("GET", "/.well-known/openid-configuration", {}),
     ("GET", "/.well-known/oauth-authorization-server", {}),
     ("GET", "/jwks.json", {}),
+    ("GET", "/openapi.json", {}),
     ("POST", "/token", {"data": {"grant_type": "authorization_code", "code": "x"}}),
     ("GET", "/userinfo", {"headers": {"Authorization": "Bearer nothing"}}),
     ("POST", "/revoke", {"data": {"token": "x"}}),

@@ -62,6 +62,7 @@ ODD = [
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "eyJhbGciOiJub25lIn0.e30.",
     "S256", "plain", "https://rp.example/cb", "http://localhost/token", "access_token",
     "none", "login consent", "form_post", "code", "urn:ietf:params:oauth:request_uri:abc",
+    "http://[", "logïn", 'x"y',
 ]  # fmt: skip
 CONTENT_TYPES = [
     "application/x-www-form-urlencoded", "application/json", "text/plain",

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from idp import db
 from idp.models import AuditEvent, Client, RegistrationToken, secret_hash, utcnow
 
+from ..helpers import allowed_methods
 from .rp import REDIRECT_URI, metadata
 
 
@@ -144,7 +145,7 @@ def test_registration_endpoint_accepts_post_only(client):
     # RFC 7591 §3: "MUST accept HTTP POST messages".
     response = client.get("/register")
     assert response.status_code == 405
-    assert response.headers["Allow"] == "POST"
+    assert allowed_methods(response) == {"POST"}
     assert response.get_json()["error"] == "invalid_request"
 
 

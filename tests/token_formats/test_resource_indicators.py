@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import pytest
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
@@ -103,7 +104,7 @@ def test_unknown_resource_at_authorization_is_invalid_target(
 def test_resource_with_fragment_or_relative_is_invalid_target(client, auth, user, oauth_client):
     # RFC 8707 §2: an absolute URI, and it MUST NOT include a fragment component.
     auth.login()
-    for bad in ("https://api.example/orders#x", "/orders"):
+    for bad in ("https://api.example/orders#x", "/orders", "https://[api.example/"):
         response, _, _ = authorize(auth, oauth_client, "openid", [bad])
         assert query(response.headers["Location"])["error"] == "invalid_target", bad
 
@@ -270,6 +271,22 @@ def test_client_credentials_scope_of_another_resource_is_invalid_scope(client, s
         client, service, grant_type="client_credentials", resource=ORDERS, scope="inventory:read"
     )
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_scope"
+
+
+@pytest.mark.parametrize("resource", ["http://[", "https://[::1/x", "/orders"])
+def test_malformed_resource_is_invalid_target_at_token_and_par(client, service, oauth_client,
+                                                               resource):  # fmt: skip
+    # RFC 8707 §2: not an absolute URI -> invalid_target; urlsplit's ValueError on an
+    # unclosed IPv6 bracket was a 500 (found by fuzzing).
+    response = token_request(client, service, grant_type="client_credentials", resource=resource)
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_target"
+    pushed = client.post(
+        "/par",
+        data={"response_type": "code", "redirect_uri": oauth_client.redirect_uri,
+              "scope": "openid", "resource": resource},
+        headers=basic_auth(oauth_client.client_id, oauth_client.client_secret),
+    )  # fmt: skip
+    assert pushed.status_code == 400 and pushed.get_json()["error"] == "invalid_target"
 
 
 def test_unknown_resource_at_token_endpoint_is_invalid_target(client, service, apis):

@@ -11,6 +11,8 @@ import pytest
 from idp import db, resource_dir
 from idp.models import User
 
+from ..helpers import allowed_methods
+
 
 def fetch(name: str, client, auth, oauth_client):
     if name == "login":
@@ -192,3 +194,36 @@ def test_wrong_method_at_a_json_endpoint_answers_json(client):
     response = client.get("/revoke")
     assert response.status_code == 405
     assert response.mimetype == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "mimetype"),
+    [("GET", "/revoke", "application/json"), ("POST", "/jwks.json", "application/json"),
+     ("TRACE", "/.well-known/openid-configuration", "application/json"),
+     ("DELETE", "/end_session", "text/html"), ("PUT", "/login", "text/html")],
+)  # fmt: skip
+def test_wrong_method_lists_the_allowed_methods(client, method, path, mimetype):
+    # RFC 9110 §15.5.6: a 405 MUST carry Allow with the methods the resource supports.
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert response.mimetype == mimetype
+    allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+    assert allowed == set(client.application.url_map.bind("localhost").allowed_methods(path))
+    assert method not in allowed
+
+
+@pytest.mark.config(REGISTRATION="open")
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [("/token", {"POST"}), ("/par", {"POST"}), ("/register", {"POST"}),
+     ("/register/some-client", {"GET", "PUT", "DELETE"})],
+)  # fmt: skip
+def test_options_advertises_only_the_methods_served(client, path, methods):
+    # RFC 9110 §10.2.1: Allow lists the methods the resource supports, not ones that only
+    # answer 405 (found by schemathesis' allow-header check).
+    assert allowed_methods(client.options(path)) == methods
+    for method in {"GET", "PUT", "DELETE", "PATCH", "POST"} - methods:
+        response = client.open(path, method=method)
+        assert response.status_code == 405, method
+        assert response.get_json()["error"] == "invalid_request"
+        assert allowed_methods(response) == methods
