@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from . import create_app, db, instance_path, migrate
 from .config import ConfigError
-from .models import Client, User
+from .models import Client, User, new_client_id
 from .oauth import keys
 from .oauth.claims import OIDC_SCOPES
 from .oauth.server import GRANT_TYPES
@@ -184,7 +184,7 @@ def create_client(
     method = "none" if public else (auth_method or "client_secret_basic")
     secret = None if method in ("none", PRIVATE_KEY_JWT) else new_secret()
     client = Client(
-        client_id=secrets.token_urlsafe(16),
+        client_id=new_client_id(),
         client_name=name,
         redirect_uris=list(redirect_uris),
         grant_types=list(grant_types),

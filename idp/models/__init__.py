@@ -2,7 +2,7 @@
 
 from .audit import AuditEvent
 from .base import Base, secret_hash, secret_matches, utcnow
-from .client import Client
+from .client import Client, new_client_id
 from .consent import Consent
 from .device import DeviceCode, JWTReplay, PushedAuthorizationRequest
 from .grant import AuthorizationCode
@@ -31,6 +31,7 @@ __all__ = [
     "SigningKey",
     "Token",
     "User",
+    "new_client_id",
     "UserSession",
     "secret_hash",
     "secret_matches",

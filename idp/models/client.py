@@ -6,6 +6,7 @@ would store it in plaintext, so this model implements ``ClientMixin`` itself.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -17,6 +18,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, secret_matches, utcnow
 
 PUBLIC = "none"
+
+
+def new_client_id() -> str:
+    """128 random bits, URL-safe; never starting with "-", which a command line (``idp
+    clients disable <id>``) would read as an option (found by a flaky CLI test)."""
+    while True:
+        value = secrets.token_urlsafe(16)
+        if not value.startswith("-"):
+            return value
 
 
 class Client(ClientMixin, Base):

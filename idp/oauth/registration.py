@@ -18,7 +18,6 @@ plaintext values appear once, in the response that issues them.
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ from ..models import (
     Consent,
     RegistrationToken,
     Token,
+    new_client_id,
     secret_hash,
     secret_matches,
     utcnow,
@@ -196,7 +196,7 @@ class ClientRegistrationEndpoint(_RegistrationEndpoint):
         return request.client_metadata
 
     def generate_client_id(self, request):
-        return secrets.token_urlsafe(16)
+        return new_client_id()
 
     def generate_client_secret(self, request):
         return new_secret()
