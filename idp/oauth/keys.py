@@ -106,8 +106,17 @@ class KeyStore:
             .where(or_(SigningKey.publish_until.is_(None), SigningKey.publish_until > now))
             .order_by(SigningKey.created_at.desc(), SigningKey.id.desc())
         )
+        # A kid names one key for ever: reuse what is imported (importing an RSA private key
+        # checks it, tens of milliseconds, which every reload would otherwise pay per key).
+        imported = {k.kid: k.key for k in self._keys}
         return [
-            LoadedKey(r.kid, r.alg, import_key(r.private_jwk), r.retired_at is None) for r in rows
+            LoadedKey(
+                r.kid,
+                r.alg,
+                imported.get(r.kid) or import_key(r.private_jwk),
+                r.retired_at is None,
+            )
+            for r in rows
         ]
 
     def signing_key(self, alg: str) -> LoadedKey:
