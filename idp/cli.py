@@ -795,7 +795,7 @@ def run_command(host, port):
 )
 @click.option("--bind", help="Address to listen on (default 127.0.0.1:8000, or IDP_BIND).")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: CPUs).")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads per worker (default 1).")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads per worker (default 4).")
 @click.option("--timeout", type=click.IntRange(min=1), help="Worker timeout in seconds.")
 @click.argument("gunicorn_args", nargs=-1, type=click.UNPROCESSED)
 def serve_command(bind, workers, threads, timeout, gunicorn_args):
