@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 
 import pytest
 import redis
@@ -27,6 +28,19 @@ WRONG = "not the password at all"
 def app_config(app_config):
     # Every test counts in its own key space, even in a shared Redis.
     return {**app_config, "RATELIMIT_KEY_PREFIX": "idp-test-" + secrets.token_hex(6)}
+
+
+@pytest.fixture
+def steady_clock(monkeypatch):
+    """The wall clock held in the middle of a minute while a test counts "N/minute".
+
+    The sliding-window counter weighs the previous window's hits by how much of it is
+    left, so a test that crossed a minute boundary saw one attempt too many pass (a flaky
+    401 instead of 429 on a loaded machine). Counters in memory read time.time().
+    """
+    now = time.time()
+    frozen = now - now % 60 + 30
+    monkeypatch.setattr(time, "time", lambda: frozen)
 
 
 def redis_available() -> bool:
@@ -55,6 +69,7 @@ def hits(endpoint: str) -> float:
 
 
 @pytest.mark.config(RATELIMIT_LOGIN_IP="3/minute", RATELIMIT_LOGIN_ACCOUNT="100/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_sign_in_attempts_are_limited_per_client_address(browser, user):
     # RFC 6819 §5.1.4.2.3 (lock out / throttle password guessing), RFC 6585 §4.
     before = hits("auth.login")
@@ -78,6 +93,7 @@ def test_sign_in_attempts_are_limited_per_client_address(browser, user):
     RATELIMIT_LOGIN_IP="100/minute", RATELIMIT_LOGIN_ACCOUNT="2/minute", LOCKOUT_THRESHOLD=0
 )
 @pytest.mark.parametrize("account", ["alice", "nobody-by-this-name"])
+@pytest.mark.usefixtures("steady_clock")
 def test_sign_in_attempts_are_limited_per_account_across_addresses(browser, user, account):
     # Distributed guessing against one account (OWASP Credential Stuffing Prevention): the
     # limit follows the submitted name, whether or not such an account exists, so the 429
@@ -93,6 +109,7 @@ def test_sign_in_attempts_are_limited_per_account_across_addresses(browser, user
 
 
 @pytest.mark.config(RATELIMIT_TOKEN="2/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_token_requests_are_limited_per_client(client, factory):
     # RFC 6749 §10.10: limit guessing at the token endpoint; the answer is JSON like any
     # token error (RFC 6749 §5.2 shape) with Retry-After (RFC 6585 §4).
@@ -111,6 +128,7 @@ def test_token_requests_are_limited_per_client(client, factory):
 
 
 @pytest.mark.config(RATELIMIT_TOKEN="1/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_token_limit_counts_the_named_client_even_with_a_wrong_secret(client, factory):
     # Guessing a client's secret uses up that client's allowance.
     registered = factory.client(grant_types=("client_credentials",), scope="api")
@@ -124,6 +142,7 @@ def test_token_limit_counts_the_named_client_even_with_a_wrong_secret(client, fa
 
 
 @pytest.mark.config(REGISTRATION="open", RATELIMIT_REGISTRATION="2/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_registration_is_limited_per_address(client):
     # RFC 7591 §5 leaves abuse of open registration to the server: limited per IP.
     body = {"redirect_uris": ["https://rp.example/cb"], "client_name": "RP"}
@@ -138,6 +157,7 @@ def test_registration_is_limited_per_address(client):
 
 
 @pytest.mark.config(RATELIMIT_DEVICE_ENTRY="2/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_device_code_entry_is_limited_per_address(app, client, auth, user):
     # RFC 8628 §5.1: user codes are short, so their entry must be rate limited.
     auth.login()
