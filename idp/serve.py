@@ -44,5 +44,10 @@ def exec_gunicorn(settings: dict[str, object], extra: tuple[str, ...] = ()) -> N
     for name, value in settings.items():
         if value is not None:
             os.environ[f"IDP_{name.upper()}"] = str(value)
+    # Each sign-in's argon2 hash takes ARGON2_MEMORY_COST (19 MiB) from malloc. glibc would
+    # raise its mmap threshold after the first and keep later buffers in each thread's
+    # arena: a gthread worker grew from ~115 to ~170 MB. A fixed threshold returns them to
+    # the system (91 MB measured); set MALLOC_MMAP_THRESHOLD_ yourself to change it.
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1024 * 1024))
     argv = gunicorn_argv(extra)
     os.execv(argv[0], argv)

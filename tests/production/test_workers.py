@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -347,3 +348,14 @@ def test_metrics_add_up_the_requests_of_every_worker(server, rows):
     responses = at_once(10, lambda _i: requests.get(server.url + "/healthz"))
     assert len(server.served_by(responses)) == 2
     assert count() - before == 10
+
+
+def test_workers_run_threads_and_give_argon2_buffers_back(server):
+    # docs/deploy.md: gthread workers (4 threads) by default, and a fixed glibc mmap
+    # threshold so that each thread's 19 MiB argon2 buffer goes back to the system.
+    responses = [requests.get(server.url + "/healthz", timeout=5) for _ in range(6)]
+    for pid in server.served_by(responses):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_MMAP_THRESHOLD_=1048576" in environ
+    log = server.log_path.read_text()
+    assert "Using worker: gthread" in log
