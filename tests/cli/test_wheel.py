@@ -1,4 +1,5 @@
-"""The package installs as a wheel: templates, static files and migrations travel inside it."""
+"""The package installs as a wheel: templates, static files, migrations and the OpenAPI
+description travel inside it."""
 
 import subprocess
 import sys
@@ -23,3 +24,4 @@ def test_wheel_carries_templates_static_files_and_migrations(tmp_path):
     for migration in (ROOT / "idp" / "migrations" / "versions").glob("*.py"):
         assert f"idp/migrations/versions/{migration.name}" in names
     assert "idp/migrations/env.py" in names and "idp/migrations/script.py.mako" in names
+    assert "idp/oauth/openapi.json" in names  # served at /openapi.json
