@@ -117,7 +117,7 @@ def test_gunicorn_configuration_reads_its_settings_from_the_environment(monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_gunicorn_defaults_to_one_worker_per_cpu(monkeypatch, tmp_path):
+def test_gunicorn_defaults_to_one_worker_per_cpu_with_four_threads(monkeypatch, tmp_path):
     import multiprocessing
 
     for name in ("IDP_BIND", "IDP_WORKERS", "IDP_THREADS"):
@@ -127,7 +127,12 @@ def test_gunicorn_defaults_to_one_worker_per_cpu(monkeypatch, tmp_path):
 
     conf = importlib.reload(conf)
     assert conf.workers == multiprocessing.cpu_count()
-    assert (conf.bind, conf.worker_class) == ("127.0.0.1:8000", "sync")
+    # gthread with 4 threads: database waits overlap (docs/benchmarks.md); 1 gives sync.
+    assert (conf.bind, conf.worker_class, conf.threads) == ("127.0.0.1:8000", "gthread", 4)
+    monkeypatch.setenv("IDP_THREADS", "1")
+    assert importlib.reload(conf).worker_class == "sync"
+    monkeypatch.delenv("IDP_THREADS")
+    importlib.reload(conf)
 
 
 @pytest.mark.config(ISSUER="https://localhost", PROXY_FIX_X_PROTO=1)
