@@ -9,18 +9,12 @@ it) and wall ms per request, for client_credentials, introspection and discovery
 
 from __future__ import annotations
 
-import base64
-import os
 import sys
-import tempfile
 import time
 
-from sqlalchemy import create_engine, text
+from inprocess import service_app
 
-from idp import create_app, db
-from idp.cli import create_client
-from idp.migrate import upgrade
-from idp.oauth import keys
+from idp import db
 
 VARIANTS = {
     "as deployed (JWT RS256 access tokens)": {},
@@ -32,32 +26,9 @@ VARIANTS = {
 }
 
 
-def fresh_database() -> str:
-    url = os.environ.get("IDP_DATABASE_URL")
-    if not url:
-        return f"sqlite:///{tempfile.mkdtemp()}/idp.sqlite3"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
-
-
 def measure(name: str, overrides: dict, count: int) -> None:
-    config = {"DATABASE_URL": fresh_database(), "SECRET_KEY": "b", "ISSUER": "http://127.0.0.1",
-              "RATELIMIT_TOKEN": "1000000/second", **overrides}  # fmt: skip
-    app = create_app(config)
-    upgrade(app)
-    with app.app_context():
-        keys.ensure_keys(db.session())
-        client, secret = create_client(
-            db.session(), name="b", redirect_uris=[], grant_types=["client_credentials"],
-            scope="api", public=False, first_party=True,
-        )  # fmt: skip
-        db.session().commit()
-        client_id = client.client_id
-    auth = {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+    app, basic = service_app(**overrides)
+    auth = {"Authorization": basic}
     http = app.test_client()
     token = http.post("/token", data={"grant_type": "client_credentials", "scope": "api"},
                       headers=auth).get_json()["access_token"]  # fmt: skip

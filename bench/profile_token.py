@@ -9,40 +9,17 @@ and prints the functions with the most cumulative and own time.
 
 from __future__ import annotations
 
-import base64
 import cProfile
-import os
 import pstats
 import sys
-import tempfile
 import time
 
-from idp import create_app, db
-from idp.cli import create_client
-from idp.migrate import upgrade
-from idp.oauth import keys
+from inprocess import service_app
 
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    folder = tempfile.mkdtemp()
-    config = {
-        "DATABASE_URL": os.environ.get("IDP_DATABASE_URL", f"sqlite:///{folder}/idp.sqlite3"),
-        "SECRET_KEY": "profile",
-        "ISSUER": "http://127.0.0.1:8000",
-        "RATELIMIT_TOKEN": "1000000/second",
-    }
-    app = create_app(config)
-    upgrade(app)
-    with app.app_context():
-        keys.ensure_keys(db.session())
-        client, secret = create_client(
-            db.session(), name="p", redirect_uris=[], grant_types=["client_credentials"],
-            scope="api", public=False, first_party=True,
-        )  # fmt: skip
-        db.session().commit()
-        client_id = client.client_id
-    basic = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    app, basic = service_app(ISSUER="http://127.0.0.1:8000")
     http = app.test_client()
 
     def issue():

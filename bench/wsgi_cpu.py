@@ -10,37 +10,20 @@ optimising; the figures in docs/benchmarks.md come from bench/run.sh (wrk over H
 
 from __future__ import annotations
 
-import base64
 import cProfile
 import io
 import json
 import os
 import pstats
 import sys
-import tempfile
 import time
 from urllib.parse import urlencode
 
-from sqlalchemy import create_engine, text
+from inprocess import service_app
 
-from idp import create_app, db
-from idp.cli import create_client
-from idp.migrate import upgrade
-from idp.oauth import keys
+from idp import db
 
 PROFILE = os.environ.get("BENCH_PROFILE")  # a pstats sort key: tottime, cumulative
-
-
-def fresh_database() -> str:
-    url = os.environ.get("IDP_DATABASE_URL")
-    if not url:
-        return f"sqlite:///{tempfile.mkdtemp()}/idp.sqlite3"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
 
 
 def environ(method: str, path: str, body: bytes = b"", **headers: str) -> dict:
@@ -70,20 +53,7 @@ def call(app, env: dict) -> tuple[str, bytes]:
 def main() -> None:
     args = sys.argv[1:]
     count = int(args.pop(0)) if args and args[0].isdigit() else 2000
-    config = {"DATABASE_URL": fresh_database(), "SECRET_KEY": "b", "ISSUER": "http://127.0.0.1",
-              "RATELIMIT_TOKEN": "1000000/second",
-              **json.loads(os.environ.get("BENCH_CONFIG", "{}"))}  # fmt: skip
-    app = create_app(config)
-    upgrade(app)
-    with app.app_context():
-        keys.ensure_keys(db.session())
-        client, secret = create_client(
-            db.session(), name="b", redirect_uris=[], grant_types=["client_credentials"],
-            scope="api", public=False, first_party=True,
-        )  # fmt: skip
-        db.session().commit()
-        client_id = client.client_id
-    basic = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
     form = urlencode({"grant_type": "client_credentials", "scope": "api"}).encode()
     cc = environ("POST", "/token", form, authorization=basic)
     status, body = call(app, cc)
