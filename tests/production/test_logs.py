@@ -11,8 +11,9 @@ import json
 import logging
 
 import pytest
+from flask import g
 
-from idp.logs import JsonFormatter, scrub
+from idp.logs import BackgroundHandler, JsonFormatter, scrub
 
 from ..factories import PASSWORD
 from ..helpers import basic_auth
@@ -152,6 +153,29 @@ def test_formatter_drops_extra_fields_with_secret_names():
     assert line["grant_type"] == "refresh_token" and line["status"] == 200
 
 
+def test_lines_written_in_the_background_keep_their_request_id_and_order(app):
+    # The writer runs in a thread of its own, outside the request: the request id and the
+    # message are settled before the hand-over, and closing writes whatever is queued.
+    buffer = io.StringIO()
+    writer = logging.StreamHandler(buffer)
+    writer.setFormatter(JsonFormatter())
+    handler = BackgroundHandler(writer)
+    logger = logging.getLogger("idp.tests.background")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with app.test_request_context("/"):
+            g.request_id = "req-7f3a"
+            for number in range(300):
+                logger.info("line %d of %s", number, "300")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert [line["message"] for line in lines] == [f"line {n} of 300" for n in range(300)]
+    assert {line["request_id"] for line in lines} == {"req-7f3a"}
+
+
 def test_logs_are_text_when_configured(app_config):
     from idp import create_app
 
@@ -159,7 +183,7 @@ def test_logs_are_text_when_configured(app_config):
     try:
         handlers = [h for h in logging.getLogger("idp").handlers if getattr(h, "idp_handler", 0)]
         assert len(handlers) == 1
-        assert not isinstance(handlers[0].formatter, JsonFormatter)
+        assert not isinstance(handlers[0].writer.formatter, JsonFormatter)
     finally:
         from idp import logs
 

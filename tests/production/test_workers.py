@@ -350,6 +350,19 @@ def test_metrics_add_up_the_requests_of_every_worker(server, rows):
     assert count() - before == 10
 
 
+def test_each_request_writes_one_access_line(server):
+    # gunicorn's logconfig gives the root logger a handler too; the idp loggers have their
+    # own, so a record that also propagated to root was written twice.
+    responses = [requests.get(server.url + "/healthz", timeout=5) for _ in range(3)]
+    assert len(server.served_by(responses)) >= 1  # waits until the lines are written
+    time.sleep(0.2)  # a second copy would follow at once
+    ids = [answer.headers["X-Request-Id"] for answer in responses]
+    entries = [json.loads(line) for line in server.log_path.read_text().splitlines()
+               if line.startswith("{")]  # fmt: skip
+    lines = Counter(e.get("request_id") for e in entries if e.get("logger") == "idp.access")
+    assert [lines[request_id] for request_id in ids] == [1, 1, 1]
+
+
 def test_workers_run_threads_and_give_argon2_buffers_back(server):
     # docs/deploy.md: gthread workers (4 threads) by default, and a fixed glibc mmap
     # threshold so that each thread's 19 MiB argon2 buffer goes back to the system.
