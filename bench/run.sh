@@ -9,6 +9,12 @@
 #   BENCH_PG_URL     PostgreSQL database to EMPTY and use (default: .../bench)
 #   BENCH_PORT       port to listen on (default 8800)
 #   BENCH_CONNECTIONS, BENCH_THREADS   wrk settings (default 32, 1)
+#   BENCH_PIN_DATABASE=1   also pin the PostgreSQL server's processes to the load
+#                    generator's core for the run, so the worker's core runs the worker
+#                    alone (affinity restored to all cores at the end)
+#   BENCH_SERVER     idp (default: `idp serve`, gunicorn) or granian: the same app under
+#                    granian's native HTTP parser, 4 blocking threads per worker, for
+#                    comparison only (`.venv/bin/pip install granian`; not a dependency)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +33,19 @@ PY=${PYTHON:-.venv/bin/python}
 OUT=bench/out
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/idp-bench.XXXXXX)
+TICKS=$(getconf CLK_TCK)
+
+cpu_ticks() {  # user + system CPU ticks of the given processes (those still alive)
+  local total=0 pid stat fields
+  for pid in "$@"; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    read -r -a fields <<<"${stat##*) }"  # after "(comm) ": state is [0], utime [11], stime [12]
+    total=$((total + fields[11] + fields[12]))
+  done
+  echo "$total"
+}
+server_pids() { echo "$SERVER" $(ps -o pid= --ppid "$SERVER"); }
+database_pids() { [ "$DB" = postgres ] && pgrep -x postgres || true; }
 
 export IDP_INSTANCE_PATH=$WORK
 export IDP_SECRET_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -49,10 +68,30 @@ else
 fi
 .venv/bin/idp init --json >/dev/null
 
-taskset -c "$SERVER_CPUS" .venv/bin/idp serve --workers "$WORKERS" --bind "127.0.0.1:$PORT" \
-  >"$OUT/server-$DB-$WORKERS.log" 2>&1 &
+if [ "${BENCH_SERVER:-idp}" = granian ]; then
+  export PROMETHEUS_MULTIPROC_DIR=$WORK/metrics
+  mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+  taskset -c "$SERVER_CPUS" .venv/bin/granian --interface wsgi --workers "$WORKERS" \
+    --blocking-threads 4 --host 127.0.0.1 --port "$PORT" --log-level warning \
+    --factory idp:create_app >"$OUT/server-$DB-$WORKERS-granian.log" 2>&1 &
+else
+  taskset -c "$SERVER_CPUS" .venv/bin/idp serve --workers "$WORKERS" --bind "127.0.0.1:$PORT" \
+    >"$OUT/server-$DB-$WORKERS.log" 2>&1 &
+fi
 SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+cleanup() {
+  kill -TERM "$SERVER" 2>/dev/null
+  wait "$SERVER" 2>/dev/null
+  if [ "${BENCH_PIN_DATABASE:-0}" = 1 ]; then
+    for pid in $(database_pids); do taskset -a -p -c "0-$LAST" "$pid" >/dev/null 2>&1 || true; done
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+if [ "${BENCH_PIN_DATABASE:-0}" = 1 ]; then
+  # New backends inherit the postmaster's affinity; existing ones are pinned here.
+  for pid in $(database_pids); do taskset -a -p -c "$CLIENT_CPUS" "$pid" >/dev/null; done
+fi
 for _ in $(seq 1 100); do
   curl -fsS "$IDP_ISSUER/readyz" >/dev/null 2>&1 && break
   sleep 0.1
@@ -65,8 +104,35 @@ run_wrk() {  # scenario script [path]
   # warm-up (discarded), then the measured run
   taskset -c "$CLIENT_CPUS" wrk -t"$BENCH_THREADS" -c"$CONNECTIONS" -d2s -s "bench/lua/$2" \
     "$IDP_ISSUER" >/dev/null || true
+  measured wrk_once "$1" "bench/lua/$2"
+}
+
+wrk_once() {  # scenario script: one measured wrk run, its RESULT line
   taskset -c "$CLIENT_CPUS" wrk -t"$BENCH_THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
-    --latency -s "bench/lua/$2" "$IDP_ISSUER" | tee "$OUT/wrk-$DB-$WORKERS-$1.txt" | grep '^RESULT'
+    --latency -s "$2" "$IDP_ISSUER" | tee "$OUT/wrk-$DB-$WORKERS-$1.txt" | grep '^RESULT'
+}
+
+measured() {  # run a load command; add the CPU the server and PostgreSQL spent per request
+  local before_server before_db line status=0
+  before_server=$(cpu_ticks $(server_pids))
+  before_db=$(cpu_ticks $(database_pids))
+  line=$("$@") || status=$?
+  echo "$line" | "$PY" -c "
+import json, sys
+line = sys.stdin.read().strip()
+if not line.startswith('RESULT '):
+    sys.exit(line)
+row = json.loads(line.removeprefix('RESULT '))
+per = 1000 / $TICKS / max(row['requests'], 1)
+row['server_cpu_ms'] = round(($(cpu_ticks $(server_pids)) - $before_server) * per, 3)
+row['database_cpu_ms'] = round(($(cpu_ticks $(database_pids)) - $before_db) * per, 3)
+print('RESULT ' + json.dumps(row))"
+  return $status
+}
+
+login_flow() {
+  (cd bench && taskset -c "$CLIENT_CPUS" "../$PY" login_flow.py "$IDP_ISSUER" --threads 8 \
+    --duration "$SECONDS_PER_RUN" | grep '^RESULT')
 }
 
 results=()
@@ -81,12 +147,9 @@ done
 # Refresh needs fresh tokens after its warm-up used some: regenerate them first.
 eval "$("$PY" bench/prepare.py "$IDP_ISSUER" "$WORK/refresh_tokens.txt" $((CONNECTIONS * 2)))"
 export BENCH_SCENARIO=refresh
-line=$(taskset -c "$CLIENT_CPUS" wrk -t"$BENCH_THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" \
-  --latency -s bench/lua/refresh.lua "$IDP_ISSUER" | tee "$OUT/wrk-$DB-$WORKERS-refresh.txt" \
-  | grep '^RESULT') || status=1
+line=$(measured wrk_once refresh bench/lua/refresh.lua) || status=1
 results+=("$line")
-line=$(cd bench && taskset -c "$CLIENT_CPUS" "../$PY" login_flow.py "$IDP_ISSUER" --threads 8 \
-  --duration "$SECONDS_PER_RUN" | grep '^RESULT') || status=1
+line=$(measured login_flow) || status=1
 results+=("$line")
 
 # Resident memory of each worker (the children of the gunicorn master) after the runs.
@@ -96,6 +159,7 @@ for line in "${results[@]}"; do
 import json, sys
 row = json.loads(sys.stdin.read())
 row.update(database='$DB', workers=$WORKERS, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
+           server='${BENCH_SERVER:-idp}', database_pinned=${BENCH_PIN_DATABASE:-0} == 1,
            worker_rss_mb=[int(x) for x in '$rss'.split(',') if x])
 print(json.dumps(row))" | tee -a "$OUT/results.jsonl"
 done
