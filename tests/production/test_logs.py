@@ -73,6 +73,15 @@ def test_log_lines_are_json_with_request_id_and_no_query_string(client, log_line
     )
     text = json.dumps(lines)
     assert "s3cr3t-state" not in text and "alice@example.com" not in text
+    assert access[0]["method"] == "GET" and access[0]["endpoint"] == "oauth.authorize"
+    assert access[0]["remote_addr"] == "127.0.0.1" and access[0]["status"] == 400
+
+
+def test_an_access_line_masks_a_credential_in_the_path(client, log_lines):
+    client.get("/cb/access_token=eyJhbGciOiJSUzI1NiJ9")  # a careless client's URL
+    access = [line for line in log_lines() if line["logger"] == "idp.access"]
+    assert access[0]["path"] == "/cb/access_token=[redacted]"
+    assert "eyJhbGciOiJSUzI1NiJ9" not in json.dumps(access)
 
 
 @pytest.mark.config(RATELIMIT_ENABLED=False)
