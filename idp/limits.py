@@ -149,6 +149,14 @@ def init_app(app: Flask) -> None:
     )
     limiter.init_app(app)
     app.extensions["idp.limiter"] = limiter
+    # Flask-Limiter also checks application, default and blueprint limits before every
+    # request. This server sets none (each limit is on its view and checked by the view's
+    # decorator), so that check found nothing, on every request, for 0.1-0.2 ms of CPU.
+    manager = limiter.limit_manager
+    hooks = app.before_request_funcs.get(None, [])
+    unused = not (manager.application_limits or manager.default_limits or limiter._meta_limits)
+    if unused and limiter._check_request_limit in hooks:  # not there when limits are off
+        hooks.remove(limiter._check_request_limit)
     for endpoint, rules in rules_for(app).items():
         view = app.view_functions[endpoint]
         for rule in rules:
