@@ -53,7 +53,7 @@ STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "message",
     "asctime",
     "request_id",
-    "access_fields",
+    "access_line",
 }
 
 
@@ -92,9 +92,9 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None) or current_request_id()
         if request_id:
             entry["request_id"] = request_id
-        fields = getattr(record, "access_fields", None)
-        if fields is not None:  # an access line: its fields are known, see access()
-            method, path, status, duration_ms, endpoint, remote_addr = fields
+        if getattr(record, "access_line", False):  # its fields are known, see access()
+            method, path, remote_addr = record.method, record.path, record.remote_addr
+            status, duration_ms, endpoint = record.status, record.duration_ms, record.endpoint
             entry.update(method=scrub(method), path=scrub(path), status=status,
                          duration_ms=duration_ms, endpoint=endpoint,
                          remote_addr=remote_addr and scrub(remote_addr))  # fmt: skip
@@ -219,9 +219,17 @@ def access(method, path, status, duration_ms, endpoint, remote_addr, request_id=
     if not access_log.isEnabledFor(logging.INFO):
         return
     path = path[:256]
-    # One tuple rather than six extra fields: JsonFormatter writes it without looking at every
-    # attribute of the record (the generic path cost about as much again).
-    extra = {"access_fields": (method, path, status, duration_ms, endpoint, remote_addr)}
+    extra = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": duration_ms,
+        "endpoint": endpoint,
+        "remote_addr": remote_addr,
+        # JsonFormatter writes these fields without walking every attribute of the record
+        # (the generic walk cost about as much again).
+        "access_line": True,
+    }
     if request_id is not None:
         extra["request_id"] = request_id
     access_log.info("%s %s %s", method, path, status, extra=extra)
