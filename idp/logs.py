@@ -16,11 +16,13 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import random
 import re
 import sys
 import time
 import traceback
+import weakref
 from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
 from queue import SimpleQueue
@@ -144,15 +146,22 @@ class BackgroundHandler(QueueHandler):
     that wait cost a discovery request about as much as gunicorn's own work. What only the
     request's thread knows (its request id, the message with its arguments) is settled
     before the hand-over. The queue is drained when the handler is closed and at exit.
+    A forked child (gunicorn with --preload) starts a thread of its own: threads do not
+    survive a fork, and its lines would otherwise wait in the queue for ever.
     """
 
     def __init__(self, writer: logging.Handler):
-        queue: SimpleQueue = SimpleQueue()
-        super().__init__(queue)
+        super().__init__(SimpleQueue())
         self.writer = writer
-        self.listener: QueueListener | None = QueueListener(queue, writer)
-        self.listener.start()
+        self.listener: QueueListener | None = None
+        self._start()
+        _RUNNING.add(self)
         atexit.register(self.close)
+
+    def _start(self) -> None:
+        self.queue = SimpleQueue()  # what the parent had queued is the parent's to write
+        self.listener = QueueListener(self.queue, self.writer)
+        self.listener.start()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         if not getattr(record, "request_id", None):
@@ -162,11 +171,24 @@ class BackgroundHandler(QueueHandler):
         return record
 
     def close(self) -> None:
+        _RUNNING.discard(self)
         listener, self.listener = self.listener, None
         if listener is not None:
             listener.stop()  # writes what is queued, then ends the thread
             atexit.unregister(self.close)
+            self.writer.close()
         super().close()
+
+
+_RUNNING: weakref.WeakSet[BackgroundHandler] = weakref.WeakSet()
+
+
+def _restart_after_fork() -> None:
+    for handler in list(_RUNNING):
+        handler._start()
+
+
+os.register_at_fork(after_in_child=_restart_after_fork)
 
 
 def formatter(kind: str) -> logging.Formatter:

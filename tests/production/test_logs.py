@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 import pytest
 from flask import g
@@ -183,6 +184,33 @@ def test_lines_written_in_the_background_keep_their_request_id_and_order(app):
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
     assert [line["message"] for line in lines] == [f"line {n} of 300" for n in range(300)]
     assert {line["request_id"] for line in lines} == {"req-7f3a"}
+
+
+def test_a_forked_worker_writes_its_lines_from_a_thread_of_its_own(tmp_path):
+    # gunicorn --preload forks workers after the app (and its log thread) exists in the
+    # master; threads do not survive a fork, so each child must start its own.
+    path = tmp_path / "log"
+    writer = logging.FileHandler(path)
+    writer.setFormatter(JsonFormatter())
+    handler = BackgroundHandler(writer)
+    logger = logging.getLogger("idp.tests.fork")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: log, close (drain) and leave at once
+            try:
+                logger.info("from the child")
+                handler.close()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        logger.info("from the parent")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
+    assert sorted(messages) == ["from the child", "from the parent"]
 
 
 def test_logs_are_text_when_configured(app_config):
