@@ -95,11 +95,10 @@ class JsonFormatter(logging.Formatter):
         if request_id:
             entry["request_id"] = request_id
         if getattr(record, "access_line", False):  # its fields are known, see access()
-            method, path, remote_addr = record.method, record.path, record.remote_addr
-            status, duration_ms, endpoint = record.status, record.duration_ms, record.endpoint
-            entry.update(method=scrub(method), path=scrub(path), status=status,
-                         duration_ms=duration_ms, endpoint=endpoint,
-                         remote_addr=remote_addr and scrub(remote_addr))  # fmt: skip
+            entry.update(method=scrub(record.method), path=scrub(record.path),
+                         status=record.status, duration_ms=record.duration_ms,
+                         endpoint=record.endpoint,
+                         remote_addr=record.remote_addr and scrub(record.remote_addr))  # fmt: skip
             return json.dumps(entry, ensure_ascii=False, default=str)
         for name, value in vars(record).items():
             if name in STANDARD or name.startswith("_") or name in entry:
@@ -240,10 +239,9 @@ def access(method, path, status, duration_ms, endpoint, remote_addr, request_id=
     """The one access line of a request (also written by idp.published, outside Flask)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
-    path = path[:256]
     extra = {
         "method": method,
-        "path": path,
+        "path": path[:256],
         "status": status,
         "duration_ms": duration_ms,
         "endpoint": endpoint,

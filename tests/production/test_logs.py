@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+from contextlib import contextmanager
 
 import pytest
 from flask import g
@@ -163,24 +164,30 @@ def test_formatter_drops_extra_fields_with_secret_names():
     assert line["grant_type"] == "refresh_token" and line["status"] == 200
 
 
+@contextmanager
+def background_logger(name: str, writer: logging.Handler):
+    """Logger ``name`` writing JSON lines to ``writer`` through a BackgroundHandler."""
+    writer.setFormatter(JsonFormatter())
+    handler = BackgroundHandler(writer)
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield logger, handler
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
 def test_lines_written_in_the_background_keep_their_request_id_and_order(app):
     # The writer runs in a thread of its own, outside the request: the request id and the
     # message are settled before the hand-over, and closing writes whatever is queued.
     buffer = io.StringIO()
-    writer = logging.StreamHandler(buffer)
-    writer.setFormatter(JsonFormatter())
-    handler = BackgroundHandler(writer)
-    logger = logging.getLogger("idp.tests.background")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with background_logger("idp.tests.background", logging.StreamHandler(buffer)) as (logger, _):
         with app.test_request_context("/"):
             g.request_id = "req-7f3a"
             for number in range(300):
                 logger.info("line %d of %s", number, "300")
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
     assert [line["message"] for line in lines] == [f"line {n} of 300" for n in range(300)]
     assert {line["request_id"] for line in lines} == {"req-7f3a"}
@@ -190,13 +197,7 @@ def test_a_forked_worker_writes_its_lines_from_a_thread_of_its_own(tmp_path):
     # gunicorn --preload forks workers after the app (and its log thread) exists in the
     # master; threads do not survive a fork, so each child must start its own.
     path = tmp_path / "log"
-    writer = logging.FileHandler(path)
-    writer.setFormatter(JsonFormatter())
-    handler = BackgroundHandler(writer)
-    logger = logging.getLogger("idp.tests.fork")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with background_logger("idp.tests.fork", logging.FileHandler(path)) as (logger, handler):
         pid = os.fork()
         if pid == 0:  # the child: log, close (drain) and leave at once
             try:
@@ -206,9 +207,6 @@ def test_a_forked_worker_writes_its_lines_from_a_thread_of_its_own(tmp_path):
                 os._exit(0)
         os.waitpid(pid, 0)
         logger.info("from the parent")
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
     messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
     assert sorted(messages) == ["from the child", "from the parent"]
 
