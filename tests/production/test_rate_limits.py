@@ -179,6 +179,15 @@ def test_limits_can_be_turned_off(client, factory):
     assert [client_credentials(client, registered).status_code for _ in range(3)] == [200] * 3
 
 
+@pytest.mark.config(RATELIMIT_DEFAULT="2/minute")
+@pytest.mark.usefixtures("steady_clock")
+def test_an_operators_flask_limiter_default_limit_still_applies(client):
+    # IDP_RATELIMIT_DEFAULT reaches Flask-Limiter's own setting; its before-request check,
+    # which this server drops while no such limit is set, must then stay.
+    answers = [client.get("/userinfo").status_code for _ in range(3)]
+    assert answers == [401, 401, 429]
+
+
 @needs_redis
 @pytest.mark.config(REDIS_URL=REDIS_URL, RATELIMIT_TOKEN="2/minute")
 def test_redis_counters_are_shared_by_every_worker(app, app_config, client, factory):
