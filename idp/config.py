@@ -17,12 +17,15 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from flask import Flask
+from flask import Config, Flask
 
 DEFAULTS: dict[str, object] = {
     # The issuer identifier (OIDC Discovery §3, RFC 8414 §2). Every URL the server
-    # publishes is built from it, never from the request's Host header.
-    "ISSUER": "http://127.0.0.1:5000",
+    # publishes is built from it, never from the request's Host header. There is no
+    # default: a wrong issuer breaks every relying party, so `idp init --issuer URL` writes
+    # it into instance/config.py (or set IDP_ISSUER); only `idp demo` and `idp run` derive
+    # one from their --host and --port.
+    "ISSUER": None,
     # SQLAlchemy URL; None means SQLite in the instance folder.
     "DATABASE_URL": None,
     # Flask's signing key for the session cookie and CSRF tokens. Required outside
@@ -180,8 +183,9 @@ def load(app: Flask, overrides: dict | None) -> None:
         app.config.from_mapping(overrides)
     if not app.config["DATABASE_URL"]:
         app.config["DATABASE_URL"] = f"sqlite:///{app.instance_path}/idp.sqlite3"
-    app.config["ISSUER"] = str(app.config["ISSUER"]).rstrip("/")
-    if app.config["SESSION_COOKIE_SECURE"] is None:
+    if app.config["ISSUER"]:
+        app.config["ISSUER"] = str(app.config["ISSUER"]).rstrip("/")
+    if app.config["SESSION_COOKIE_SECURE"] is None and app.config["ISSUER"]:
         app.config["SESSION_COOKIE_SECURE"] = app.config["ISSUER"].startswith("https://")
     check(app.config)
 
@@ -197,24 +201,45 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def check(config) -> None:
-    """Stop start-up with a clear message on unsafe settings."""
-    issuer = urlsplit(config["ISSUER"])
+NO_ISSUER = (
+    "No issuer is configured: it is the URL relying parties use to reach this server, and "
+    "every URL it publishes is built from it. Run `idp init --issuer https://id.example.com` "
+    "(writes ISSUER into instance/config.py) or set IDP_ISSUER."
+)
+
+
+def configured(name: str, instance_path: str) -> object:
+    """A setting as instance/config.py and IDP_* set it, without building an app."""
+    probe = Config(instance_path)
+    probe.from_pyfile("config.py", silent=True)
+    probe.from_prefixed_env("IDP")
+    return probe.get(name)
+
+
+def check_issuer(value: str, development: bool = False) -> None:
+    """The issuer rules of OIDC Discovery §3 and RFC 8414 §2, and TLS outside loopback."""
+    issuer = urlsplit(value)
     if issuer.scheme not in ("http", "https") or not issuer.hostname:
-        raise ConfigError(f"IDP_ISSUER must be an absolute https URL, got {config['ISSUER']!r}")
+        raise ConfigError(f"IDP_ISSUER must be an absolute https URL, got {value!r}")
     if issuer.query or issuer.fragment:
         raise ConfigError("IDP_ISSUER must not have a query or fragment (RFC 8414 §2)")
-    if not config["DEVELOPMENT"]:
-        if not config["SECRET_KEY"]:
-            raise ConfigError(
-                "IDP_SECRET_KEY is not set. Run `idp init` (writes one into instance/config.py) "
-                "or set IDP_SECRET_KEY to a long random value."
-            )
-        if issuer.scheme == "http" and not is_loopback(issuer.hostname):
-            raise ConfigError(
-                f"IDP_ISSUER {config['ISSUER']!r} uses http on a non-loopback host; "
-                "use https (OAuth 2.0 requires TLS, RFC 6749 §3.1)."
-            )
+    if not development and issuer.scheme == "http" and not is_loopback(issuer.hostname):
+        raise ConfigError(
+            f"IDP_ISSUER {value!r} uses http on a non-loopback host; "
+            "use https (OAuth 2.0 requires TLS, RFC 6749 §3.1)."
+        )
+
+
+def check(config) -> None:
+    """Stop start-up with a clear message on unsafe settings."""
+    if not config["ISSUER"]:
+        raise ConfigError(NO_ISSUER)
+    check_issuer(config["ISSUER"], development=bool(config["DEVELOPMENT"]))
+    if not config["DEVELOPMENT"] and not config["SECRET_KEY"]:
+        raise ConfigError(
+            "IDP_SECRET_KEY is not set. Run `idp init` (writes one into instance/config.py) "
+            "or set IDP_SECRET_KEY to a long random value."
+        )
     for name, minimum in MIN_ARGON2.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"IDP_{name}={config[name]} is below the OWASP minimum {minimum}")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select as io_select
 import shutil
+import socket
 import stat
 import subprocess
 import sys
+import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from idp.models import Client, SigningKey, User, secret_hash
 from ..helpers import Auth, basic_auth
 
 NEW_PASSWORD = "a brand new passphrase for carol"
+LOCAL_ISSUER = "http://127.0.0.1:8000"
 
 
 def idp_command() -> list[str]:
@@ -78,7 +84,7 @@ def client_count(app) -> int:
 
 def test_init_twice_is_safe_and_writes_the_secret_key_once(tmp_path):
     instance = tmp_path / "instance"
-    first = run_idp(["init", "--json"], instance)
+    first = run_idp(["init", "--issuer", LOCAL_ISSUER, "--json"], instance)
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
     assert len(result["keys_created"]) == 2  # one RS256 and one ES256 key
@@ -89,6 +95,8 @@ def test_init_twice_is_safe_and_writes_the_secret_key_once(tmp_path):
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     text = config.read_text()
     assert text.count("SECRET_KEY =") == 1
+    assert text.count("ISSUER =") == 1
+    assert result["issuer"] == LOCAL_ISSUER
 
     second = run_idp(["init", "--json"], instance)
     assert second.returncode == 0, second.stderr
@@ -112,7 +120,7 @@ def test_init_keeps_existing_settings_in_instance_config(tmp_path):
     instance = tmp_path / "instance"
     instance.mkdir()
     (instance / "config.py").write_text("ACCESS_TOKEN_LIFETIME = 900\n")
-    done = run_idp(["init"], instance)
+    done = run_idp(["init", "--issuer", LOCAL_ISSUER], instance)
     assert done.returncode == 0, done.stderr
     text = (instance / "config.py").read_text()
     assert text.startswith("ACCESS_TOKEN_LIFETIME = 900\n")
@@ -129,6 +137,156 @@ def test_unsafe_configuration_is_a_short_error_not_a_traceback(tmp_path):
     assert done.returncode == 2
     assert "IDP_ISSUER" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+# --- the issuer: never a silent default (OIDC Discovery §3) ------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def discover(base: str, process: subprocess.Popen, seconds: float = 30) -> dict:
+    """The discovery document of a server this test started, once it answers."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            with urllib.request.urlopen(base + "/.well-known/openid-configuration") as answer:
+                return json.load(answer)
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("the server did not answer")
+
+
+def start_idp(args: list[str], instance: Path, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update(IDP_INSTANCE_PATH=str(instance))
+    with log.open("w") as out:
+        return subprocess.Popen(
+            idp_command() + args, env=env, cwd=instance.parent, stdout=out, stderr=out
+        )
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_serve_refuses_to_start_without_an_issuer(tmp_path):
+    # OIDC Discovery §3 / RFC 8414 §2: relying parties reach every endpoint through the
+    # issuer; a guessed default sends them to a port where nothing listens.
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "config.py").write_text('SECRET_KEY = "k" * 32\n')
+    done = run_idp(["serve", "--bind", f"127.0.0.1:{free_port()}"], instance)
+    assert done.returncode == 2
+    assert "No issuer is configured" in done.stderr
+    assert "idp init --issuer" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_init_writes_the_issuer_and_serve_publishes_it(tmp_path):
+    # README, "Running it for real": init with the issuer, then serve on that address.
+    instance = tmp_path / "instance"
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    done = run_idp(["init", "--issuer", issuer + "/", "--json"], instance)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["issuer"] == issuer  # no trailing slash (Discovery §3)
+    assert f"ISSUER = {issuer!r}" in (instance / "config.py").read_text()
+
+    server = start_idp(
+        ["serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"], instance, tmp_path / "log"
+    )
+    try:
+        meta = discover(issuer, server)
+    finally:
+        stop(server)
+    assert meta["issuer"] == issuer
+    assert meta["token_endpoint"] == issuer + "/token"
+    assert meta["jwks_uri"].startswith(issuer + "/")
+
+
+def test_init_again_with_another_issuer_replaces_it(tmp_path):
+    instance = tmp_path / "instance"
+    assert run_idp(["init", "--issuer", LOCAL_ISSUER], instance).returncode == 0
+    again = run_idp(["init", "--issuer", "https://id.example.com", "--json"], instance)
+    assert again.returncode == 0, again.stderr
+    text = (instance / "config.py").read_text()
+    assert text.count("ISSUER =") == 1
+    assert "ISSUER = 'https://id.example.com'" in text
+    # Without --issuer, init keeps the configured one.
+    kept = run_idp(["init", "--json"], instance)
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(kept.stdout)["issuer"] == "https://id.example.com"
+
+
+def test_init_without_an_issuer_and_without_a_terminal_says_what_to_pass(tmp_path):
+    instance = tmp_path / "instance"
+    done = run_idp(["init"], instance)
+    assert done.returncode == 2
+    assert "--issuer" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (instance / "idp.sqlite3").exists()
+    assert not (instance / "config.py").exists()
+
+
+@pytest.mark.parametrize(
+    "issuer", ["http://id.example.com", "https://id.example.com/?x=1", "id.example.com"]
+)
+def test_init_refuses_an_unsafe_issuer(tmp_path, issuer):
+    # RFC 6749 §3.1 (TLS outside loopback), RFC 8414 §2 (no query or fragment).
+    instance = tmp_path / "instance"
+    done = run_idp(["init", "--issuer", issuer], instance)
+    assert done.returncode == 2
+    assert "--issuer" in done.stderr
+    assert not (instance / "config.py").exists()
+
+
+def test_init_in_a_terminal_asks_for_the_issuer(tmp_path):
+    instance = tmp_path / "instance"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update(IDP_INSTANCE_PATH=str(instance))
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        idp_command() + ["init"], stdin=child, stdout=child, stderr=child, env=env,
+        cwd=tmp_path,
+    )  # fmt: skip
+    os.close(child)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Issuer URL" not in seen and time.monotonic() < deadline:
+            if io_select.select([main], [], [], 0.5)[0]:
+                seen += os.read(main, 1024)
+        assert b"Issuer URL" in seen
+        os.write(main, b"https://id.example.com\n")
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main)
+    assert "ISSUER = 'https://id.example.com'" in (instance / "config.py").read_text()
+
+
+def test_run_without_a_configured_issuer_uses_its_own_address(tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "config.py").write_text('SECRET_KEY = "k" * 32\n')
+    port = free_port()
+    server = start_idp(["run", "--port", str(port)], instance, tmp_path / "log")
+    try:
+        meta = discover(f"http://127.0.0.1:{port}", server)
+    finally:
+        stop(server)
+    assert meta["issuer"] == f"http://127.0.0.1:{port}"
 
 
 # --- idp users create ---------------------------------------------------------------------

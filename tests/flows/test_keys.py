@@ -149,6 +149,7 @@ def test_init_twice_does_not_duplicate_keys(app, runner, monkeypatch):
         session.execute(delete(SigningKey))
         session.commit()
     monkeypatch.setenv("IDP_SECRET_KEY", "x" * 32)  # no instance/config.py is written
+    monkeypatch.setenv("IDP_ISSUER", app.config["ISSUER"])
     monkeypatch.setattr(idp.cli, "create_app", lambda *a, **k: app)
 
     first = runner.invoke(cli, args=["init", "--json"])

@@ -26,12 +26,21 @@ def instance(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+LOCAL_ISSUER = "http://127.0.0.1:8000"
+
+
 @pytest.fixture
 def make_app(instance, tmp_path):
-    """create_app with a throw-away SQLite URL (no database is touched by these tests)."""
+    """create_app with a throw-away SQLite URL (no database is touched by these tests), and
+    a loopback issuer unless the test configures one itself."""
 
     def make(config: dict | None = None, **settings):
         merged = {"DATABASE_URL": f"sqlite:///{tmp_path}/idp.sqlite3"}
+        file = instance / "config.py"
+        if not os.environ.get("IDP_ISSUER") and not (
+            file.exists() and "ISSUER" in file.read_text()
+        ):
+            merged["ISSUER"] = LOCAL_ISSUER
         merged.update(config or {})
         merged.update(settings)
         return create_app(merged)
@@ -60,15 +69,22 @@ def test_defaults_apply_when_nothing_is_configured(make_app):
         "ID_TOKEN_SIGNING_ALG",
     ):
         assert app.config[name] == DEFAULTS[name], name
-    assert app.config["ISSUER"] == "http://127.0.0.1:5000"
     assert app.config["AUTHORIZATION_CODE_LIFETIME"] <= 600  # RFC 6749 §4.1.2
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert app.config["SESSION_COOKIE_SECURE"] is False  # http issuer
 
 
+def test_no_issuer_is_never_a_silent_default(instance):
+    # OIDC Discovery §3: every published URL derives from the issuer; a guessed one points
+    # relying parties at a port where nothing listens. Start-up stops and says what to do.
+    assert DEFAULTS["ISSUER"] is None
+    with pytest.raises(ConfigError, match=r"idp init --issuer"):
+        create_app({"SECRET_KEY": "k"})
+
+
 def test_database_defaults_to_sqlite_in_the_instance_folder(instance):
-    app = create_app({"SECRET_KEY": "k"})
+    app = create_app({"SECRET_KEY": "k", "ISSUER": LOCAL_ISSUER})
     assert app.config["DATABASE_URL"] == f"sqlite:///{instance.resolve()}/idp.sqlite3"
 
 

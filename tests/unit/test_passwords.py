@@ -18,7 +18,11 @@ def make_app(tmp_path, monkeypatch, **settings):
         if name.startswith("IDP_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("IDP_INSTANCE_PATH", str(tmp_path / "instance"))
-    config = {"SECRET_KEY": "k", "DATABASE_URL": f"sqlite:///{tmp_path}/idp.sqlite3"}
+    config = {
+        "SECRET_KEY": "k",
+        "ISSUER": "http://127.0.0.1:8000",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/idp.sqlite3",
+    }
     config.update(settings)
     return create_app(config)
 
