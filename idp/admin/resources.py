@@ -13,14 +13,15 @@ from flask_wtf import FlaskForm
 from sqlalchemy import delete, select
 from wtforms import BooleanField, IntegerField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from .. import db
 from ..models import Client, Resource
 from ..oauth import resources, token_exchange
+from ..oauth.claims import OIDC_SCOPES
 from . import changes
 from .access import admin_required, bp
-from .forms import DeleteForm, MultiCheckboxField, strip, words
+from .forms import SCOPE_TOKEN, DeleteForm, MultiCheckboxField, strip, words
 
 
 class ResourceForm(FlaskForm):
@@ -31,8 +32,12 @@ class ResourceForm(FlaskForm):
         description="The URI clients send as resource (RFC 8707), e.g. https://api.example.com/.",
     )
     name = StringField("Name", filters=[strip], validators=[DataRequired(), Length(max=255)])
+    # oauth.resources.save requires a scope: the form says so before anyone submits it.
     scopes = StringField(
-        "Scopes", filters=[strip], description="Separated by spaces, e.g. orders:read orders:write."
+        "Scopes",
+        filters=[strip],
+        validators=[DataRequired(message="Give at least one scope.")],
+        description="At least one, separated by spaces, e.g. orders:read orders:write.",
     )
     token_format = SelectField(
         "Access token format",
@@ -55,6 +60,20 @@ class ResourceForm(FlaskForm):
         description="The client the API's server authenticates as to introspect its tokens.",
     )
     submit = SubmitField("Save resource")
+
+    # The checks of oauth.resources.definition_problem that concern one field, run with the
+    # others so that one submit shows every problem (the save repeats them all).
+    def validate_identifier(self, field):
+        problem = resources.invalid_indicator(field.data or "")
+        if problem:
+            raise ValidationError(f"The identifier {problem} (RFC 8707 §2).")
+
+    def validate_scopes(self, field):
+        for scope in words(field.data):
+            if scope in OIDC_SCOPES:
+                raise ValidationError(f"{scope} belongs to OpenID Connect, not to a resource.")
+            if not SCOPE_TOKEN.match(scope):
+                raise ValidationError(f"{scope!r} is not a valid scope (RFC 6749 §3.3).")
 
 
 class ExchangePolicyForm(FlaskForm):
