@@ -67,8 +67,13 @@ def test_resource_problems_found_on_save_are_shown_with_the_fields_problems(admi
     response = post(
         admin_client,
         "/admin/resources/new",
-        {"identifier": "not-a-uri", "name": "", "scopes": "openid orders", "token_format": "",
-         "introspection_client": ""},
+        {
+            "identifier": "not-a-uri",
+            "name": "",
+            "scopes": "openid orders",
+            "token_format": "",
+            "introspection_client": "",
+        },
     )
     html = response.get_data(as_text=True)
     assert summary_links(html) == ["identifier", "name", "scopes"]
