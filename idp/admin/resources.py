@@ -78,11 +78,17 @@ class ResourceForm(FlaskForm):
 
 class ExchangePolicyForm(FlaskForm):
     allowed = BooleanField("Allow token exchange (RFC 8693)")
-    audiences = MultiCheckboxField("Resources it may obtain tokens for", choices=[])
+    # The rules of token_exchange.policy_problem, said before the form is sent.
+    audiences = MultiCheckboxField(
+        "Resources it may obtain tokens for",
+        choices=[],
+        description="At least one, when token exchange is allowed.",
+    )
     subject_clients = StringField(
         "Clients whose tokens it may exchange",
         filters=[strip],
-        description="Client ids separated by spaces, or * for any client.",
+        description="At least one, when token exchange is allowed: client ids separated by "
+        "spaces, or * for any client.",
     )
     subject_token_types = MultiCheckboxField(
         "Subject token types",
@@ -91,6 +97,7 @@ class ExchangePolicyForm(FlaskForm):
             SelectChoice("id_token", "ID tokens"),
         ],
         default=["access_token"],
+        description="At least one, when token exchange is allowed.",
     )
     submit = SubmitField("Save policy")
 
@@ -261,12 +268,22 @@ def token_exchange_policy(client_id: str):
             audiences = list(form.audiences.data or [])
             subjects = words(form.subject_clients.data)
             types = list(form.subject_token_types.data or [])
+            # The required fields first, all at once; then the policy's own checks.
+            for field, given, what in (
+                (form.audiences, audiences, "resource (audience)"),
+                (form.subject_clients, subjects, "client, or *"),
+                (form.subject_token_types, types, "token type"),
+            ):
+                if not given:
+                    field.errors.append(f"Give at least one {what}, or do not allow it.")
             problem = (
                 "Public clients cannot use token exchange."
                 if client.is_public
+                else None
+                if form.errors
                 else token_exchange.policy_problem(audiences, subjects, types)
             )
-            if problem is None:
+            if problem is None and not form.errors:
                 client.token_exchange_policy = token_exchange.make_policy(
                     audiences, subjects, types
                 )
@@ -276,7 +293,7 @@ def token_exchange_policy(client_id: str):
             client.grant_types = grants
         if problem:
             form.allowed.errors.append(problem[0].upper() + problem[1:].rstrip(".") + ".")
-        else:
+        if not form.errors:
             changes.record(
                 "client.policy_updated", client_id, before, changes.client_snapshot(client)
             )

@@ -105,3 +105,18 @@ def test_required_fields_are_marked_before_submitting(admin_client):
     client_form = admin_client.get("/admin/clients/new").get_data(as_text=True)
     assert re.search(r'<legend>Grant types <span class="required">\(required\)', client_form)
     assert "Required with the authorization_code grant." in client_form
+
+
+def test_a_token_exchange_policy_reports_each_missing_part_at_once(app, admin_client, factory):
+    # RFC 8693 §2.1: a policy names the audiences, the subject clients and token types.
+    service = factory.client(name="Service", grant_types=["client_credentials"])
+    url = f"/admin/clients/{service.client_id}/token-exchange"
+    form = admin_client.get(url).get_data(as_text=True)
+    assert form.count("At least one, when token exchange is allowed") == 3  # said up front
+    response = post(admin_client, url, {"allowed": "y", "subject_clients": ""})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    # No resource exists yet: the link leads to the (empty) group itself.
+    assert summary_links(html) == ["audiences", "subject_clients", "subject_token_types-0"]
+    assert '<fieldset id="audiences"' in html and 'id="subject_token_types-0"' in html
+    assert "Give at least one resource (audience)" in html
