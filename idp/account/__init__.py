@@ -3,7 +3,7 @@ them), which applications I authorized (revoke one)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import delete, select
 
@@ -57,10 +57,16 @@ def end_one_session(session_id: int):
     return redirect(url_for("account.index"))
 
 
-@bp.post("/sessions/end-all")
+@bp.route("/sessions/end-all", methods=["GET", "POST"])
 @login_required
 def end_all_sessions():
-    """Sign out everywhere: every session of the user, this one included."""
+    """Sign out everywhere: every session of the user, this one included. GET asks first."""
+    if request.method == "GET":
+        return render_template(
+            "account/sign_out_everywhere.html",
+            sessions=user_session.live_sessions(current_user.id),
+            form=ConfirmForm(formdata=None),
+        )
     if not ConfirmForm().validate_on_submit():
         abort(400)
     ended = user_session.end_all(current_user.id, "signed out everywhere")

@@ -31,6 +31,7 @@ from ..oauth.token_exchange import GRANT_TYPE as TOKEN_EXCHANGE
 from ..oauth.tokens import new_secret
 from . import changes
 from .access import admin_required, bp
+from .confirm import confirmation_page
 from .forms import ClientForm, DeleteForm
 from .paging import id_cursor, keyset_page
 from .users import posted
@@ -57,9 +58,7 @@ def find_client(client_id: str) -> Client:
 def metadata_problems(form: ClientForm, public: bool) -> dict[str, list[str]]:
     """Errors the fields cannot see alone, by field name (the CLI refuses the same)."""
     problems: dict[str, list[str]] = {}
-    grants = form.grant_types.data or []
-    if not grants:
-        problems.setdefault("grant_types", []).append("Choose at least one grant type.")
+    grants = form.grant_types.data or []  # none: the field's own DataRequired
     if "authorization_code" in grants and not form.redirect_uri_list:
         problems.setdefault("redirect_uris", []).append(
             "The authorization code grant needs a redirect URI (RFC 6749 §3.1.2)."
@@ -133,12 +132,14 @@ def key_metadata(form: ClientForm) -> dict:
 
 
 def valid(form: ClientForm, public: bool) -> bool:
-    if not form.validate_on_submit():
+    """Every problem at once: the fields' own and those between fields, in one answer."""
+    if not form.is_submitted():
         return False
+    fields_ok = form.validate()
     problems = metadata_problems(form, public)
     for name, messages in problems.items():
         getattr(form, name).errors = list(getattr(form, name).errors) + messages
-    return not problems
+    return fields_ok and not problems
 
 
 def apply(client: Client, form: ClientForm) -> None:
@@ -273,13 +274,7 @@ def client(client_id: str):
         "consents": session.scalar(
             select(func.count(Consent.id)).where(Consent.client_id == client.client_id)
         ),
-        "tokens": session.scalar(
-            select(func.count(Token.id)).where(
-                Token.client_id == client.client_id,
-                Token.revoked_at.is_(None),
-                Token.access_expires_at > utcnow(),
-            )
-        ),
+        "tokens": active_access_tokens(client),
     }
     return render_template(
         "admin/clients/detail.html",
@@ -316,9 +311,48 @@ def edit_client(client_id: str):
     return render_template("admin/clients/form.html", form=form, client=client), status
 
 
-@bp.post("/clients/<client_id>/secret")
+def confirm(client: Client, title: str, consequences: list[str], button: str, note: str = ""):
+    """The confirmation page of an action on this client (GET of the action's URL)."""
+    page = url_for("admin.client", client_id=client.client_id)
+    return confirmation_page(
+        section="clients",
+        crumbs=[("Clients", url_for("admin.clients")), (client.client_name, page)],
+        title=title,
+        consequences=consequences,
+        button=button,
+        action=request.path,
+        cancel=page,
+        note=note,
+    )
+
+
+def active_access_tokens(client: Client) -> int:
+    return db.session().scalar(
+        select(func.count(Token.id)).where(
+            Token.client_id == client.client_id,
+            Token.revoked_at.is_(None),
+            Token.access_expires_at > utcnow(),
+        )
+    )
+
+
+@bp.route("/clients/<client_id>/secret", methods=["GET", "POST"])
 @admin_required
 def rotate_secret(client_id: str):
+    if request.method == "GET":
+        client = find_client(client_id)
+        if not has_secret(client):
+            abort(400, "This client authenticates without a secret.")
+        return confirm(
+            client,
+            f"Rotate the secret of {client.client_name}?",
+            [
+                "make the current secret stop working at once: the client cannot "
+                "authenticate until its configuration has the new one;",
+                "show the new secret once, on the next page.",
+            ],
+            "Rotate secret",
+        )
     posted()
     client = find_client(client_id)
     if not has_secret(client):
@@ -331,9 +365,23 @@ def rotate_secret(client_id: str):
     return show_secret(client, secret, created=False)
 
 
-@bp.post("/clients/<client_id>/disable")
+@bp.route("/clients/<client_id>/disable", methods=["GET", "POST"])
 @admin_required
 def disable_client(client_id: str):
+    if request.method == "GET":
+        client = find_client(client_id)
+        return confirm(
+            client,
+            f"Disable {client.client_name}?",
+            [
+                "make every endpoint treat the client as unknown: nobody can sign in to it "
+                "and it cannot get tokens;",
+                f"stop its {active_access_tokens(client)} active access token(s) from "
+                "working while it is disabled.",
+            ],
+            "Disable client",
+            note="Enabling it again restores the tokens that have not expired.",
+        )
     return _set_disabled(client_id, True, "is disabled: the server treats it as unknown.")
 
 

@@ -266,7 +266,10 @@ class ClientForm(FlaskForm):
         "JWK Set (private_key_jwt)", filters=[none_if_blank], description="Public keys only."
     )
     require_par = BooleanField("Require pushed authorization requests (RFC 9126 §6)")
-    redirect_uris = TextAreaField("Redirect URIs", description="One a line; compared exactly.")
+    redirect_uris = TextAreaField(
+        "Redirect URIs",
+        description="One a line; compared exactly. Required with the authorization_code grant.",
+    )
     post_logout_redirect_uris = TextAreaField(
         "Post-logout redirect URIs", description="One a line."
     )
@@ -286,6 +289,7 @@ class ClientForm(FlaskForm):
     frontchannel_logout_session_required = BooleanField("Front-channel logout needs iss and sid")
     grant_types = MultiCheckboxField(
         "Grant types",
+        validators=[DataRequired(message="Choose at least one grant type.")],
         # Token exchange comes with its policy (`idp clients policy`), not from a checkbox.
         choices=[g for g in GRANT_TYPES if g != TOKEN_EXCHANGE],
         default=["authorization_code", "refresh_token"],

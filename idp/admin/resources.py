@@ -13,14 +13,15 @@ from flask_wtf import FlaskForm
 from sqlalchemy import delete, select
 from wtforms import BooleanField, IntegerField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from .. import db
 from ..models import Client, Resource
 from ..oauth import resources, token_exchange
+from ..oauth.claims import OIDC_SCOPES
 from . import changes
 from .access import admin_required, bp
-from .forms import DeleteForm, MultiCheckboxField, strip, words
+from .forms import SCOPE_TOKEN, DeleteForm, MultiCheckboxField, strip, words
 
 
 class ResourceForm(FlaskForm):
@@ -31,8 +32,12 @@ class ResourceForm(FlaskForm):
         description="The URI clients send as resource (RFC 8707), e.g. https://api.example.com/.",
     )
     name = StringField("Name", filters=[strip], validators=[DataRequired(), Length(max=255)])
+    # oauth.resources.save requires a scope: the form says so before anyone submits it.
     scopes = StringField(
-        "Scopes", filters=[strip], description="Separated by spaces, e.g. orders:read orders:write."
+        "Scopes",
+        filters=[strip],
+        validators=[DataRequired(message="Give at least one scope.")],
+        description="At least one, separated by spaces, e.g. orders:read orders:write.",
     )
     token_format = SelectField(
         "Access token format",
@@ -56,14 +61,34 @@ class ResourceForm(FlaskForm):
     )
     submit = SubmitField("Save resource")
 
+    # The checks of oauth.resources.definition_problem that concern one field, run with the
+    # others so that one submit shows every problem (the save repeats them all).
+    def validate_identifier(self, field):
+        problem = resources.invalid_indicator(field.data or "")
+        if problem:
+            raise ValidationError(f"The identifier {problem} (RFC 8707 §2).")
+
+    def validate_scopes(self, field):
+        for scope in words(field.data):
+            if scope in OIDC_SCOPES:
+                raise ValidationError(f"{scope} belongs to OpenID Connect, not to a resource.")
+            if not SCOPE_TOKEN.match(scope):
+                raise ValidationError(f"{scope!r} is not a valid scope (RFC 6749 §3.3).")
+
 
 class ExchangePolicyForm(FlaskForm):
     allowed = BooleanField("Allow token exchange (RFC 8693)")
-    audiences = MultiCheckboxField("Resources it may obtain tokens for", choices=[])
+    # The rules of token_exchange.policy_problem, said before the form is sent.
+    audiences = MultiCheckboxField(
+        "Resources it may obtain tokens for",
+        choices=[],
+        description="At least one, when token exchange is allowed.",
+    )
     subject_clients = StringField(
         "Clients whose tokens it may exchange",
         filters=[strip],
-        description="Client ids separated by spaces, or * for any client.",
+        description="At least one, when token exchange is allowed: client ids separated by "
+        "spaces, or * for any client.",
     )
     subject_token_types = MultiCheckboxField(
         "Subject token types",
@@ -72,6 +97,7 @@ class ExchangePolicyForm(FlaskForm):
             SelectChoice("id_token", "ID tokens"),
         ],
         default=["access_token"],
+        description="At least one, when token exchange is allowed.",
     )
     submit = SubmitField("Save policy")
 
@@ -242,12 +268,22 @@ def token_exchange_policy(client_id: str):
             audiences = list(form.audiences.data or [])
             subjects = words(form.subject_clients.data)
             types = list(form.subject_token_types.data or [])
+            # The required fields first, all at once; then the policy's own checks.
+            for field, given, what in (
+                (form.audiences, audiences, "resource (audience)"),
+                (form.subject_clients, subjects, "client, or *"),
+                (form.subject_token_types, types, "token type"),
+            ):
+                if not given:
+                    field.errors.append(f"Give at least one {what}, or do not allow it.")
             problem = (
                 "Public clients cannot use token exchange."
                 if client.is_public
+                else None
+                if form.errors
                 else token_exchange.policy_problem(audiences, subjects, types)
             )
-            if problem is None:
+            if problem is None and not form.errors:
                 client.token_exchange_policy = token_exchange.make_policy(
                     audiences, subjects, types
                 )
@@ -257,7 +293,7 @@ def token_exchange_policy(client_id: str):
             client.grant_types = grants
         if problem:
             form.allowed.errors.append(problem[0].upper() + problem[1:].rstrip(".") + ".")
-        else:
+        if not form.errors:
             changes.record(
                 "client.policy_updated", client_id, before, changes.client_snapshot(client)
             )

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from wtforms.fields.choices import SelectChoice
 
 from .. import db
+from ..account.devices import describe
 from ..auth import session as sessions
 from ..auth.forms import ConfirmForm
 from ..auth.passwords import hash_password
@@ -26,6 +27,7 @@ from ..models import Consent, Group, Token, User, UserSession, utcnow
 from ..oauth import tokens
 from . import changes
 from .access import admin_required, bp
+from .confirm import confirmation_page
 from .forms import (
     DeleteUserForm,
     GroupsForm,
@@ -200,6 +202,32 @@ def back_to(user: User):
     return redirect(url_for("admin.user", user_id=user.id))
 
 
+def confirm(user: User, title: str, consequences: list[str], button: str, note: str = ""):
+    """The confirmation page of an action on this user (GET of the action's URL)."""
+    return confirmation_page(
+        section="users",
+        crumbs=[
+            ("Users", url_for("admin.users")),
+            (user.username, url_for("admin.user", user_id=user.id)),
+        ],
+        title=title,
+        consequences=consequences,
+        button=button,
+        action=request.path,
+        cancel=url_for("admin.user", user_id=user.id),
+        note=note,
+    )
+
+
+def signs_out(user: User) -> list[str]:
+    """What signing the user out everywhere does, counted."""
+    return [
+        f"end {user.username}'s {len(live_sessions(user.id))} live session(s) and tell the "
+        "applications they signed in to;",
+        f"revoke {len(active_tokens(user.id))} active token(s).",
+    ]
+
+
 def refuse_last_admin(user: User):
     db.session().rollback()
     flash("There must be at least one enabled administrator: this would leave none.", "error")
@@ -235,11 +263,16 @@ def users():
 @admin_required
 def create_user():
     form = UserCreateForm()
-    if form.validate_on_submit():
-        taken = identity_taken(form.username.data, form.email.data)
+    if form.is_submitted():
+        # Every problem at once: a name already taken is shown with the fields' own errors.
+        fields_ok = form.validate()
+        taken = identity_taken(
+            None if form.username.errors else form.username.data,
+            None if form.email.errors else form.email.data,
+        )
         if taken:
             getattr(form, taken).errors.append(f"Another user already has this {taken}.")
-        else:
+        elif fields_ok:
             session = db.session()
             user = User(
                 username=form.username.data,
@@ -284,6 +317,7 @@ def user(user_id: int):
         groups_form=groups,
         form=ConfirmForm(),
         sessions=live_sessions(user.id),
+        describe=describe,
         consents=list(consents),
         tokens=active_tokens(user.id),
         now=utcnow(),
@@ -295,10 +329,12 @@ def user(user_id: int):
 def edit_user(user_id: int):
     user = find_user(user_id)
     form = UserProfileForm(data=profile_data(user))
-    if form.validate_on_submit():
-        if identity_taken(None, form.email.data, except_id=user.id):
+    if form.is_submitted():
+        fields_ok = form.validate()
+        email = None if form.email.errors else form.email.data
+        if identity_taken(None, email, except_id=user.id):
             form.email.errors.append("Another user already has this email.")
-        else:
+        elif fields_ok:
             before = changes.user_snapshot(user)
             for name in form.CLAIMS:
                 setattr(user, name, getattr(form, name).data)
@@ -334,10 +370,23 @@ def set_password(user_id: int):
     return render_template("admin/users/password.html", user=user, form=form), status
 
 
-@bp.post("/users/<int:user_id>/password/reset")
+@bp.route("/users/<int:user_id>/password/reset", methods=["GET", "POST"])
 @admin_required
 def reset_password(user_id: int):
     """Remove the password: nobody can sign in as the user until a new one is set."""
+    if request.method == "GET":
+        user = find_user(user_id)
+        return confirm(
+            user,
+            f"Reset the password of {user.username}?",
+            [
+                f"remove the password: nobody can sign in as {user.username} until an "
+                "administrator sets a new one;",
+                *signs_out(user),
+            ],
+            "Reset password",
+            note="To give the user a new password instead, use “Set password”.",
+        )
     posted()
     user = find_user(user_id)
     user.password_hash = None
@@ -348,9 +397,19 @@ def reset_password(user_id: int):
     return back_to(user)
 
 
-@bp.post("/users/<int:user_id>/disable")
+@bp.route("/users/<int:user_id>/disable", methods=["GET", "POST"])
 @admin_required
 def disable_user(user_id: int):
+    if request.method == "GET":
+        user = find_user(user_id)
+        return confirm(
+            user,
+            f"Disable {user.username}?",
+            [f"stop {user.username} from signing in until the account is enabled again;"]
+            + signs_out(user),
+            f"Disable {user.username}",
+            note="Enabling the account later does not bring the sessions or tokens back.",
+        )
     posted()
     user = find_user(user_id)
     lock_admins()
@@ -456,9 +515,22 @@ def end_session(user_id: int, session_id: int):
     return back_to(user)
 
 
-@bp.post("/users/<int:user_id>/sessions/end-all")
+@bp.route("/users/<int:user_id>/sessions/end-all", methods=["GET", "POST"])
 @admin_required
 def end_all_sessions(user_id: int):
+    if request.method == "GET":
+        user = find_user(user_id)
+        return confirm(
+            user,
+            f"End all sessions of {user.username}?",
+            [
+                f"end {user.username}'s {len(live_sessions(user.id))} live session(s), so "
+                "that every browser must sign in again;",
+                "tell the applications signed in through them, and revoke the tokens "
+                "issued in them.",
+            ],
+            "End all sessions",
+        )
     posted()
     user = find_user(user_id)
     ended = sessions.end_all(user.id, "ended by admin")

@@ -76,7 +76,9 @@ def logout():
         row = session.end("logout")
         db.session().commit()
         return end_session.signed_out_page(logout.frontchannel_uris([row] if row else []))
-    return render_template("auth/logout.html", form=form)
+    # Cancel goes back to the page the "Sign out" link was on (a same-site path only).
+    back = safe_next(request.args.get("next"))
+    return render_template("auth/logout.html", form=form, back=back)
 
 
 def init_app(app: Flask) -> None:

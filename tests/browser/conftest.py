@@ -19,6 +19,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from werkzeug.serving import make_server
 
+from . import a11y
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -57,7 +59,9 @@ def live_server(app, idp_socket):
     server = make_server("127.0.0.1", port, app, threaded=True, fd=idp_socket.fileno())
     thread = threading.Thread(target=server.serve_forever, name="idp-live-server", daemon=True)
     thread.start()
+    a11y.ORIGINS.add(app.config["ISSUER"])  # its pages are checked with axe-core
     yield app.config["ISSUER"]
+    a11y.ORIGINS.discard(app.config["ISSUER"])
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
@@ -146,9 +150,13 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A fresh browser profile (no cookies) per test."""
+    """A fresh browser profile (no cookies) per test; its last state is checked with axe."""
     context = browser.new_context(viewport={"width": 1024, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     yield page
-    context.close()
+    try:
+        if not page.is_closed():
+            a11y.check(page)
+    finally:
+        context.close()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import expect
 
 from ..factories import PASSWORD
+from .a11y import expect
 
 pytestmark = pytest.mark.browser
 
@@ -103,7 +103,11 @@ def test_admin_disables_a_user_and_the_next_sign_in_fails(
         sign_in(page, live_server, "root")
         page.goto(live_server + "/admin/users?q=bo")
         page.get_by_role("link", name="bob").click()
-        page.get_by_role("button", name="Disable").click()
+        page.get_by_role("link", name="Disable…").click()
+        # The confirmation step says what will happen before anything does.
+        expect(page.get_by_role("heading", name="Disable bob?")).to_be_visible()
+        expect(page.get_by_text("stop bob from signing in")).to_be_visible()
+        page.get_by_role("button", name="Disable bob").click()
         expect(page.get_by_role("status")).to_contain_text("bob is disabled")
         expect(page.get_by_text("Disabled", exact=True)).to_be_visible()
 
@@ -144,6 +148,9 @@ def test_admin_creates_a_client_and_rotates_its_secret(live_server, page, root):
     expect(page.get_by_role("heading", name="Reporting job")).to_be_visible()
     expect(page.get_by_text(first)).to_have_count(0)  # shown once only
     screenshot(page, "admin-client-detail")
+    page.get_by_role("link", name="Rotate secret…").click()
+    expect(page.get_by_role("heading", name="Rotate the secret of Reporting job?")).to_be_visible()
+    assert client_credentials(live_server, client_id, first).status_code == 200  # not yet
     page.get_by_role("button", name="Rotate secret").click()
     expect(page.get_by_role("heading", name="New secret")).to_be_visible()
     second = page.locator("#client-secret").inner_text()
@@ -192,11 +199,19 @@ def test_admin_pages_fit_a_phone(browser, live_server, root, factory):
 
 
 def test_keyboard_focus_reaches_the_admin_navigation_and_search_in_order(live_server, page, root):
-    # WCAG 2.1 SC 2.4.3 (focus order): top bar, admin navigation, then the page.
+    # WCAG 2.1 SC 2.4.3 (focus order): skip link, top bar, admin navigation, then the page.
     sign_in(page, live_server, "root")
     page.goto(live_server + "/admin/users")
     sections = page.get_by_role("navigation", name="Administration").get_by_role("link")
-    expected = ["Identity", "Admin", "Sign out", *sections.all_inner_texts(), "New user", "q"]
+    expected = [
+        "Skip to main content",
+        "Identity",
+        "Admin",
+        "Sign out",
+        *sections.all_inner_texts(),
+        "New user",
+        "q",
+    ]
     order = []
     for _ in range(len(expected) + 1):
         page.keyboard.press("Tab")

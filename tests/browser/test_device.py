@@ -11,13 +11,13 @@ import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from playwright.sync_api import expect
 from sqlalchemy import select, update
 
 from idp import db
 from idp.models import AuditEvent, DeviceCode, secret_hash
 
 from ..factories import PASSWORD
+from .a11y import expect
 from .test_e2e import discover, screenshot
 
 pytestmark = pytest.mark.browser

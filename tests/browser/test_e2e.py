@@ -19,13 +19,13 @@ from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from playwright.sync_api import expect
 from sqlalchemy import select
 
 from idp import db
 from idp.models import AuditEvent, Consent
 
 from ..factories import PASSWORD
+from .a11y import expect
 
 pytestmark = pytest.mark.browser
 

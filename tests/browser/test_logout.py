@@ -14,7 +14,6 @@ import pytest
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
-from playwright.sync_api import expect
 from sqlalchemy import select
 
 from idp import db
@@ -22,6 +21,7 @@ from idp.models import Client, UserSession
 
 from ..factories import PASSWORD
 from ..sessions.receiver import Receiver
+from .a11y import expect
 
 pytestmark = pytest.mark.browser
 
