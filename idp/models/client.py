@@ -142,8 +142,12 @@ class Client(ClientMixin, Base):
         return " ".join(s for s in dict.fromkeys(scope_to_list(scope) or []) if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        # Exact string comparison (RFC 9700 §4.1.3), no prefix or pattern matching.
-        return redirect_uri in self.redirect_uris
+        """Authlib's hook wherever a redirect URI is checked (/authorize, PAR, error
+        redirects): exact match, any port on loopback IPs (``oauth.redirects``)."""
+        # The rule lives with the other redirect URI rules; idp.oauth imports the models.
+        from ..oauth.redirects import redirect_uri_matches
+
+        return any(redirect_uri_matches(uri, redirect_uri) for uri in self.redirect_uris)
 
     def check_client_secret(self, client_secret: str) -> bool:
         return secret_matches(client_secret, self.client_secret_hash)

@@ -17,6 +17,9 @@ id, ``aud`` = the issuer, the token endpoint or the endpoint being called (RFC 9
 ``exp`` present and at most ``CLIENT_ASSERTION_MAX_LIFETIME`` away, and a ``jti`` never
 accepted twice. The replay store is shared by every worker: the ``jwt_replay`` table, or
 Redis when ``REDIS_URL`` is set (falling back to the table while Redis is unreachable).
+
+``refuse_multiple_methods`` enforces RFC 6749 §2.3 for every method, Authlib's included: a
+request carrying credentials for more than one method is ``invalid_request``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import urllib.request
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7523.client import ASSERTION_TYPE
 from cryptography.exceptions import InvalidTag
@@ -337,6 +340,35 @@ class PrivateKeyJWT(ClientAssertion):
                 ) from exc
 
         return pick
+
+
+# --- one method per request ----------------------------------------------------------------
+
+
+def methods_presented(request) -> list[str]:
+    """The client authentication methods a request carries credentials for: HTTP Basic,
+    ``client_secret`` in the body, ``client_assertion``. A ``client_id`` alone is none of
+    them (it names a public client, or repeats the Basic or assertion one)."""
+    presented = []
+    scheme, _, credentials = (request.headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() == "basic" and credentials.strip():
+        presented.append("client_secret_basic")
+    form = request.form
+    if form.get("client_secret"):  # an empty value carries no credential
+        presented.append("client_secret_post")
+    if form.get("client_assertion"):
+        presented.append("client_assertion")
+    return presented
+
+
+def refuse_multiple_methods(request) -> None:
+    """RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each
+    request." Otherwise the server would pick one and ignore the other credential, which may
+    belong to another client."""
+    if len(methods_presented(request)) > 1:
+        raise InvalidRequestError(
+            description="Use one client authentication method per request (RFC 6749 section 2.3)."
+        )
 
 
 def register(server) -> None:

@@ -38,6 +38,9 @@ class AuthorizationServer(_AuthorizationServer):
         self.scopes_supported = None  # each client's scope decides (Client.get_allowed_scope)
 
     def authenticate_client(self, request, methods, endpoint="token"):
+        # Every endpoint that authenticates clients comes here (token, revocation,
+        # introspection, PAR, device authorization), before any method is tried.
+        client_auth.refuse_multiple_methods(request)
         try:
             return super().authenticate_client(request, methods, endpoint)
         except ValueError as exc:

@@ -127,6 +127,15 @@ def test_admin_creates_a_public_client_without_a_secret(app, admin_client):
     assert "Rotate secret" not in page.text and "Public" in page.text
 
 
+def test_the_client_form_explains_how_redirect_uris_are_matched(admin_client):
+    # RFC 8252 §7.3 and §8.3: operators learn that loopback IPs take any port, localhost not.
+    page = admin_client.get("/admin/clients/new")
+    hint = re.search(r'<p class="hint" id="redirect_uris-hint">([^<]+)</p>', page.text)
+    assert hint, "no hint on the redirect URI field"
+    assert "[::1] accepts any port" in hint.group(1)
+    assert "localhost gets no such exception" in hint.group(1)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
