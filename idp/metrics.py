@@ -9,6 +9,8 @@ to files there and /metrics, answered by any worker, adds up all of them.
     idp_tokens_issued_total{grant_type}                  successful token responses
     idp_login_failures_total{reason}                     refused sign-ins
     idp_rate_limit_hits_total{endpoint}                  requests refused with 429
+    idp_mail_sent_total                                  messages the SMTP server accepted
+    idp_mail_failed_total                                messages given up (idp mail retry)
 
 Labels are endpoint names, never paths, so their number is bounded. /metrics can be limited
 to a bearer token (``METRICS_TOKEN``) and/or to addresses (``METRICS_ALLOW_IPS``).
@@ -50,6 +52,9 @@ RATE_LIMIT_HITS = Counter(
     "idp_rate_limit_hits_total", "Requests refused by a rate limit, by endpoint", ["endpoint"]
 )
 
+MAIL_SENT = Counter("idp_mail_sent_total", "Messages accepted by the SMTP server (or the outbox)")
+MAIL_FAILED = Counter("idp_mail_failed_total", "Messages given up after their last attempt")
+
 
 def login_failed(reason: str) -> None:
     LOGIN_FAILURES.labels(reason=reason).inc()
@@ -57,6 +62,14 @@ def login_failed(reason: str) -> None:
 
 def rate_limited(endpoint: str) -> None:
     RATE_LIMIT_HITS.labels(endpoint=endpoint).inc()
+
+
+def mail_sent() -> None:
+    MAIL_SENT.inc()
+
+
+def mail_failed() -> None:
+    MAIL_FAILED.inc()
 
 
 def start_timer() -> None:
