@@ -350,3 +350,27 @@ def test_destination_says_where_mail_goes(app, instance):
     assert mail.destination(app) == f"{instance / 'outbox'}/ as .eml files (no SMTP_HOST)"
     app.config.update(SMTP_HOST="smtp.example.com", SMTP_SECURITY="ssl")
     assert mail.destination(app) == "SMTP smtp.example.com:465 (ssl)"
+
+
+@pytest.mark.config(MAIL_WORKER=False, PURGE_RETENTION=60)
+def test_purge_deletes_sent_mail_and_keeps_failed_and_pending(app):
+    from datetime import timedelta
+
+    from idp.models import utcnow
+    from idp.purge import purge
+
+    old = utcnow() - timedelta(minutes=5)
+    with app.app_context():
+        s = db.session()
+        rows = {
+            status: MailMessage(
+                to_address=TO, subject=status, message="x", status=status, sent_at=sent_at
+            )
+            for status, sent_at in (("sent", old), ("failed", None), ("pending", None))
+        }
+        recent = MailMessage(to_address=TO, subject="recent", status="sent", sent_at=utcnow())
+        s.add_all([*rows.values(), recent])
+        s.commit()
+        assert purge(s, app.config)["mail_messages"] == 1
+        left = set(s.scalars(select(MailMessage.subject)))
+    assert left == {"failed", "pending", "recent"}
