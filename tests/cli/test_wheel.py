@@ -17,7 +17,7 @@ def test_wheel_carries_templates_static_files_and_migrations(tmp_path):
     )
     (wheel,) = tmp_path.glob("idp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for template in (ROOT / "templates").rglob("*.html"):
+    for template in (ROOT / "templates").rglob("*.*"):  # pages, and mail's .html + .txt
         assert f"idp/templates/{template.relative_to(ROOT / 'templates')}" in names
     for asset in (ROOT / "static").rglob("*.*"):
         assert f"idp/static/{asset.relative_to(ROOT / 'static')}" in names

@@ -374,3 +374,20 @@ def test_purge_deletes_sent_mail_and_keeps_failed_and_pending(app):
         assert purge(s, app.config)["mail_messages"] == 1
         left = set(s.scalars(select(MailMessage.subject)))
     assert left == {"failed", "pending", "recent"}
+
+
+@pytest.mark.config(SESSION_SWEEP_INTERVAL=0.01)
+def test_mail_another_process_queued_is_sent_after_the_next_request(
+    app, client, smtp_server, mailbox
+):
+    # `idp mail retry` or a worker that died leaves pending rows and no thread to send them.
+    use_server(app, smtp_server)
+    with app.app_context():
+        s = db.session()
+        row = mail.message.render(TO, "Queued elsewhere", "notice", name="A", text="x")
+        s.add(MailMessage(to_address=TO, subject="Queued elsewhere", message=row.as_string()))
+        s.commit()
+    time.sleep(0.02)
+    assert client.get("/login").status_code == 200
+    delivery.sender_thread(app).stop()  # waits for the round the request started
+    assert [m["Subject"] for m in mailbox.received] == ["Queued elsewhere"]
