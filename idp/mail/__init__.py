@@ -24,7 +24,7 @@ __all__ = ["Retried", "destination", "init_app", "retry_failed", "send"]
 def send(to: str, subject: str, template: str, **context) -> MailMessage:
     """Queue templates/mail/<template>.txt + .html for ``to``; sent after the caller commits."""
     message = render(to, subject, template, **context)
-    row = MailMessage(to_address=to, subject=subject, message=message.as_string())
+    row = MailMessage(to_address=message["To"], subject=subject, message=message.as_string())
     db.session().add(row)
     kick_after_commit()
     return row

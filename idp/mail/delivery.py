@@ -169,6 +169,10 @@ def deliver_one(message_id: int) -> bool:
     except Undelivered as exc:
         failed(row, attempt, str(exc), permanent=exc.permanent)
         return False
+    except Exception as exc:  # a bug must cost attempts, not loop forever on one message
+        log.exception("mail %d: unexpected error while sending", row.id)
+        failed(row, attempt, f"unexpected {type(exc).__name__}", permanent=False)
+        return False
     row.status = SENT
     row.sent_at = utcnow()
     row.message = None  # the server has it; no copy of a link outlives the delivery

@@ -12,6 +12,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
 from urllib.parse import urlsplit
 
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
 
 from ..models import utcnow
@@ -33,12 +34,24 @@ def envelope_sender() -> str:
     return parseaddr(sender())[1]
 
 
+def recipient(to: str) -> str:
+    """One address as the envelope and the To header carry it: ASCII, an international
+    domain in its xn-- form; ValueError for anything else (a list, a display name, CR/LF)."""
+    try:
+        checked = validate_email(to, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a mail address: {exc}") from None
+    if checked.ascii_email is None:  # a non-ASCII local part needs SMTPUTF8 (RFC 6531)
+        raise ValueError("addresses with a non-ASCII local part are not supported")
+    return checked.ascii_email
+
+
 def render(to: str, subject: str, template: str, **context) -> EmailMessage:
     """templates/mail/<template>.txt and .html as the two parts of one message to ``to``."""
     context = {"issuer": current_app.config["ISSUER"], "subject": subject, **context}
     message = EmailMessage(policy=POLICY)
     message["From"] = sender()
-    message["To"] = to
+    message["To"] = recipient(to)
     message["Subject"] = subject
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = make_msgid(domain=urlsplit(context["issuer"]).hostname)

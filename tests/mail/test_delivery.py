@@ -139,6 +139,33 @@ def test_a_header_cannot_be_injected_through_the_subject(app):
         mail.send(TO, "Hi\r\nBcc: everyone@example.com", "notice", name="A", text="x")
 
 
+@pytest.mark.parametrize(
+    "to",
+    [
+        "alice@example.com\r\nBcc: everyone@example.com",
+        "alice@example.com, bob@example.com",
+        "Alice <alice@example.com>",
+        "zoë@example.com",  # would need SMTPUTF8 (RFC 6531)
+        "not an address",
+    ],
+)
+def test_only_one_plain_address_is_accepted_as_recipient(app, to):
+    with app.app_context(), pytest.raises(ValueError):
+        mail.send(to, "Hi", "notice", name="A", text="x")
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_an_international_domain_travels_in_its_ascii_form(app, smtp_server, mailbox):
+    # RFC 5890: the A-label (xn--) form of an IDN is what DNS and SMTP without SMTPUTF8 carry.
+    use_server(app, smtp_server)
+    with app.app_context():
+        mail.send("anna@bücher.de", "Hi", "notice", name="Anna", text="x")
+        db.session().commit()
+    deliver(app)
+    assert mailbox.envelopes[0].rcpt_tos == ["anna@xn--bcher-kva.de"]
+    assert mailbox.received[0]["To"] == "anna@xn--bcher-kva.de"
+
+
 # --- refusals, retries, retry_failed ------------------------------------------------------
 
 
@@ -391,3 +418,17 @@ def test_mail_another_process_queued_is_sent_after_the_next_request(
     assert client.get("/login").status_code == 200
     delivery.sender_thread(app).stop()  # waits for the round the request started
     assert [m["Subject"] for m in mailbox.received] == ["Queued elsewhere"]
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_ATTEMPTS=2, MAIL_RETRY_DELAY=0.01)
+def test_an_unexpected_error_counts_as_a_failed_attempt(app, smtp_server, monkeypatch):
+    use_server(app, smtp_server)
+
+    def broken(*args):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(delivery, "transmit_smtp", broken)
+    message_id = queue(app)
+    row = deliver_until_settled(app, message_id)
+    assert row.status == "failed" and row.attempts == 2
+    assert row.last_error == "unexpected RuntimeError" and row.message
