@@ -178,7 +178,7 @@ def deliver_one(message_id: int) -> bool:
     row.message = None  # the server has it; no copy of a link outlives the delivery
     row.last_error = None
     s.commit()
-    metrics.mail_sent()
+    metrics.mail_sent("smtp" if config["SMTP_HOST"] else "outbox")
     log.info("mail %d sent (attempt %d)", row.id, attempt)
     return True
 
@@ -192,7 +192,7 @@ def failed(row: MailMessage, attempt: int, error: str, permanent: bool) -> None:
         row.failed_at = utcnow()
         audit.record("mail.failed", target=str(row.id), attempts=attempt, error=error)
         s.commit()
-        metrics.mail_failed()
+        metrics.mail_failed("refused" if permanent else "attempts")
         return
     row.next_attempt_at = utcnow() + retry_delay(attempt)
     s.commit()

@@ -27,8 +27,8 @@ TO = "alice@example.com"
 SECRET_LINK = "http://localhost/reset?token=single-use-token-value"
 
 
-def counted(name: str) -> float:
-    return REGISTRY.get_sample_value(name) or 0.0
+def counted(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def use_server(app, server: SMTPServer, **settings) -> None:
@@ -92,7 +92,7 @@ def audit_events(app, event: str) -> list[AuditEvent]:
 
 def test_queued_message_arrives_with_a_text_and_an_html_part(app, smtp_server, mailbox):
     use_server(app, smtp_server)
-    before = counted("idp_mail_sent_total")
+    before = counted("idp_mail_sent_total", transport="smtp")
     message_id = queue(app, link=SECRET_LINK, link_label="Review your account")
     # The commit woke this worker's sender thread; stop() waits for its round.
     delivery.sender_thread(app).stop()
@@ -114,7 +114,7 @@ def test_queued_message_arrives_with_a_text_and_an_html_part(app, smtp_server, m
     row = stored(app, message_id)
     assert row.status == "sent" and row.attempts == 1 and row.sent_at
     assert row.message is None  # no copy of the link outlives the delivery
-    assert counted("idp_mail_sent_total") == before + 1
+    assert counted("idp_mail_sent_total", transport="smtp") == before + 1
 
 
 def test_html_part_escapes_what_users_typed(app, smtp_server, mailbox):
@@ -176,14 +176,14 @@ def test_transient_refusal_is_retried_then_failed_and_retry_failed_sends_it(
     # RFC 5321 §4.2.1: 4yz is a transient failure: the client should try again.
     use_server(app, smtp_server)
     mailbox.reply = "451 4.3.0 Try again later"
-    failed_before = counted("idp_mail_failed_total")
+    failed_before = counted("idp_mail_failed_total", reason="attempts")
     message_id = queue(app)
 
     row = deliver_until_settled(app, message_id)
     assert row.status == "failed" and row.attempts == 3
     assert row.last_error.startswith("SMTP 451")
     assert row.message  # nothing lost: the message waits for `idp mail retry`
-    assert counted("idp_mail_failed_total") == failed_before + 1
+    assert counted("idp_mail_failed_total", reason="attempts") == failed_before + 1
     assert [e.target for e in audit_events(app, "mail.failed")] == [str(message_id)]
     assert mailbox.received == []
 
@@ -200,9 +200,11 @@ def test_permanent_refusal_fails_without_retries(app, smtp_server, mailbox):
     # RFC 5321 §4.2.1: 5yz is permanent: "the SMTP client SHOULD NOT repeat the exact request".
     use_server(app, smtp_server)
     mailbox.reply = "554 5.7.1 Rejected"
+    refused_before = counted("idp_mail_failed_total", reason="refused")
     message_id = queue(app)
     row = deliver_until_settled(app, message_id)
     assert row.status == "failed" and row.attempts == 1
+    assert counted("idp_mail_failed_total", reason="refused") == refused_before + 1
     assert row.last_error.startswith("SMTP 554")
     mailbox.reply = None
     with app.app_context():
@@ -357,9 +359,11 @@ def test_ssl_mode_against_a_plain_server_fails_cleanly_and_keeps_the_message(
 @pytest.mark.config(MAIL_WORKER=False)
 def test_without_smtp_host_mail_goes_to_the_outbox_as_eml(app, instance, caplog):
     assert not app.config["SMTP_HOST"]
+    written_before = counted("idp_mail_sent_total", transport="outbox")
     with caplog.at_level(logging.INFO, logger="idp.mail"):
         message_id = queue(app, link=SECRET_LINK)
         assert deliver(app) == 1
+    assert counted("idp_mail_sent_total", transport="outbox") == written_before + 1
     (eml,) = (instance / "outbox").glob("*.eml")
     assert stat.S_IMODE(os.stat(eml).st_mode) == 0o600  # later mails carry links
     parsed = message_from_bytes(eml.read_bytes(), policy=default)
