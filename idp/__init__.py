@@ -28,7 +28,7 @@ def instance_path() -> str | None:
 
 
 def create_app(config: dict | None = None) -> Flask:
-    from . import account, admin, auth, db, demo, errors, oauth, security
+    from . import account, admin, auth, db, demo, errors, mail, oauth, security
     from . import config as settings
 
     app = Flask(
@@ -43,6 +43,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
 
     db.init_app(app)
+    mail.init_app(app)  # queue + background sender (idp/mail/)
     CSRFProtect(app)
     auth.init_app(app)
     oauth.init_app(app)

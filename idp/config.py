@@ -58,6 +58,10 @@ DEFAULTS: dict[str, object] = {
     "ARGON2_PARALLELISM": 1,
     # Passwords longer than this many UTF-8 bytes are refused before hashing.
     "PASSWORD_MAX_BYTES": 1024,
+    # Shortest password a user may choose, in characters (Unicode code points after NFKC).
+    # NIST SP 800-63B rev. 4 §3.1.1.2: at least 8, and 15 where the password is the only
+    # factor; 64 at most, so that a 64-character password is always allowed.
+    "PASSWORD_MIN_LENGTH": 8,
     # Browser session cookie; Secure follows the issuer scheme unless set explicitly.
     "SESSION_COOKIE_NAME": "idp_session",
     "SESSION_COOKIE_HTTPONLY": True,
@@ -111,6 +115,23 @@ DEFAULTS: dict[str, object] = {
     # `Referrer-Policy: no-referrer`, so under https it would refuse every form. The CSRF
     # token (and the SameSite=Lax cookie) protect the forms (found deploying behind nginx).
     "WTF_CSRF_SSL_STRICT": False,
+    # Outgoing mail (idp/mail/). Without SMTP_HOST, messages are written to instance/outbox/
+    # as .eml files (development). SMTP_SECURITY: "starttls" (upgrade, refused if the server
+    # cannot), "ssl" (TLS from the first byte) or "none" (loopback relays only when a
+    # password is set). SMTP_PORT None means 587, 465 or 25 by SMTP_SECURITY.
+    "SMTP_HOST": None,
+    "SMTP_PORT": None,
+    "SMTP_USERNAME": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_SECURITY": "starttls",
+    "SMTP_TIMEOUT": 10,
+    # The From address (RFC 5322 mailbox, "Name <addr>" allowed); required with SMTP_HOST.
+    "MAIL_FROM": None,
+    # Queued mail is delivered by a background thread per worker (only while mail waits):
+    # attempts per message, and the delay before the first retry (doubled after each).
+    "MAIL_ATTEMPTS": 5,
+    "MAIL_RETRY_DELAY": 30,
+    "MAIL_WORKER": True,
     # Mount the demo relying party at /demo (set by `idp demo`).
     "DEMO": False,
     # --- production: defence, operations, deployment (docs/deploy.md) ---
@@ -279,6 +300,8 @@ def check(config) -> None:
     for name in ("KEY_CACHE_SECONDS", "REGISTRY_CACHE_SECONDS"):
         if float(config[name]) < 0:
             raise ConfigError(f"IDP_{name} must not be negative")
+    check_password_policy(config)
+    check_mail(config)
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError("IDP_LOG_FORMAT must be json or text")
     if config["REGISTRATION"] not in ("off", "token", "open"):
@@ -293,3 +316,54 @@ def check(config) -> None:
         raise ConfigError(
             f"IDP_ACCESS_TOKEN_FORMAT must be jwt or opaque, got {config['ACCESS_TOKEN_FORMAT']!r}"
         )
+
+
+def check_password_policy(config) -> None:
+    """NIST SP 800-63B rev. 4 §3.1.1.2: a minimum of 8 at least, room for 64 characters."""
+    minimum = int(config["PASSWORD_MIN_LENGTH"])
+    if not 8 <= minimum <= 64:
+        raise ConfigError(f"IDP_PASSWORD_MIN_LENGTH must be 8..64 characters, got {minimum}")
+    if int(config["PASSWORD_MAX_BYTES"]) < 4 * 64:
+        raise ConfigError(
+            "IDP_PASSWORD_MAX_BYTES must be at least 256, so that any 64 characters fit "
+            "(a character takes up to 4 bytes in UTF-8)"
+        )
+
+
+def check_mail(config) -> None:
+    """SMTP settings that cannot work, or would send the SMTP password in the clear."""
+    security = config["SMTP_SECURITY"]
+    if security not in ("none", "starttls", "ssl"):
+        raise ConfigError(f"IDP_SMTP_SECURITY must be none, starttls or ssl, got {security!r}")
+    port = config["SMTP_PORT"]
+    if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
+        raise ConfigError(f"IDP_SMTP_PORT must be a port number 1..65535, got {port!r}")
+    for name in ("SMTP_TIMEOUT", "MAIL_ATTEMPTS", "MAIL_RETRY_DELAY"):
+        if float(config[name]) <= 0:
+            raise ConfigError(f"IDP_{name} must be a positive number")
+    if bool(config["SMTP_USERNAME"]) != bool(config["SMTP_PASSWORD"]):
+        raise ConfigError("IDP_SMTP_USERNAME and IDP_SMTP_PASSWORD are set together")
+    sender = config["MAIL_FROM"]
+    if sender is not None and not mailbox_ok(str(sender)):
+        raise ConfigError(f"IDP_MAIL_FROM must be an address like idp@example.com, got {sender!r}")
+    host = config["SMTP_HOST"]
+    if not host:
+        return
+    if not sender:
+        raise ConfigError("IDP_MAIL_FROM is required when IDP_SMTP_HOST is set")
+    if security == "none" and config["SMTP_PASSWORD"] and not is_loopback(str(host)):
+        raise ConfigError(
+            "IDP_SMTP_SECURITY=none would send the SMTP password in the clear to "
+            f"{host}; use starttls or ssl (none is for a relay on this machine)"
+        )
+
+
+def mailbox_ok(value: str) -> bool:
+    """One RFC 5322 mailbox, no header injection."""
+    from email.utils import parseaddr
+
+    if "\r" in value or "\n" in value:
+        return False
+    _, address = parseaddr(value)
+    local, _, domain = address.rpartition("@")
+    return bool(local and domain) and " " not in address

@@ -9,6 +9,8 @@ to files there and /metrics, answered by any worker, adds up all of them.
     idp_tokens_issued_total{grant_type}                  successful token responses
     idp_login_failures_total{reason}                     refused sign-ins
     idp_rate_limit_hits_total{endpoint}                  requests refused with 429
+    idp_mail_sent_total{transport}                       messages sent (smtp) or written (outbox)
+    idp_mail_failed_total{reason}                        messages given up: refused, attempts
 
 Labels are endpoint names, never paths, so their number is bounded. /metrics can be limited
 to a bearer token (``METRICS_TOKEN``) and/or to addresses (``METRICS_ALLOW_IPS``).
@@ -50,6 +52,16 @@ RATE_LIMIT_HITS = Counter(
     "idp_rate_limit_hits_total", "Requests refused by a rate limit, by endpoint", ["endpoint"]
 )
 
+# Labelled, like every metric here: an unlabelled metric opens its file in
+# PROMETHEUS_MULTIPROC_DIR at import, before `idp serve` has created that folder.
+MAIL_SENT = Counter(
+    "idp_mail_sent_total", "Messages accepted by the SMTP server, or written to the outbox",
+    ["transport"],
+)  # fmt: skip
+MAIL_FAILED = Counter(
+    "idp_mail_failed_total", "Messages given up: refused (5xx) or out of attempts", ["reason"]
+)
+
 
 def login_failed(reason: str) -> None:
     LOGIN_FAILURES.labels(reason=reason).inc()
@@ -57,6 +69,14 @@ def login_failed(reason: str) -> None:
 
 def rate_limited(endpoint: str) -> None:
     RATE_LIMIT_HITS.labels(endpoint=endpoint).inc()
+
+
+def mail_sent(transport: str) -> None:
+    MAIL_SENT.labels(transport=transport).inc()
+
+
+def mail_failed(reason: str) -> None:
+    MAIL_FAILED.labels(reason=reason).inc()
 
 
 def start_timer() -> None:

@@ -8,6 +8,7 @@ Rows are deleted ``PURGE_RETENTION`` seconds after they stopped mattering:
     user_sessions         ended, or past their idle or absolute lifetime (their
                           session_clients go with them, ON DELETE CASCADE)
     logout_deliveries     created longer ago than the logout token lives
+    mail_messages         sent (failed ones stay until `idp mail retry` sends them)
     *replay* tables       entries (JWT jti, DPoP proofs) whose expires_at has passed
 
 A rotated refresh token stays until it expires, because presenting it again must still revoke
@@ -33,6 +34,7 @@ from .models import (
     Base,
     DeviceCode,
     LogoutDelivery,
+    MailMessage,
     PushedAuthorizationRequest,
     Token,
     UserSession,
@@ -98,6 +100,7 @@ def rules(config, now: datetime) -> dict[str, tuple]:
             ),
         ),
         "logout_deliveries": (LogoutDelivery, LogoutDelivery.created_at < cutoff - logout_lifetime),
+        "mail_messages": (MailMessage, MailMessage.sent_at < cutoff),
         # RFC 8628 device codes and RFC 9126 pushed requests: short-lived, like codes.
         "device_codes": (DeviceCode, DeviceCode.expires_at < cutoff),
         "pushed_authorization_requests": (

@@ -8,6 +8,7 @@ from .device import DeviceCode, JWTReplay, PushedAuthorizationRequest
 from .grant import AuthorizationCode
 from .group import Group, user_groups
 from .key import SigningKey
+from .mail import MailMessage
 from .registration import RegistrationToken
 from .resource import Resource, resource_clients
 from .session import LogoutDelivery, SessionClient, UserSession
@@ -24,6 +25,7 @@ __all__ = [
     "Group",
     "JWTReplay",
     "LogoutDelivery",
+    "MailMessage",
     "PushedAuthorizationRequest",
     "RegistrationToken",
     "Resource",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +32,7 @@ from flask import Flask, current_app
 from sqlalchemy import event, func, select, update
 
 from .. import audit, db
+from ..background import Worker
 from ..config import is_loopback
 from ..models import Client, LogoutDelivery, SessionClient, User, UserSession, utcnow
 
@@ -246,22 +246,19 @@ def seconds_until_next() -> float | None:
     return max((due - utcnow()).total_seconds(), 0.0)
 
 
-class Dispatcher:
+class Dispatcher(Worker):
     """A worker's delivery thread; it runs only while deliveries are pending."""
 
+    thread_name = "idp-logout-delivery"
+
     def __init__(self, app: Flask):
-        self.app = app
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._running = False
-        self._stopped = False
+        super().__init__(app)
         self._sweep = False
-        self._thread: threading.Thread | None = None
         self.last_sweep = time.monotonic()
 
     @property
     def enabled(self) -> bool:
-        return bool(self.app.config["LOGOUT_WORKER"]) and not self._stopped
+        return bool(self.app.config["LOGOUT_WORKER"]) and super().enabled
 
     def kick(self, sweep: bool = False) -> None:
         """Look for due work now (starting the thread if it is not running)."""
@@ -269,13 +266,7 @@ class Dispatcher:
             return
         with self._lock:
             self._sweep = self._sweep or sweep
-            self._wake.set()
-            if not self._running:
-                self._running = True
-                self._thread = threading.Thread(
-                    target=self._run, name="idp-logout-delivery", daemon=True
-                )
-                self._thread.start()
+        super().kick()
 
     def maybe_sweep(self) -> None:
         """Called on requests: every SESSION_SWEEP_INTERVAL, look for timed-out sessions."""
@@ -284,39 +275,18 @@ class Dispatcher:
             self.last_sweep = time.monotonic()
             self.kick(sweep=True)
 
-    def stop(self, timeout: float = 5) -> None:
-        self._stopped = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+    def retry_after_error(self) -> float:
+        return float(self.app.config["BACKCHANNEL_LOGOUT_RETRY_DELAY"])
 
-    def _run(self) -> None:
-        # At least one round per start, so a kick is never lost to a concurrent stop().
-        while True:
-            with self._lock:
-                self._wake.clear()
-                sweep, self._sweep = self._sweep, False
-            wait = self._pass(sweep)
-            with self._lock:
-                if self._stopped or (wait is None and not self._wake.is_set()):
-                    self._running = False
-                    return
-            self._wake.wait(timeout=wait)
+    def round(self) -> float | None:
+        with self._lock:
+            sweep, self._sweep = self._sweep, False
+        if sweep:
+            from ..auth.session import expire_timed_out
 
-    def _pass(self, sweep: bool) -> float | None:
-        """One round in its own app context (so the database session is closed after it)."""
-        try:
-            with self.app.app_context():
-                if sweep:
-                    from ..auth.session import expire_timed_out
-
-                    expire_timed_out()
-                deliver_due()
-                return seconds_until_next()
-        except Exception:  # the thread must survive a database hiccup; retry later
-            log.exception("back-channel logout delivery round failed")
-            return float(self.app.config["BACKCHANNEL_LOGOUT_RETRY_DELAY"])
+            expire_timed_out()
+        deliver_due()
+        return seconds_until_next()
 
 
 def dispatcher(app: Flask | None = None) -> Dispatcher:

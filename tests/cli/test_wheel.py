@@ -1,5 +1,5 @@
-"""The package installs as a wheel: templates, static files, migrations and the OpenAPI
-description travel inside it."""
+"""The package installs as a wheel: templates, static files, migrations, the OpenAPI
+description and the password blocklist travel inside it."""
 
 import subprocess
 import sys
@@ -17,7 +17,7 @@ def test_wheel_carries_templates_static_files_and_migrations(tmp_path):
     )
     (wheel,) = tmp_path.glob("idp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for template in (ROOT / "templates").rglob("*.html"):
+    for template in (ROOT / "templates").rglob("*.*"):  # pages, and mail's .html + .txt
         assert f"idp/templates/{template.relative_to(ROOT / 'templates')}" in names
     for asset in (ROOT / "static").rglob("*.*"):
         assert f"idp/static/{asset.relative_to(ROOT / 'static')}" in names
@@ -25,3 +25,5 @@ def test_wheel_carries_templates_static_files_and_migrations(tmp_path):
         assert f"idp/migrations/versions/{migration.name}" in names
     assert "idp/migrations/env.py" in names and "idp/migrations/script.py.mako" in names
     assert "idp/oauth/openapi.json" in names  # served at /openapi.json
+    # the password blocklist (NIST SP 800-63B rev. 4 §3.1.1.2), read offline, with its licence
+    assert "idp/data/common-passwords.txt.gz" in names and "idp/data/README.md" in names

@@ -240,3 +240,48 @@ def test_unknown_id_token_algorithm_is_refused(make_app):
     # OIDC Core §3.1.3.7: RS256 is the default; "none" must never be configured.
     with pytest.raises(ConfigError, match="IDP_ID_TOKEN_SIGNING_ALG"):
         make_app(SECRET_KEY="k", ID_TOKEN_SIGNING_ALG="none")
+
+
+# --- mail ---------------------------------------------------------------------------------
+
+
+def test_mail_settings_come_from_the_environment_with_the_idp_prefix(make_app, monkeypatch):
+    monkeypatch.setenv("IDP_SMTP_HOST", "smtp.example.com")
+    monkeypatch.setenv("IDP_SMTP_PORT", "2525")
+    monkeypatch.setenv("IDP_SMTP_SECURITY", "ssl")
+    monkeypatch.setenv("IDP_MAIL_FROM", "Identity <idp@example.com>")
+    app = make_app(SECRET_KEY="k")
+    assert app.config["SMTP_HOST"] == "smtp.example.com"
+    assert app.config["SMTP_PORT"] == 2525
+    assert app.config["SMTP_SECURITY"] == "ssl"
+    assert DEFAULTS["SMTP_SECURITY"] == "starttls"
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"SMTP_SECURITY": "tls"}, "IDP_SMTP_SECURITY"),
+        ({"SMTP_PORT": 70000}, "IDP_SMTP_PORT"),
+        ({"SMTP_PORT": "587"}, "IDP_SMTP_PORT"),
+        ({"SMTP_HOST": "smtp.example.com"}, "IDP_MAIL_FROM"),  # required with a host
+        ({"MAIL_FROM": "idp@example.com\r\nBcc: x@example.com"}, "IDP_MAIL_FROM"),
+        ({"MAIL_FROM": "not an address"}, "IDP_MAIL_FROM"),
+        ({"SMTP_USERNAME": "user"}, "IDP_SMTP_USERNAME"),
+        ({"MAIL_ATTEMPTS": 0}, "IDP_MAIL_ATTEMPTS"),
+    ],
+)
+def test_unusable_mail_settings_stop_start_up(make_app, settings, named):
+    with pytest.raises(ConfigError, match=named):
+        make_app(SECRET_KEY="k", **settings)
+
+
+def test_smtp_password_is_never_sent_in_the_clear_to_another_host(make_app):
+    relay = {
+        "SMTP_USERNAME": "u",
+        "SMTP_PASSWORD": "p",
+        "MAIL_FROM": "idp@example.com",
+        "SMTP_SECURITY": "none",
+    }
+    with pytest.raises(ConfigError, match="in the clear"):
+        make_app(SECRET_KEY="k", SMTP_HOST="smtp.example.com", **relay)
+    assert make_app(SECRET_KEY="k", SMTP_HOST="127.0.0.1", **relay)  # a relay on this machine

@@ -1,0 +1,87 @@
+"""A worker's background thread for queued work (back-channel logout, mail).
+
+The only shared state is the database, so each queue is a table; a ``Worker`` is one thread
+per process that runs rounds while its queue has work and ends when it has none, leaving no
+open transaction between rounds. Rows another process left behind are found by the next
+``kick`` (the owners kick on requests, every so often).
+
+    kick() ──► thread (started if not running) ──► round() in an app context
+                 └─ returns seconds until the next due row (wait, or be woken by kick)
+                    or None (nothing pending: the thread ends)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+log = logging.getLogger("idp.background")
+
+
+class Worker:
+    """A per-process thread that runs ``round()`` only while there is work."""
+
+    thread_name = "idp-worker"
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._running = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return not self._stopped
+
+    def round(self) -> float | None:
+        """One pass over the queue; seconds until the next due row, None when none is left."""
+        raise NotImplementedError
+
+    def retry_after_error(self) -> float:
+        """Seconds to wait after a round failed (a database hiccup)."""
+        return 10.0
+
+    def kick(self) -> None:
+        """Look for due work now (starting the thread if it is not running)."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self._wake.set()
+            if not self._running:
+                self._running = True
+                self._thread = threading.Thread(
+                    target=self._run, name=self.thread_name, daemon=True
+                )
+                self._thread.start()
+
+    def stop(self, timeout: float = 5) -> None:
+        self._stopped = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        # At least one round per start, so a kick is never lost to a concurrent stop().
+        while True:
+            with self._lock:
+                self._wake.clear()
+            wait = self._pass()
+            with self._lock:
+                if self._stopped or (wait is None and not self._wake.is_set()):
+                    self._running = False
+                    return
+            self._wake.wait(timeout=wait)
+
+    def _pass(self) -> float | None:
+        """One round in its own app context (so the database session is closed after it)."""
+        try:
+            with self.app.app_context():
+                return self.round()
+        except Exception:  # the thread must survive a database hiccup; retry later
+            log.exception("%s: round failed", self.thread_name)
+            return self.retry_after_error()

@@ -1,0 +1,46 @@
+"""Outgoing mail: queued in the database, delivered over SMTP by a background thread.
+
+    send(to, subject, template, **context)   render + queue in the caller's transaction;
+                                             the sender wakes when the caller commits
+    retry_failed()                           what `idp mail retry` runs
+    destination(app)                         where mail goes, for the demo banner
+
+Without SMTP_HOST (development) messages go to instance/outbox/ as .eml files, and the log
+gets one line with To and Subject (never the body: it will carry single-use links).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .. import db
+from ..models import MailMessage
+from .delivery import Retried, Sender, kick_after_commit, outbox_dir, retry_failed
+from .message import render
+
+__all__ = ["Retried", "destination", "init_app", "retry_failed", "send"]
+
+
+def send(to: str, subject: str, template: str, **context) -> MailMessage:
+    """Queue templates/mail/<template>.txt + .html for ``to``; sent after the caller commits."""
+    message = render(to, subject, template, **context)
+    row = MailMessage(to_address=message["To"], subject=subject, message=message.as_string())
+    db.session().add(row)
+    kick_after_commit()
+    return row
+
+
+def destination(app: Flask) -> str:
+    """Where mail goes, in a few words (the demo banner prints it)."""
+    config = app.config
+    if not config["SMTP_HOST"]:
+        return f"{outbox_dir(app)}/ as .eml files (no SMTP_HOST)"
+    from .delivery import DEFAULT_PORTS
+
+    port = config["SMTP_PORT"] or DEFAULT_PORTS[config["SMTP_SECURITY"]]
+    return f"SMTP {config['SMTP_HOST']}:{port} ({config['SMTP_SECURITY']})"
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["idp.mail"] = Sender(app)
+    app.before_request(lambda: app.extensions["idp.mail"].maybe_look())

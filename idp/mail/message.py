@@ -1,0 +1,61 @@
+"""One outgoing message (RFC 5322, MIME multipart/alternative), rendered from templates.
+
+The standard library's ``email`` package builds it: ``EmailMessage`` with the SMTP policy
+writes CRLF lines, encodes non-ASCII headers (RFC 2047) and refuses CR or LF in a header
+value, so a user-supplied name or address cannot add headers.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid, parseaddr
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app, render_template
+
+from ..models import utcnow
+
+# 7bit: every part is quoted-printable or base64, so the stored text is ASCII and any SMTP
+# server takes it (no 8BITMIME or SMTPUTF8 needed).
+POLICY = SMTP.clone(cte_type="7bit")
+
+
+def sender() -> str:
+    """MAIL_FROM, or no-reply at the issuer's host (development, outbox only)."""
+    configured = current_app.config["MAIL_FROM"]
+    if configured:
+        return str(configured)
+    return f"no-reply@{urlsplit(current_app.config['ISSUER']).hostname}"
+
+
+def envelope_sender() -> str:
+    return parseaddr(sender())[1]
+
+
+def recipient(to: str) -> str:
+    """One address as the envelope and the To header carry it: ASCII, an international
+    domain in its xn-- form; ValueError for anything else (a list, a display name, CR/LF)."""
+    try:
+        checked = validate_email(to, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a mail address: {exc}") from None
+    if checked.ascii_email is None:  # a non-ASCII local part needs SMTPUTF8 (RFC 6531)
+        raise ValueError("addresses with a non-ASCII local part are not supported")
+    return checked.ascii_email
+
+
+def render(to: str, subject: str, template: str, **context) -> EmailMessage:
+    """templates/mail/<template>.txt and .html as the two parts of one message to ``to``."""
+    context = {"issuer": current_app.config["ISSUER"], "subject": subject, **context}
+    message = EmailMessage(policy=POLICY)
+    message["From"] = sender()
+    message["To"] = recipient(to)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = make_msgid(domain=urlsplit(context["issuer"]).hostname)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5: no auto-replies, please
+    message.set_content(render_template(f"mail/{template}.txt", **context))
+    message.add_alternative(render_template(f"mail/{template}.html", **context), subtype="html")
+    return message

@@ -1,0 +1,159 @@
+"""A real SMTP server in the test process (aiosmtpd on a loopback port), what it received,
+and a mail sender stopped after every test (no thread outlives its app)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from idp.mail import delivery
+
+SMTP_USER, SMTP_PASSWORD = "relay-user", "s3cret-smtp-pa55word"
+
+
+@pytest.fixture(autouse=True)
+def instance(tmp_path, monkeypatch):
+    """An instance folder of the test's own: the outbox is written there."""
+    folder = tmp_path / "instance"
+    folder.mkdir()
+    monkeypatch.setenv("IDP_INSTANCE_PATH", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def stop_sender(app):
+    yield
+    delivery.sender_thread(app).stop()
+
+
+@dataclass
+class Mailbox:
+    """The aiosmtpd handler: records accepted messages; ``reply`` makes it refuse DATA."""
+
+    received: list[EmailMessage] = field(default_factory=list)
+    envelopes: list = field(default_factory=list)
+    logins: list[str] = field(default_factory=list)
+    reply: str | None = None
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.reply:
+            return self.reply
+        self.envelopes.append(envelope)
+        self.received.append(message_from_bytes(envelope.original_content, policy=default))
+        return "250 Message accepted"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == SMTP_USER.encode()
+            and auth_data.password == SMTP_PASSWORD.encode()
+        )
+        if ok:
+            self.logins.append(auth_data.login.decode())
+        return AuthResult(success=ok, handled=False)  # aiosmtpd answers 235 or 535
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SMTPServer:
+    """Start, stop and restart an aiosmtpd server on one loopback port."""
+
+    def __init__(self, mailbox: Mailbox, **kwargs):
+        self.mailbox = mailbox
+        self.kwargs = kwargs
+        self.port = free_port()
+        self.controller: Controller | None = None
+
+    def start(self) -> SMTPServer:
+        self.controller = Controller(
+            self.mailbox, hostname="127.0.0.1", port=self.port, **self.kwargs
+        )
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def mailbox():
+    return Mailbox()
+
+
+@pytest.fixture
+def smtp_server(mailbox):
+    server = SMTPServer(mailbox).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 and the files of its key and chain."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def server_tls(certificate) -> ssl.SSLContext:
+    cert_file, key_file = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+@pytest.fixture
+def trust_test_certificate(certificate, monkeypatch):
+    """The sender trusts the test certificate (and nothing else), as a real deployment
+    trusts its relay's CA: verification stays on."""
+    cert_file, _ = certificate
+    monkeypatch.setattr(
+        delivery, "tls_context", lambda: ssl.create_default_context(cafile=str(cert_file))
+    )

@@ -1,0 +1,438 @@
+"""Outgoing mail: the queue, SMTP delivery (RFC 5321), retries, the outbox, metrics, secrets.
+
+A real SMTP server (aiosmtpd) runs in the test process on a loopback port; the tests read
+what it received.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from email import message_from_bytes
+from email.policy import default
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from idp import db, mail
+from idp.mail import delivery
+from idp.models import AuditEvent, MailMessage
+
+from .conftest import SMTP_PASSWORD, SMTP_USER, SMTPServer
+
+TO = "alice@example.com"
+SECRET_LINK = "http://localhost/reset?token=single-use-token-value"
+
+
+def counted(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def use_server(app, server: SMTPServer, **settings) -> None:
+    app.config.update(
+        {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": server.port,
+            "SMTP_SECURITY": "none",
+            "SMTP_TIMEOUT": 5,
+            "MAIL_FROM": "Identity <idp@example.com>",
+            **settings,
+        }
+    )
+
+
+def queue(app, subject="Your password was changed", **context) -> int:
+    """Queue the sample "notice" message and commit, as a flow will."""
+    context = {"name": "Alice", "text": "Your password was changed.", **context}
+    with app.app_context():
+        row = mail.send(TO, subject, "notice", **context)
+        db.session().commit()
+        return row.id
+
+
+def deliver(app) -> int:
+    with app.app_context():
+        return delivery.deliver_due()
+
+
+def stored(app, message_id: int) -> MailMessage:
+    with app.app_context():
+        s = db.session()
+        row = s.get(MailMessage, message_id)
+        s.expunge(row)
+        return row
+
+
+def deliver_until_settled(app, message_id: int, rounds: int = 20) -> MailMessage:
+    """Run the sender's rounds (retry delays are tiny in these tests) until sent or failed."""
+    for _ in range(rounds):
+        deliver(app)
+        row = stored(app, message_id)
+        if row.status != "pending":
+            return row
+        time.sleep(0.02)
+    return row
+
+
+def our_log(caplog) -> str:
+    """What this server logged (the test SMTP server's own debug lines left out)."""
+    return "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("idp"))
+
+
+def audit_events(app, event: str) -> list[AuditEvent]:
+    with app.app_context():
+        return list(db.session().scalars(select(AuditEvent).where(AuditEvent.event == event)))
+
+
+# --- delivery -----------------------------------------------------------------------------
+
+
+def test_queued_message_arrives_with_a_text_and_an_html_part(app, smtp_server, mailbox):
+    use_server(app, smtp_server)
+    before = counted("idp_mail_sent_total", transport="smtp")
+    message_id = queue(app, link=SECRET_LINK, link_label="Review your account")
+    # The commit woke this worker's sender thread; stop() waits for its round.
+    delivery.sender_thread(app).stop()
+
+    (received,) = mailbox.received
+    assert received["To"] == TO
+    assert received["From"] == "Identity <idp@example.com>"
+    assert received["Subject"] == "Your password was changed"
+    assert received["Auto-Submitted"] == "auto-generated"  # RFC 3834 §5
+    assert received["Message-ID"] and received["Date"]
+    assert mailbox.envelopes[0].mail_from == "idp@example.com"
+    assert mailbox.envelopes[0].rcpt_tos == [TO]
+    assert received.get_content_type() == "multipart/alternative"
+    text = received.get_body(("plain",)).get_content()
+    html = received.get_body(("html",)).get_content()
+    assert "Hello Alice," in text and SECRET_LINK in text
+    assert "<p>Hello Alice,</p>" in html and f'href="{SECRET_LINK}"' in html
+
+    row = stored(app, message_id)
+    assert row.status == "sent" and row.attempts == 1 and row.sent_at
+    assert row.message is None  # no copy of the link outlives the delivery
+    assert counted("idp_mail_sent_total", transport="smtp") == before + 1
+
+
+def test_html_part_escapes_what_users_typed(app, smtp_server, mailbox):
+    use_server(app, smtp_server, MAIL_WORKER=False)
+    queue(app, name='<script>alert("x")</script>')
+    deliver(app)
+    html = mailbox.received[0].get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_non_ascii_subject_and_body_travel_intact(app, smtp_server, mailbox):
+    use_server(app, smtp_server, MAIL_WORKER=False)
+    queue(app, subject="Mot de passe modifié ✓", name="Zoë")
+    deliver(app)
+    (received,) = mailbox.received
+    assert received["Subject"] == "Mot de passe modifié ✓"  # RFC 2047 encoded on the wire
+    assert "Hello Zoë," in received.get_body(("plain",)).get_content()
+
+
+def test_a_header_cannot_be_injected_through_the_subject(app):
+    with app.app_context(), pytest.raises(ValueError):
+        mail.send(TO, "Hi\r\nBcc: everyone@example.com", "notice", name="A", text="x")
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "alice@example.com\r\nBcc: everyone@example.com",
+        "alice@example.com, bob@example.com",
+        "Alice <alice@example.com>",
+        "zoë@example.com",  # would need SMTPUTF8 (RFC 6531)
+        "not an address",
+    ],
+)
+def test_only_one_plain_address_is_accepted_as_recipient(app, to):
+    with app.app_context(), pytest.raises(ValueError):
+        mail.send(to, "Hi", "notice", name="A", text="x")
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_an_international_domain_travels_in_its_ascii_form(app, smtp_server, mailbox):
+    # RFC 5890: the A-label (xn--) form of an IDN is what DNS and SMTP without SMTPUTF8 carry.
+    use_server(app, smtp_server)
+    with app.app_context():
+        mail.send("anna@bücher.de", "Hi", "notice", name="Anna", text="x")
+        db.session().commit()
+    deliver(app)
+    assert mailbox.envelopes[0].rcpt_tos == ["anna@xn--bcher-kva.de"]
+    assert mailbox.received[0]["To"] == "anna@xn--bcher-kva.de"
+
+
+# --- refusals, retries, retry_failed ------------------------------------------------------
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_ATTEMPTS=3, MAIL_RETRY_DELAY=0.01)
+def test_transient_refusal_is_retried_then_failed_and_retry_failed_sends_it(
+    app, smtp_server, mailbox
+):
+    # RFC 5321 §4.2.1: 4yz is a transient failure: the client should try again.
+    use_server(app, smtp_server)
+    mailbox.reply = "451 4.3.0 Try again later"
+    failed_before = counted("idp_mail_failed_total", reason="attempts")
+    message_id = queue(app)
+
+    row = deliver_until_settled(app, message_id)
+    assert row.status == "failed" and row.attempts == 3
+    assert row.last_error.startswith("SMTP 451")
+    assert row.message  # nothing lost: the message waits for `idp mail retry`
+    assert counted("idp_mail_failed_total", reason="attempts") == failed_before + 1
+    assert [e.target for e in audit_events(app, "mail.failed")] == [str(message_id)]
+    assert mailbox.received == []
+
+    mailbox.reply = None
+    with app.app_context():
+        retried = mail.retry_failed()
+    assert retried == mail.Retried(queued=1, sent=1)
+    assert len(mailbox.received) == 1
+    assert stored(app, message_id).status == "sent"
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_ATTEMPTS=3, MAIL_RETRY_DELAY=0.01)
+def test_permanent_refusal_fails_without_retries(app, smtp_server, mailbox):
+    # RFC 5321 §4.2.1: 5yz is permanent: "the SMTP client SHOULD NOT repeat the exact request".
+    use_server(app, smtp_server)
+    mailbox.reply = "554 5.7.1 Rejected"
+    refused_before = counted("idp_mail_failed_total", reason="refused")
+    message_id = queue(app)
+    row = deliver_until_settled(app, message_id)
+    assert row.status == "failed" and row.attempts == 1
+    assert counted("idp_mail_failed_total", reason="refused") == refused_before + 1
+    assert row.last_error.startswith("SMTP 554")
+    mailbox.reply = None
+    with app.app_context():
+        assert mail.retry_failed().sent == 1  # the operator fixed the relay
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_ATTEMPTS=2, MAIL_RETRY_DELAY=0.01)
+def test_server_down_is_retried_and_delivered_once_it_is_back(app, mailbox):
+    server = SMTPServer(mailbox)  # not started: connections are refused
+    use_server(app, server)
+    message_id = queue(app)
+    row = deliver_until_settled(app, message_id)
+    assert row.status == "failed" and row.attempts == 2
+    assert "ConnectionRefusedError" in row.last_error
+    server.start()
+    try:
+        with app.app_context():
+            assert mail.retry_failed() == mail.Retried(queued=1, sent=1)
+    finally:
+        server.stop()
+    assert len(mailbox.received) == 1
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_RETRY_DELAY=60)
+def test_a_message_waits_for_its_retry_time(app, smtp_server, mailbox):
+    use_server(app, smtp_server)
+    mailbox.reply = "421 4.7.0 Busy"
+    message_id = queue(app)
+    deliver(app)
+    mailbox.reply = None
+    assert deliver(app) == 0  # the next attempt is 60 s away
+    row = stored(app, message_id)
+    assert row.status == "pending" and row.attempts == 1
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_a_claimed_message_is_sent_by_one_worker_only(app, smtp_server, mailbox):
+    use_server(app, smtp_server)
+    message_id = queue(app)
+    with app.app_context():
+        assert delivery.deliver_one(message_id) is True
+        assert delivery.deliver_one(message_id) is False
+    assert len(mailbox.received) == 1
+
+
+# --- TLS and authentication ---------------------------------------------------------------
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_starttls_then_login_then_send(app, mailbox, server_tls, trust_test_certificate, caplog):
+    # RFC 3207: STARTTLS; the password travels only inside TLS (aiosmtpd refuses AUTH before).
+    server = SMTPServer(
+        mailbox, tls_context=server_tls, require_starttls=True, authenticator=mailbox.authenticate
+    ).start()
+    try:
+        use_server(
+            app,
+            server,
+            SMTP_SECURITY="starttls",
+            SMTP_USERNAME=SMTP_USER,
+            SMTP_PASSWORD=SMTP_PASSWORD,
+        )
+        with caplog.at_level(logging.DEBUG):
+            message_id = queue(app, link=SECRET_LINK)
+            deliver(app)
+    finally:
+        server.stop()
+    assert mailbox.logins == [SMTP_USER]
+    assert len(mailbox.received) == 1
+    assert stored(app, message_id).status == "sent"
+    logged = our_log(caplog)
+    assert "mail 1 sent" in logged
+    assert SMTP_PASSWORD not in logged
+    assert "single-use-token-value" not in logged  # the body is never logged
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_ATTEMPTS=1)
+def test_wrong_smtp_password_fails_without_logging_it(
+    app, mailbox, server_tls, trust_test_certificate, caplog
+):
+    server = SMTPServer(mailbox, tls_context=server_tls, authenticator=mailbox.authenticate)
+    server.start()
+    try:
+        use_server(
+            app, server, SMTP_SECURITY="starttls", SMTP_USERNAME=SMTP_USER, SMTP_PASSWORD="wrong-pw"
+        )
+        with caplog.at_level(logging.DEBUG):
+            message_id = queue(app)
+            deliver(app)
+    finally:
+        server.stop()
+    row = stored(app, message_id)
+    assert row.status == "failed" and row.last_error.startswith("SMTP 535")
+    logged = our_log(caplog)
+    assert "535" in logged and "wrong-pw" not in logged and "wrong-pw" not in row.last_error
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_ATTEMPTS=1)
+def test_starttls_is_never_skipped_when_the_server_does_not_offer_it(app, smtp_server, mailbox):
+    # Falling back to plain text would send the message (and a password) readable.
+    use_server(app, smtp_server, SMTP_SECURITY="starttls")
+    message_id = queue(app)
+    deliver(app)
+    row = stored(app, message_id)
+    assert row.status == "failed" and "STARTTLS" in row.last_error
+    assert mailbox.received == []
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_ATTEMPTS=1)
+def test_starttls_refuses_a_certificate_it_cannot_verify(app, mailbox, server_tls):
+    server = SMTPServer(mailbox, tls_context=server_tls).start()
+    try:
+        use_server(app, server, SMTP_SECURITY="starttls")  # test certificate not trusted
+        message_id = queue(app)
+        deliver(app)
+    finally:
+        server.stop()
+    assert "CERTIFICATE_VERIFY_FAILED" in stored(app, message_id).last_error
+    assert mailbox.received == []
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_ssl_mode_speaks_tls_from_the_first_byte(app, mailbox, server_tls, trust_test_certificate):
+    # RFC 8314 §3.3: implicit TLS ("submissions", port 465).
+    server = SMTPServer(mailbox, ssl_context=server_tls).start()
+    try:
+        use_server(app, server, SMTP_SECURITY="ssl")
+        message_id = queue(app)
+        deliver(app)
+    finally:
+        server.stop()
+    assert stored(app, message_id).status == "sent"
+    assert len(mailbox.received) == 1
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_ATTEMPTS=2, MAIL_RETRY_DELAY=0.01)
+def test_ssl_mode_against_a_plain_server_fails_cleanly_and_keeps_the_message(
+    app, client, smtp_server, mailbox
+):
+    use_server(app, smtp_server, SMTP_SECURITY="ssl")
+    message_id = queue(app)
+    row = deliver_until_settled(app, message_id)
+    assert row.status == "failed" and row.attempts == 2
+    assert "SSL" in row.last_error
+    assert row.message and mailbox.received == []
+    assert client.get("/healthz").status_code == 200  # nothing broke on the way
+
+
+# --- development: the outbox --------------------------------------------------------------
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_without_smtp_host_mail_goes_to_the_outbox_as_eml(app, instance, caplog):
+    assert not app.config["SMTP_HOST"]
+    written_before = counted("idp_mail_sent_total", transport="outbox")
+    with caplog.at_level(logging.INFO, logger="idp.mail"):
+        message_id = queue(app, link=SECRET_LINK)
+        assert deliver(app) == 1
+    assert counted("idp_mail_sent_total", transport="outbox") == written_before + 1
+    (eml,) = (instance / "outbox").glob("*.eml")
+    assert stat.S_IMODE(os.stat(eml).st_mode) == 0o600  # later mails carry links
+    parsed = message_from_bytes(eml.read_bytes(), policy=default)
+    assert parsed["To"] == TO and parsed["Subject"] == "Your password was changed"
+    assert parsed["From"] == "no-reply@localhost"  # no MAIL_FROM: the issuer's host
+    assert SECRET_LINK in parsed.get_body(("plain",)).get_content()
+    assert SECRET_LINK in parsed.get_body(("html",)).get_content()
+    # The log says who and what, never the body.
+    assert f"to={TO}" in caplog.text and "Your password was changed" in caplog.text
+    assert "single-use-token-value" not in caplog.text and "Hello Alice" not in caplog.text
+    assert stored(app, message_id).status == "sent"
+
+
+def test_destination_says_where_mail_goes(app, instance):
+    assert mail.destination(app) == f"{instance / 'outbox'}/ as .eml files (no SMTP_HOST)"
+    app.config.update(SMTP_HOST="smtp.example.com", SMTP_SECURITY="ssl")
+    assert mail.destination(app) == "SMTP smtp.example.com:465 (ssl)"
+
+
+@pytest.mark.config(MAIL_WORKER=False, PURGE_RETENTION=60)
+def test_purge_deletes_sent_mail_and_keeps_failed_and_pending(app):
+    from datetime import timedelta
+
+    from idp.models import utcnow
+    from idp.purge import purge
+
+    old = utcnow() - timedelta(minutes=5)
+    with app.app_context():
+        s = db.session()
+        rows = {
+            status: MailMessage(
+                to_address=TO, subject=status, message="x", status=status, sent_at=sent_at
+            )
+            for status, sent_at in (("sent", old), ("failed", None), ("pending", None))
+        }
+        recent = MailMessage(to_address=TO, subject="recent", status="sent", sent_at=utcnow())
+        s.add_all([*rows.values(), recent])
+        s.commit()
+        assert purge(s, app.config)["mail_messages"] == 1
+        left = set(s.scalars(select(MailMessage.subject)))
+    assert left == {"failed", "pending", "recent"}
+
+
+@pytest.mark.config(SESSION_SWEEP_INTERVAL=0.01)
+def test_mail_another_process_queued_is_sent_after_the_next_request(
+    app, client, smtp_server, mailbox
+):
+    # `idp mail retry` or a worker that died leaves pending rows and no thread to send them.
+    use_server(app, smtp_server)
+    with app.app_context():
+        s = db.session()
+        row = mail.message.render(TO, "Queued elsewhere", "notice", name="A", text="x")
+        s.add(MailMessage(to_address=TO, subject="Queued elsewhere", message=row.as_string()))
+        s.commit()
+    time.sleep(0.02)
+    assert client.get("/login").status_code == 200
+    delivery.sender_thread(app).stop()  # waits for the round the request started
+    assert [m["Subject"] for m in mailbox.received] == ["Queued elsewhere"]
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_ATTEMPTS=2, MAIL_RETRY_DELAY=0.01)
+def test_an_unexpected_error_counts_as_a_failed_attempt(app, smtp_server, monkeypatch):
+    use_server(app, smtp_server)
+
+    def broken(*args):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(delivery, "transmit_smtp", broken)
+    message_id = queue(app)
+    row = deliver_until_settled(app, message_id)
+    assert row.status == "failed" and row.attempts == 2
+    assert row.last_error == "unexpected RuntimeError" and row.message

