@@ -19,10 +19,13 @@ from sqlalchemy import func, select
 
 from . import config as settings
 from . import create_app, db, instance_path, migrate
+from .auth.passwords import PasswordTooLong
+from .auth.users import create_user
 from .config import ConfigError
-from .models import Client, User, new_client_id
+from .models import Client, User
 from .oauth import keys
 from .oauth.claims import OIDC_SCOPES
+from .oauth.clients import create_client
 from .oauth.server import GRANT_TYPES
 
 
@@ -187,8 +190,6 @@ def users():
 @with_appcontext
 def users_create(username, email, name, admin, password_stdin, as_json):
     """Create a user; without --password-stdin a random password is printed once."""
-    from .auth.passwords import PasswordTooLong, hash_password
-
     session = db.session()
     clash = session.scalar(
         select(User.id).where(
@@ -207,18 +208,17 @@ def users_create(username, email, name, admin, password_stdin, as_json):
     if not password:
         raise click.ClickException("empty password")
     try:
-        password_hash = hash_password(password)
+        user = create_user(
+            session,
+            username=username,
+            password=password,
+            email=email,
+            name=name,
+            is_admin=admin,
+            email_verified=False,
+        )
     except PasswordTooLong as exc:
         raise click.ClickException(str(exc)) from exc
-    user = User(
-        username=username,
-        email=email,
-        name=name,
-        is_admin=admin,
-        password_hash=password_hash,
-        email_verified=False,
-    )
-    session.add(user)
     session.commit()
     data = {"id": user.id, "sub": user.sub, "username": username, "email": email, "admin": admin}
     if shown:
@@ -228,41 +228,6 @@ def users_create(username, email, name, admin, password_stdin, as_json):
         data,
         f"created user {username} (sub {user.sub})" + (f"\npassword: {shown}" if shown else ""),
     )
-
-
-def create_client(
-    session,
-    *,
-    name,
-    redirect_uris,
-    grant_types,
-    scope,
-    public,
-    first_party,
-    id_token_alg=None,
-    auth_method=None,
-) -> tuple[Client, str | None]:
-    """A new client and, for confidential clients, its secret (shown once, stored hashed;
-    private_key_jwt clients authenticate with their keys and get none)."""
-    from .oauth.client_auth import PRIVATE_KEY_JWT, set_client_secret
-    from .oauth.tokens import new_secret
-
-    method = "none" if public else (auth_method or "client_secret_basic")
-    secret = None if method in ("none", PRIVATE_KEY_JWT) else new_secret()
-    client = Client(
-        client_id=new_client_id(),
-        client_name=name,
-        redirect_uris=list(redirect_uris),
-        grant_types=list(grant_types),
-        response_types=["code"] if "authorization_code" in grant_types else [],
-        scope=scope,
-        token_endpoint_auth_method=method,
-        first_party=first_party,
-        id_token_signed_response_alg=id_token_alg,
-    )
-    set_client_secret(client, secret)  # hash; encrypted too for client_secret_jwt
-    session.add(client)
-    return client, secret
 
 
 @cli.group("clients")

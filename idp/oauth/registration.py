@@ -44,7 +44,7 @@ from ..models import (
     secret_matches,
     utcnow,
 )
-from . import client_metadata, discovery
+from . import client_metadata, clients, discovery
 from .client_auth import CLIENT_SECRET_JWT, set_client_secret
 from .tokens import new_secret
 
@@ -253,8 +253,7 @@ class ClientRegistrationEndpoint(_RegistrationEndpoint):
         )
         client_metadata.to_client(client, client_metadata_)
         # The hash, and for client_secret_jwt an encrypted copy (HMAC needs the secret).
-        set_client_secret(client, client_info.get("client_secret"))
-        session.add(client)
+        clients.add_client(session, client, client_info.get("client_secret"))
         audit.record(
             "client.registered",
             target=client.client_id,
