@@ -46,8 +46,8 @@ from joserfc.jwk import KeySet, OctKey
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import audit, db
-from ..config import is_loopback
 from ..models import Client, JWTReplay, secret_hash, utcnow
+from ..urls import is_loopback
 
 log = logging.getLogger("idp.client_auth")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..config import is_loopback
+from ..urls import is_loopback
 
 
 def invalid_redirect_uri(uri: str) -> str | None:
