@@ -46,6 +46,8 @@ from ..models import (
 )
 from . import client_metadata, clients, discovery
 from .client_auth import CLIENT_SECRET_JWT, set_client_secret
+from .paths import PATHS
+from .paths import registration_mode as mode
 from .tokens import new_secret
 
 MODES = ("off", "token", "open")
@@ -58,18 +60,9 @@ SERVER_ASSIGNED = (
 )
 
 
-def mode() -> str:
-    """The REGISTRATION setting: off, token (initial access token required) or open."""
-    return current_app.config["REGISTRATION"]
-
-
-def enabled() -> bool:
-    return mode() != "off"
-
-
 def configuration_uri(client_id: str) -> str:
     """registration_client_uri (RFC 7592 §3)."""
-    path = discovery.PATHS["registration_endpoint"]
+    path = PATHS["registration_endpoint"]
     return f"{current_app.config['ISSUER']}{path}/{client_id}"
 
 

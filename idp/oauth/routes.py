@@ -1,4 +1,4 @@
-"""HTTP routes of the protocol endpoints; every path is named in discovery.PATHS."""
+"""HTTP routes of the protocol endpoints; every path is named in paths.PATHS."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from . import authorize as authorize_view
 from . import cache, client_auth, device, discovery, keys, logout, openapi, registration
 from . import end_session as end_session_view
 from .claims import SCOPE_DESCRIPTIONS
-from .discovery import PATHS
+from .paths import PATHS, registration_enabled
 from .server import build, server
 from .userinfo import userinfo
 
@@ -104,7 +104,7 @@ def _json_body_error():
 
 @bp.post(PATHS["registration_endpoint"])
 def register():
-    if not registration.enabled():
+    if not registration_enabled():
         abort(404)
     problem = _json_body_error()
     return problem or server().create_endpoint_response("client_registration")
