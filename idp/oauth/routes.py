@@ -146,6 +146,7 @@ def init_app(app: Flask) -> None:
     logout.init_app(app)
     client_auth.init_app(app)
     app.extensions["idp.oauth"] = build(app)
+    device.register(app.extensions["idp.oauth"])  # RFC 8628: endpoint and grant
     device.init_app(app)  # the user-code page: its own blueprint, CSRF-protected
     registration.init_app(app)
     app.register_blueprint(bp)
