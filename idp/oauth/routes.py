@@ -9,7 +9,17 @@ from flask import Blueprint, Flask, abort, jsonify, request
 
 from .. import db
 from . import authorize as authorize_view
-from . import cache, client_auth, device, discovery, keys, logout, openapi, registration
+from . import (
+    cache,
+    client_auth,
+    device,
+    discovery,
+    keys,
+    logout,
+    openapi,
+    registration,
+    session_end,
+)
 from . import end_session as end_session_view
 from .claims import SCOPE_DESCRIPTIONS
 from .paths import PATHS, registration_enabled
@@ -144,6 +154,7 @@ def init_app(app: Flask) -> None:
     keys.init_app(app)
     cache.init_app(app)
     logout.init_app(app)
+    session_end.init_app(app)  # auth.session's session_ended: revoke tokens, back-channel
     client_auth.init_app(app)
     app.extensions["idp.oauth"] = build(app)
     device.register(app.extensions["idp.oauth"])  # RFC 8628: endpoint and grant
