@@ -49,13 +49,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # Known upward imports still to be removed; they are left out of the cycle check too. Empty
 # is the rule; an entry needs a comment that says why it is there and when it goes.
-KNOWN_UPWARD: set[tuple[str, str]] = {
-    # Issue 13 point 1: the sign-in and sign-out pages use the protocol. Goes when they
-    # move to the pages layer.
-    ("idp.auth.views", "idp.oauth.authorize"),
-    ("idp.auth.views", "idp.oauth.end_session"),
-    ("idp.auth.views", "idp.oauth.logout"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def module_names(package: Path = PACKAGE) -> dict[str, Path]:
