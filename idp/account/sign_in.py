@@ -15,9 +15,7 @@ from .. import audit, db
 from ..auth import session
 from ..auth.forms import ConfirmForm, LoginForm
 from ..auth.login import authenticate
-from ..oauth import end_session
 from ..oauth.authorize import client_redirect_target
-from ..oauth.logout import frontchannel_uris
 from ..security import allow_form_action
 
 bp = Blueprint("auth", __name__)
@@ -74,13 +72,15 @@ def login():
 def logout():
     form = ConfirmForm()
     if form.validate_on_submit():
+        from ..oauth import end_session, logout  # here: "logout" also names this view
+
         if current_user.is_authenticated:
             audit.record("logout", actor=current_user.sub)
         # The server session ends with every consequence (session.terminate): tokens of the
         # session revoked, back-channel logout queued; the page runs front-channel logout.
         row = session.end("logout")
         db.session().commit()
-        return end_session.signed_out_page(frontchannel_uris([row] if row else []))
+        return end_session.signed_out_page(logout.frontchannel_uris([row] if row else []))
     return render_template("auth/logout.html", form=form)
 
 
