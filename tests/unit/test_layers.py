@@ -112,6 +112,8 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     found = []
     for module, targets in sorted(graph.items()):
         for target in sorted(targets):
+            if layer_of(module) is None or layer_of(target) is None:
+                continue  # test_every_module_has_a_layer names it
             if layer_of(target) > layer_of(module) and (module, target) not in KNOWN_UPWARD:
                 below, above = LAYERS[layer_of(module)][0], LAYERS[layer_of(target)][0]
                 found.append(f"{module} ({below}) imports {target} ({above})")
