@@ -15,9 +15,9 @@ from flask import Flask
 from sqlalchemy import create_engine, text
 
 from idp import create_app, db
-from idp.cli import create_client
 from idp.migrate import upgrade
 from idp.oauth import keys
+from idp.oauth.clients import create_client
 
 
 def fresh_database() -> str:

@@ -18,8 +18,8 @@ import requests
 
 from idp import create_app, db
 from idp.auth.passwords import hash_password
-from idp.cli import create_client
 from idp.models import User
+from idp.oauth.clients import create_client
 
 USERNAME = "bench"
 PASSWORD = "bench password " + "x" * 12

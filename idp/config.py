@@ -14,10 +14,11 @@ that names the setting; see docs/configuration.md.
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from flask import Config, Flask
+
+from .urls import is_loopback
 
 DEFAULTS: dict[str, object] = {
     # The issuer identifier (OIDC Discovery §3, RFC 8414 §2). Every URL the server
@@ -209,17 +210,6 @@ def load(app: Flask, overrides: dict | None) -> None:
     if app.config["SESSION_COOKIE_SECURE"] is None and app.config["ISSUER"]:
         app.config["SESSION_COOKIE_SECURE"] = app.config["ISSUER"].startswith("https://")
     check(app.config)
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 NO_ISSUER = (

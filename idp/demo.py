@@ -22,7 +22,9 @@ from sqlalchemy import select
 
 from . import db
 from .auth.passwords import hash_password
+from .auth.users import create_user
 from .models import Client, User
+from .oauth.clients import create_client
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
 DEMO_CLIENT_NAME = "Demo relying party"
@@ -39,13 +41,12 @@ def _redirect_uri() -> str:
 
 def prepare(app: Flask) -> dict:
     """Create or reset the demo admin and the demo client; returns what to print."""
-    from .cli import create_client
-
     s = db.session()
     password = secrets.token_urlsafe(12)
     admin = s.scalar(select(User).where(User.username == "admin"))
     if admin is None:
-        admin = User(
+        admin = create_user(
+            s,
             username="admin",
             email="admin@example.com",
             email_verified=True,
@@ -54,7 +55,6 @@ def prepare(app: Flask) -> dict:
             family_name="Admin",
             is_admin=True,
         )
-        s.add(admin)
     admin.password_hash = hash_password(password)
     admin.disabled = False
     client = s.scalar(select(Client).where(Client.client_name == DEMO_CLIENT_NAME))

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from idp import db
 from idp.auth.passwords import hash_password
-from idp.cli import create_client
 from idp.models import Client, User
+from idp.oauth.clients import create_client
 
 PASSWORD = "correct horse battery staple"
 _hash_cache: dict[str, str] = {}

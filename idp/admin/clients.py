@@ -20,11 +20,11 @@ from joserfc.jwk import KeySet
 from sqlalchemy import delete, func, select
 
 from .. import db
-from ..cli import create_client
 from ..models import Client, Consent, Token, utcnow
 from ..oauth.claims import OIDC_SCOPES
 from ..oauth.client_auth import CLIENT_SECRET_JWT, PRIVATE_KEY_JWT, set_client_secret
 from ..oauth.client_metadata import web_url_problem
+from ..oauth.clients import create_client
 from ..oauth.logout import invalid_backchannel_logout_uri, invalid_frontchannel_logout_uri
 from ..oauth.redirects import invalid_redirect_uri
 from ..oauth.token_exchange import GRANT_TYPE as TOKEN_EXCHANGE

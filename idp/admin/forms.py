@@ -268,7 +268,7 @@ class ClientForm(FlaskForm):
     require_par = BooleanField("Require pushed authorization requests (RFC 9126 §6)")
     redirect_uris = TextAreaField(
         "Redirect URIs",
-        # The matching rule of oauth.redirects.redirect_uri_matches, in the operator's words.
+        # The matching rule of idp.urls.redirect_uri_matches, in the operator's words.
         description="One a line; compared exactly, except that an http URI on 127.0.0.1 "
         "(any 127.x.x.x) or [::1] accepts any port, for native apps that listen on a port "
         "chosen at run time (RFC 8252 §7.3). localhost gets no such exception. "

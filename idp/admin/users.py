@@ -21,6 +21,7 @@ from wtforms.fields.choices import SelectChoice
 from .. import db
 from ..account.devices import describe
 from ..auth import session as sessions
+from ..auth import users as accounts
 from ..auth.forms import ConfirmForm
 from ..auth.passwords import hash_password
 from ..models import Consent, Group, Token, User, UserSession, utcnow
@@ -274,15 +275,15 @@ def create_user():
             getattr(form, taken).errors.append(f"Another user already has this {taken}.")
         elif fields_ok:
             session = db.session()
-            user = User(
+            user = accounts.create_user(
+                session,
                 username=form.username.data,
                 email=form.email.data,
                 email_verified=form.email_verified.data,
                 name=form.name.data,
                 is_admin=form.is_admin.data,
-                password_hash=hash_password(form.password.data) if form.password.data else None,
+                password=form.password.data,
             )
-            session.add(user)
             try:
                 session.flush()
             except IntegrityError:  # created by someone else a moment ago

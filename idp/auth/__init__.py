@@ -1,5 +1,18 @@
-"""Sign-in and sign-out pages (blueprint ``auth``, templates in templates/auth/)."""
+"""Sign-in: passwords (argon2id), login checks, the server-side browser session, users.
 
-from .views import bp, init_app
+The sign-in and sign-out pages (blueprint ``auth``) live in ``account.sign_in``: they show
+protocol things (the client a sign-in leads to, front-channel logout), and this layer sits
+below the protocol.
+"""
 
-__all__ = ["bp", "init_app"]
+from flask import Flask
+
+from . import passwords, session
+
+
+def init_app(app: Flask) -> None:
+    passwords.init_app(app)
+    session.login_manager.init_app(app)
+
+
+__all__ = ["init_app"]

@@ -12,6 +12,7 @@ import secrets
 import time
 from datetime import timedelta
 
+from blinker import Namespace
 from flask import current_app, g, request, session
 from flask_login import LoginManager, login_user, logout_user
 from sqlalchemy import or_, select, update
@@ -26,6 +27,11 @@ login_manager.session_protection = "basic"
 
 # last_seen_at is written at most this often, to keep writes off most requests.
 TOUCH_INTERVAL = timedelta(seconds=60)
+
+# Sent with each row ``terminate`` ends, with ``reason`` and ``keep_offline``. The protocol
+# layer listens (``oauth.session_end``, connected by ``oauth.init_app``): this layer knows
+# nothing of tokens. Receivers return the audit details of their consequences (a dict).
+session_ended = Namespace().signal("session-ended")
 
 
 def is_live(row: UserSession | None) -> bool:
@@ -122,8 +128,6 @@ def terminate(rows: list[UserSession], reason: str) -> list[UserSession]:
     the rows this call ended. Front-channel logout needs the browser: see
     ``oauth.logout.frontchannel_uris``.
     """
-    from ..oauth import logout, tokens  # idp.oauth imports this module
-
     s = db.session()
     keep_offline = bool(current_app.config["SIGN_OUT_KEEPS_OFFLINE_ACCESS"])
     ended = []
@@ -140,16 +144,16 @@ def terminate(rows: list[UserSession], reason: str) -> list[UserSession]:
         if won != 1:
             continue
         ended.append(row)
-        revoked = tokens.revoke_for_session(row.sid, keep_offline=keep_offline)
-        queued = logout.queue_backchannel(row)
+        consequences = {}  # tokens_revoked, backchannel_queued (oauth.session_end)
+        for _, details in session_ended.send(row, reason=reason, keep_offline=keep_offline):
+            consequences.update(details or {})
         sub = s.scalar(select(User.sub).where(User.id == row.user_id))
         audit.record(
             "session.ended",
             target=sub,
             session_id=row.id,
             reason=reason,
-            tokens_revoked=revoked,
-            backchannel_queued=queued,
+            **consequences,
         )
     return ended
 

@@ -15,6 +15,7 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from sqlalchemy import JSON, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..urls import redirect_uri_matches
 from .base import Base, secret_matches, utcnow
 
 PUBLIC = "none"
@@ -143,10 +144,7 @@ class Client(ClientMixin, Base):
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         """Authlib's hook wherever a redirect URI is checked (/authorize, PAR, error
-        redirects): exact match, any port on loopback IPs (``oauth.redirects``)."""
-        # The rule lives with the other redirect URI rules; idp.oauth imports the models.
-        from ..oauth.redirects import redirect_uri_matches
-
+        redirects): exact match, any port on loopback IPs (``idp.urls``)."""
         return any(redirect_uri_matches(uri, redirect_uri) for uri in self.redirect_uris)
 
     def check_client_secret(self, client_secret: str) -> bool:

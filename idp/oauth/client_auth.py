@@ -49,8 +49,9 @@ from joserfc.jwk import KeySet, OctKey
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import audit, db
-from ..config import is_loopback
 from ..models import Client, JWTReplay, secret_hash, utcnow
+from ..urls import is_loopback
+from .paths import PATHS
 
 log = logging.getLogger("idp.client_auth")
 
@@ -274,8 +275,6 @@ class ClientAssertion(JWTBearerClientAssertion):
         return token.claims
 
     def get_audiences(self) -> list[str]:
-        from .discovery import PATHS
-
         issuer = current_app.config["ISSUER"]
         return list(
             dict.fromkeys([issuer, issuer + PATHS["token_endpoint"], issuer + request.path])

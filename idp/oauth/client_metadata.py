@@ -27,8 +27,8 @@ from authlib.oidc.registration import ClientMetadataClaims as _OpenIDClaims
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from ..config import is_loopback
 from ..models import Client
+from ..urls import is_loopback
 from .redirects import invalid_redirect_uri
 
 MAX_URIS = 20

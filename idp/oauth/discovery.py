@@ -12,20 +12,8 @@ from .claims import CLAIMS_SUPPORTED, OIDC_SCOPES
 from .client_auth import CONFIDENTIAL_METHODS, SIGNING_ALG_VALUES
 from .grants import CLIENT_AUTH, RESPONSE_MODES
 from .keys import ALGORITHMS
+from .paths import PATHS, registration_enabled
 from .server import GRANT_TYPES
-
-PATHS = {
-    "authorization_endpoint": "/authorize",
-    "token_endpoint": "/token",
-    "userinfo_endpoint": "/userinfo",
-    "jwks_uri": "/jwks.json",
-    "revocation_endpoint": "/revoke",
-    "introspection_endpoint": "/introspect",
-    "end_session_endpoint": "/end_session",  # RP-Initiated Logout 1.0 §2.1
-    "registration_endpoint": "/register",  # RFC 7591 §3; only while REGISTRATION is on
-    "device_authorization_endpoint": "/device_authorization",  # RFC 8628 §4
-    "pushed_authorization_request_endpoint": "/par",  # RFC 9126 §5
-}
 
 
 def metadata() -> dict:
@@ -66,8 +54,6 @@ def metadata() -> dict:
         backchannel_logout_supported=True,
         backchannel_logout_session_supported=True,
     )
-    from .registration import enabled as registration_enabled  # imports this module
-
     if not registration_enabled():
         doc.pop("registration_endpoint")
     return doc

@@ -20,14 +20,13 @@ from flask import current_app
 
 from ..models import Client, Resource, Token, User, secret_hash
 from . import resources
+from .paths import PATHS
 
 TYP = "at+jwt"  # RFC 9068 §2.1
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # RFC 8693 §3
 
 
 def userinfo_url() -> str:
-    from .discovery import PATHS  # discovery imports the grants, which import this module
-
     return current_app.config["ISSUER"] + PATHS["userinfo_endpoint"]
 
 

@@ -33,8 +33,8 @@ from sqlalchemy import event, func, select, update
 
 from .. import audit, db
 from ..background import Worker
-from ..config import is_loopback
 from ..models import Client, LogoutDelivery, SessionClient, User, UserSession, utcnow
+from ..urls import is_loopback
 
 log = logging.getLogger("idp.logout")
 

@@ -44,8 +44,10 @@ from ..models import (
     secret_matches,
     utcnow,
 )
-from . import client_metadata, discovery
+from . import client_metadata, clients, discovery
 from .client_auth import CLIENT_SECRET_JWT, set_client_secret
+from .paths import PATHS
+from .paths import registration_mode as mode
 from .tokens import new_secret
 
 MODES = ("off", "token", "open")
@@ -58,18 +60,9 @@ SERVER_ASSIGNED = (
 )
 
 
-def mode() -> str:
-    """The REGISTRATION setting: off, token (initial access token required) or open."""
-    return current_app.config["REGISTRATION"]
-
-
-def enabled() -> bool:
-    return mode() != "off"
-
-
 def configuration_uri(client_id: str) -> str:
     """registration_client_uri (RFC 7592 §3)."""
-    path = discovery.PATHS["registration_endpoint"]
+    path = PATHS["registration_endpoint"]
     return f"{current_app.config['ISSUER']}{path}/{client_id}"
 
 
@@ -253,8 +246,7 @@ class ClientRegistrationEndpoint(_RegistrationEndpoint):
         )
         client_metadata.to_client(client, client_metadata_)
         # The hash, and for client_secret_jwt an encrypted copy (HMAC needs the secret).
-        set_client_secret(client, client_info.get("client_secret"))
-        session.add(client)
+        clients.add_client(session, client, client_info.get("client_secret"))
         audit.record(
             "client.registered",
             target=client.client_id,

@@ -1,4 +1,4 @@
-"""HTTP routes of the protocol endpoints; every path is named in discovery.PATHS."""
+"""HTTP routes of the protocol endpoints; every path is named in paths.PATHS."""
 
 from __future__ import annotations
 
@@ -9,10 +9,20 @@ from flask import Blueprint, Flask, abort, jsonify, request
 
 from .. import db
 from . import authorize as authorize_view
-from . import cache, client_auth, device, discovery, keys, logout, openapi, registration
+from . import (
+    cache,
+    client_auth,
+    device,
+    discovery,
+    keys,
+    logout,
+    openapi,
+    registration,
+    session_end,
+)
 from . import end_session as end_session_view
 from .claims import SCOPE_DESCRIPTIONS
-from .discovery import PATHS
+from .paths import PATHS, registration_enabled
 from .server import build, server
 from .userinfo import userinfo
 
@@ -104,7 +114,7 @@ def _json_body_error():
 
 @bp.post(PATHS["registration_endpoint"])
 def register():
-    if not registration.enabled():
+    if not registration_enabled():
         abort(404)
     problem = _json_body_error()
     return problem or server().create_endpoint_response("client_registration")
@@ -144,8 +154,10 @@ def init_app(app: Flask) -> None:
     keys.init_app(app)
     cache.init_app(app)
     logout.init_app(app)
+    session_end.init_app(app)  # auth.session's session_ended: revoke tokens, back-channel
     client_auth.init_app(app)
     app.extensions["idp.oauth"] = build(app)
+    device.register(app.extensions["idp.oauth"])  # RFC 8628: endpoint and grant
     device.init_app(app)  # the user-code page: its own blueprint, CSRF-protected
     registration.init_app(app)
     app.register_blueprint(bp)

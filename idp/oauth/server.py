@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, UnsupportedResponseTypeError
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from flask import Flask, current_app
 
 from ..models import Client
-from . import client_auth, device, endpoints, par, token_exchange, tokens
+from . import client_auth, endpoints, par, token_exchange, tokens
 from .cache import registry
 from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
 from .oidc import OpenIDCode, OpenIDRefresh
@@ -20,7 +21,7 @@ GRANT_TYPES = (
     "authorization_code",
     "refresh_token",
     "client_credentials",
-    device.DEVICE_CODE_GRANT_TYPE,  # RFC 8628
+    DEVICE_CODE_GRANT_TYPE,  # RFC 8628
     token_exchange.GRANT_TYPE,  # RFC 8693
 )
 
@@ -67,7 +68,8 @@ def build(app: Flask) -> AuthorizationServer:
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(token_exchange.TokenExchangeGrant)  # RFC 8693
     client_auth.register(server)  # private_key_jwt, client_secret_jwt (RFC 7523)
-    device.register(server)  # RFC 8628: device authorization endpoint and grant
+    # RFC 8628's endpoint and grant: routes.init_app registers them (device.register), as
+    # device.py also holds the user-code page, which sits above this module.
     par.register(server)  # RFC 9126: PAR endpoint, request_uri at /authorize
     server.register_endpoint(endpoints.RevocationEndpoint)
     server.register_endpoint(endpoints.IntrospectionEndpoint)

@@ -12,7 +12,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, import_key
 from sqlalchemy import delete, func, select, update
 
-import idp.cli
+import idp.cli.instance
 from idp import db
 from idp.cli import cli
 from idp.models import SigningKey, utcnow
@@ -150,7 +150,7 @@ def test_init_twice_does_not_duplicate_keys(app, runner, monkeypatch):
         session.commit()
     monkeypatch.setenv("IDP_SECRET_KEY", "x" * 32)  # no instance/config.py is written
     monkeypatch.setenv("IDP_ISSUER", app.config["ISSUER"])
-    monkeypatch.setattr(idp.cli, "create_app", lambda *a, **k: app)
+    monkeypatch.setattr(idp.cli.instance, "create_app", lambda *a, **k: app)
 
     first = runner.invoke(cli, args=["init", "--json"])
     assert first.exit_code == 0, first.output

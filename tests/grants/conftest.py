@@ -15,8 +15,8 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import update
 
 from idp import db
-from idp.cli import create_client
 from idp.oauth.client_auth import ASSERTION_TYPE
+from idp.oauth.clients import create_client
 
 from ..conftest import ISSUER
 from ..helpers import basic_auth

@@ -47,7 +47,6 @@ from idp import db
 from idp.admin.forms import GROUP_NAME, USERNAME
 from idp.auth import session as user_session
 from idp.auth.passwords import hash_password
-from idp.cli import create_client
 from idp.demo import DEMO_CLIENT_NAME
 from idp.errors import JSON_PATHS
 from idp.models import (
@@ -64,6 +63,7 @@ from idp.models import (
     utcnow,
 )
 from idp.models.base import secret_hash
+from idp.oauth.clients import create_client
 from idp.oauth.redirects import invalid_redirect_uri
 
 from ..conftest import ISSUER

@@ -1,4 +1,10 @@
-"""Routes of the ``auth`` blueprint: /login and /logout."""
+"""Routes of the ``auth`` blueprint: /login and /logout.
+
+Pages, above the protocol: the sign-in page names the client it leads to
+(``oauth.authorize.client_redirect_target``) and the signed-out page runs Front-Channel
+Logout (``oauth.end_session``, ``oauth.logout``). The blueprint keeps its name, so its
+endpoints (``auth.login``, ``auth.logout``) and templates (templates/auth/) are unchanged.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ from flask import Blueprint, Flask, make_response, redirect, render_template, re
 from flask_login import current_user
 
 from .. import audit, db
+from ..auth import session
+from ..auth.forms import ConfirmForm, LoginForm
+from ..auth.login import authenticate
+from ..oauth.authorize import client_redirect_target
 from ..security import allow_form_action
-from . import passwords, session
-from .forms import ConfirmForm, LoginForm
-from .login import authenticate
 
 bp = Blueprint("auth", __name__)
 
@@ -51,8 +58,6 @@ def login():
             else ("Your session expired. Please try again.")
         )
     status = 401 if error == FAILED else (400 if error else 200)
-    from ..oauth.authorize import client_redirect_target  # idp.oauth imports this package
-
     target = client_redirect_target(form.next.data)
     page = render_template(
         "auth/login.html", form=form, error=error, client=target[0] if target else None
@@ -67,7 +72,7 @@ def login():
 def logout():
     form = ConfirmForm()
     if form.validate_on_submit():
-        from ..oauth import end_session, logout  # idp.oauth imports this package
+        from ..oauth import end_session, logout  # here: "logout" also names this view
 
         if current_user.is_authenticated:
             audit.record("logout", actor=current_user.sub)
@@ -82,6 +87,4 @@ def logout():
 
 
 def init_app(app: Flask) -> None:
-    passwords.init_app(app)
-    session.login_manager.init_app(app)
     app.register_blueprint(bp)
