@@ -20,7 +20,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from . import db
+from . import db, mail
 from .auth.passwords import hash_password
 from .auth.users import create_user
 from .models import Client, User
@@ -75,6 +75,7 @@ def prepare(app: Flask) -> dict:
         "username": "admin",
         "password": password,
         "client_id": client.client_id,
+        "mail": mail.destination(app),
     }
 
 
@@ -85,7 +86,8 @@ def banner(info: dict) -> str:
         f"  issuer:        {issuer}\n"
         f"  discovery:     {issuer}/.well-known/openid-configuration\n"
         f"  sign in as:    {info['username']} / {info['password']}   (new password each run)\n"
-        f"  demo client:   {info['client_id']} (public, PKCE)\n\n"
+        f"  demo client:   {info['client_id']} (public, PKCE)\n"
+        f"  mail goes to:  {info['mail']}\n\n"
         f"  Open {issuer}/demo/ to sign in through the demo relying party,\n"
         f"  or {issuer}/account/ to see your account page.\n"
     )

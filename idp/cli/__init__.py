@@ -1,4 +1,4 @@
-"""The ``idp`` command: init, db upgrade, users, clients, keys, run, serve, purge, demo.
+"""The ``idp`` command: init, db upgrade, users, clients, keys, mail, run, serve, purge, demo.
 
 Every command that prints something useful takes ``--json`` for scripts. One module per
 command group; each command reads its options, calls the service that does the work
@@ -20,6 +20,7 @@ from . import (
     database,
     instance,
     keys,
+    mail,
     purge,
     registration_tokens,
     resources,
@@ -47,6 +48,7 @@ for command in (
     resources.resources_group,
     registration_tokens.registration_tokens,
     keys.keys_group,
+    mail.mail_group,
     run.run_command,
     run.serve_command,
     purge.purge_command,
