@@ -188,6 +188,7 @@ def test_unknown_or_malformed_code_is_refused(app, client, auth, user, started, 
 
 
 @pytest.mark.config(RATELIMIT_DEVICE_ENTRY="3/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_code_entry_is_rate_limited(app, client, auth, user, started):
     # RFC 8628 §5.1: guessing user codes is slowed down by limiting entry attempts.
     auth.login()
