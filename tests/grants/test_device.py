@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from idp import db
 from idp.models import AuditEvent, Consent, DeviceCode, Token, secret_hash, utcnow
 
-from ..helpers import basic_auth, csrf_token
+from ..helpers import basic_auth, csrf_refused, csrf_token
 from .conftest import DEVICE_GRANT, device_authorization, poll, race, set_row
 
 USER_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
@@ -216,7 +216,7 @@ def test_decision_without_csrf_token_is_refused(app, client, auth, user, started
     # The approval is a state-changing form: without its CSRF token nothing is decided.
     auth.login()
     response = client.post("/device", data={"user_code": started["user_code"], "allow": "Allow"})
-    assert response.status_code == 400
+    assert csrf_refused(response)
     assert row_for(app, started["device_code"]).status == "pending"
 
 
