@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, jsonify, make_response, render_template, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import (
@@ -51,6 +52,15 @@ def http_error(error: HTTPException):
         response.headers["Cache-Control"] = "no-store"
         return response
     return render_template("errors/http.html", error=error), error.code, headers
+
+
+def csrf_refused(error: CSRFError):
+    """Flask-WTF refused a form (missing, forged or expired token): 400 with a page that says
+    so, ``data-refusal="csrf"``, so it is never mistaken for a form's validation error."""
+    if wants_json():  # protocol endpoints are exempt; a JSON answer in case one is not
+        return http_error(error)
+    log.info("form refused by the CSRF check", extra={"reason": error.description})
+    return render_template("errors/csrf.html"), 400
 
 
 def server_error(error: Exception):
@@ -153,6 +163,7 @@ def init_app(app: Flask) -> None:
     app.before_request_funcs[None].insert(0, refuse_json_nested_too_deep)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(TooManyRequests, too_many_requests)
+    app.register_error_handler(CSRFError, csrf_refused)
     for error_class in DATABASE_DOWN:
         app.register_error_handler(error_class, database_unavailable)
     app.register_error_handler(Exception, server_error)

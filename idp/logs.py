@@ -42,11 +42,13 @@ SECRET_WORDS = (
     "cookie",
     "verifier",
 )
-# name=value / "name": "value" for OAuth parameters that carry credentials.
+# name=value / "name": "value" for OAuth parameters that carry credentials. A request_uri
+# (RFC 9126 §2.2) is a bearer reference to a pushed request: its urn itself ends in
+# "request_uri:<reference>", so the reference is masked even where the urn stands alone.
 SECRET_PAIRS = re.compile(
     r"(?i)\b((?:access_token|refresh_token|id_token|code|code_verifier|client_secret|password"
     r"|client_assertion|registration_access_token|logout_token|device_code|user_code|"
-    r"id_token_hint|subject_token|actor_token)\"?\s*[=:]\s*\"?)([^\s&\"',;]+)"
+    r"id_token_hint|subject_token|actor_token|request_uri)\"?\s*[=:]\s*\"?)([^\s&\"',;]+)"
 )
 CREDENTIALS = re.compile(r"(?i)\b(Bearer|Basic|DPoP)\s+[A-Za-z0-9._~+/=-]{8,}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -143,3 +144,16 @@ def oauth_client(factory):
 @pytest.fixture
 def public_client(factory):
     return factory.client(public=True, name="Public SPA")
+
+
+@pytest.fixture
+def steady_clock(monkeypatch):
+    """The wall clock held in the middle of a minute while a test counts "N/minute".
+
+    The sliding-window counter weighs the previous window's hits by how much of it is
+    left, so a test that crossed a minute boundary saw one attempt too many pass (a flaky
+    401 instead of 429 on a loaded machine). Counters in memory read time.time().
+    """
+    now = time.time()
+    frozen = now - now % 60 + 30
+    monkeypatch.setattr(time, "time", lambda: frozen)

@@ -41,6 +41,29 @@ def csrf_token(html: str) -> str:
     return match.group(1)
 
 
+def csrf_refused(response) -> bool:
+    """The answer is CSRFProtect's refusal (idp.errors.csrf_refused), not just any 400: a form's
+    own validation errors are 400s too, so a lost CSRF check would pass a status check."""
+    return response.status_code == 400 and 'data-refusal="csrf"' in response.get_data(as_text=True)
+
+
+def stored_rows(app, ignore_columns=()) -> dict[str, list[tuple]]:
+    """Every row of every table (ordered by primary key), without the named columns."""
+    from sqlalchemy import select
+
+    from idp import db
+    from idp.models import Base
+
+    with app.app_context():
+        session = db.session()
+        result = {}
+        for table in Base.metadata.sorted_tables:
+            columns = [c for c in table.columns if c.name not in ignore_columns]
+            statement = select(*columns).order_by(*table.primary_key.columns)
+            result[table.name] = [tuple(r) for r in session.execute(statement)]
+        return result
+
+
 def query(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 

@@ -6,7 +6,11 @@ Built per app and kept in ``app.extensions["idp.oauth"]``; never a module-level 
 from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidClientError, UnsupportedResponseTypeError
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
+    InvalidRequestError,
+    UnsupportedResponseTypeError,
+)
 from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from flask import Flask, current_app
 
@@ -52,6 +56,14 @@ class AuthorizationServer(_AuthorizationServer):
     def get_authorization_grant(self, request):
         try:
             return super().get_authorization_grant(request)
+        except UnsupportedResponseTypeError as exc:
+            # RFC 6749 §4.1.2.1: a request without response_type is "missing a required
+            # parameter" (invalid_request); Authlib calls that an unsupported one.
+            if request.payload.response_type:
+                raise
+            raise InvalidRequestError(
+                "Missing response_type.", redirect_uri=exc.redirect_uri
+            ) from exc
         except ValueError as exc:
             # Authlib puts the raw response_type into the error description and raises
             # ValueError when it has characters RFC 6749 §5.2 forbids (found by schemathesis).

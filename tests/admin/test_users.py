@@ -3,8 +3,10 @@ sessions, consents, tokens, delete; the last admin stays; every change is audite
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -16,7 +18,7 @@ from idp.models import AuditEvent, Consent, Group, Token, User, UserSession, utc
 
 from ..factories import PASSWORD
 from ..helpers import Auth, basic_auth
-from .support import events, post, row, rows, text_of, user_row
+from .support import events, post, row, rows, text_of, token_of, user_row
 
 NEW_PASSWORD = "a new passphrase for bob"
 
@@ -352,6 +354,58 @@ def test_with_another_admin_an_admin_may_drop_their_own_role(app, admin_client, 
     assert urlsplit(response.headers["Location"]).path == "/account/"
     assert not user_row(app, "root").is_admin
     assert admin_client.get("/admin/users").status_code == 403
+
+
+@pytest.mark.parametrize("action", ["admin/revoke", "disable", "delete"])
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    app, admin, factory, monkeypatch, action
+):
+    # idp/admin/users.py: at least one enabled admin remains "even when two admins try it at
+    # the same moment". Each request has made its change and found an admin left (the other
+    # one), not yet committed; it is held there until the other request has judged too, or
+    # for 2 s when the other cannot get that far before this one commits (the admins' rows
+    # are locked). Without that, both would commit and no admin would be left.
+    from idp.admin import users
+
+    second = factory.user(username="root2", email="root2@example.com", is_admin=True)
+    browsers = [app.test_client(), app.test_client()]
+    for browser, name in zip(browsers, ("root", "root2"), strict=True):
+        assert Auth(browser).login(name).status_code == 302
+    requests = [
+        (browsers[0], f"/admin/users/{second.id}/admin/revoke", {}),
+        (browsers[1], f"/admin/users/{admin.id}/{action}", {"confirm_username": "root"}),
+    ]
+    forms = [{**data, "csrf_token": token_of(browser)} for browser, _, data in requests]
+    judged = threading.Barrier(2, timeout=2)
+    original = users.keeps_an_admin
+
+    def held_after_judging() -> bool:
+        result = original()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            judged.wait()
+        return result
+
+    monkeypatch.setattr(users, "keeps_an_admin", held_after_judging)
+    start = threading.Barrier(2)
+    answers: list = [None, None]
+
+    def send(i: int) -> None:
+        browser, path, _ = requests[i]
+        start.wait(timeout=10)
+        answers[i] = browser.post(path, data=forms[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [a.status_code for a in answers] == [302, 302]
+    remaining = [
+        u.username for u in rows(app, User, User.is_admin.is_(True), User.disabled.is_(False))
+    ]
+    assert len(remaining) == 1, remaining
+    done = [e.event for e in rows(app, AuditEvent) if e.event.startswith("admin.user.")]
+    assert len(done) == 1, done  # one change went through, the other was refused whole
 
 
 def test_a_disabled_admin_does_not_count_as_the_remaining_admin(app, admin_client, admin, factory):

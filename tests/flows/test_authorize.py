@@ -97,7 +97,9 @@ def test_missing_response_type_is_an_error_sent_to_the_client(client, auth, user
     auth.login()
     params = request_params(oauth_client, response_type=None)
     result = redirected_error(client.get(authorize_url(params)), oauth_client.redirect_uri)
-    assert result["error"] in ("invalid_request", "unsupported_response_type")
+    # §4.1.2.1 invalid_request: "missing a required parameter"; unsupported_response_type
+    # is for a response type the server does not offer.
+    assert result["error"] == "invalid_request"
     assert result["state"] == params["state"]
     assert result["iss"] == ISSUER
 

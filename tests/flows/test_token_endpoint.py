@@ -304,7 +304,8 @@ def test_public_client_without_code_verifier_is_refused(client, auth, user, publ
         },
     )
     assert response.status_code == 400
-    assert response.get_json()["error"] in ("invalid_request", "invalid_grant")
+    # RFC 7636 §4.5: code_verifier REQUIRED; RFC 6749 §5.2: a missing required parameter.
+    assert response.get_json()["error"] == "invalid_request"
 
 
 def test_confidential_client_cannot_authenticate_with_none(client, auth, user, oauth_client):

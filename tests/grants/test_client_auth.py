@@ -266,6 +266,11 @@ def test_same_jti_from_two_clients_is_two_entries(app, client, pkjwt_client, rsa
     two = assertion(other.client_id, rsa_key, jti="shared")
     assert client_credentials(client, one).status_code == 200
     assert client_credentials(client, two).status_code == 200
+    with app.app_context():
+        assert db.session().scalar(select(func.count(JWTReplay.key_hash))) == 2
+    # Each entry still refuses its own replay.
+    refused(client_credentials(client, one))
+    refused(client_credentials(client, two))
 
 
 def test_jti_may_return_after_its_assertion_expired(app, client, pkjwt_client):
@@ -380,17 +385,34 @@ class JWKSServer:
         self.raw: bytes | None = None  # served instead of the JWK Set when set
         self.hits = 0
         self.delay = 0.0
+        self.status = 200
+        self.location: str | None = None  # a Location header (for redirects) when set
+        self.chunked = False  # no Content-Length: the size is known only by reading
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self):
                 outer.hits += 1
                 if outer.delay:
                     time.sleep(outer.delay)
                 body = outer.raw or json.dumps(outer.jwks).encode()
-                self.send_response(200)
+                self.send_response(outer.status)
                 self.send_header("Content-Type", "application/json")
+                if outer.location:
+                    self.send_header("Location", outer.location)
+                if outer.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for start in range(0, len(body), 4096):
+                        chunk = body[start : start + 4096]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -465,6 +487,72 @@ def test_a_jwks_uri_nested_too_deep_is_invalid_client(client, uri_client, rsa_ke
     refused(client_credentials(client, assertion(uri_client.client_id, rsa_key)))
 
 
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_from_the_jwks_uri_is_not_followed(
+    app, client, rsa_key, jwks_server, uri_client, status
+):
+    # SSRF (RFC 7591 §5, RFC 9700 §4.18): the server fetches the URL the client registered
+    # and nothing else. The redirect target here even serves the right keys, so following
+    # it would authenticate the client; it must not be requested at all.
+    target = JWKSServer(public_jwks(rsa_key))
+    try:
+        jwks_server.status = status
+        jwks_server.location = target.url
+        refused(client_credentials(client, assertion(uri_client.client_id, rsa_key)))
+        assert (jwks_server.hits, target.hits) == (1, 0)
+    finally:
+        target.close()
+
+
+def padded_jwks(rsa_key, size: int) -> bytes:
+    """A valid JWK Set of exactly size bytes (an extra member pads it; RFC 7517 §5 allows
+    members a reader does not understand)."""
+    body = public_jwks(rsa_key)
+    bare = len(json.dumps({**body, "pad": ""}).encode())
+    raw = json.dumps({**body, "pad": "x" * (size - bare)}).encode()
+    assert len(raw) == size
+    return raw
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_jwks_uri_over_64_kib_is_refused(client, uri_client, rsa_key, jwks_server, chunked):
+    # A client's server cannot make the token endpoint read (and parse) an unbounded body:
+    # a JWK Set one byte over 64 KiB is refused even though its keys are right; with and
+    # without a Content-Length.
+    jwks_server.chunked = chunked
+    jwks_server.raw = padded_jwks(rsa_key, 64 * 1024 + 1)
+    refused(client_credentials(client, assertion(uri_client.client_id, rsa_key)))
+    assert jwks_server.hits == 1
+
+
+def test_a_jwks_uri_of_exactly_64_kib_is_read(client, uri_client, rsa_key, jwks_server):
+    jwks_server.raw = padded_jwks(rsa_key, 64 * 1024)
+    assert client_credentials(client, assertion(uri_client.client_id, rsa_key)).status_code == 200
+
+
+@pytest.mark.parametrize("outage", ["503", "closed"])
+def test_the_last_good_key_set_is_used_while_the_clients_server_is_down(
+    app, client, uri_client, rsa_key, jwks_server, outage
+):
+    # A client's server being down for a while must not lock the client out: once the cached
+    # copy is due for a re-fetch and the fetch fails, the last good copy still verifies.
+    assert client_credentials(client, assertion(uri_client.client_id, rsa_key)).status_code == 200
+    cache = app.extensions["idp.client_jwks"]
+    fetched_at, keys = cache.entries[jwks_server.url]
+    stale = fetched_at - app.config["CLIENT_JWKS_CACHE_SECONDS"] - 1
+    cache.entries[jwks_server.url] = (stale, keys)
+    if outage == "503":
+        jwks_server.status = 503
+        jwks_server.raw = b"{}"
+    else:
+        jwks_server.close()
+    assert client_credentials(client, assertion(uri_client.client_id, rsa_key)).status_code == 200
+    if outage == "503":
+        assert jwks_server.hits == 2  # it did try again: the copy was due
+    # What the server answered while down did not replace the good copy.
+    assert cache.entries[jwks_server.url][1] is keys
+
+
 def test_unreachable_jwks_uri_is_invalid_client(app, client, rsa_key):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -495,6 +583,32 @@ def test_other_clients_keep_only_a_hash(app, oauth_client, pkjwt_client):
         rows = db.session().scalars(select(Client)).all()
     assert all(r.client_secret_encrypted is None for r in rows)
     assert {r.client_id for r in rows if r.client_secret_hash is None} == {pkjwt_client.client_id}
+
+
+def test_secret_jwt_ciphertext_cannot_be_moved_to_another_client(app, client, csjwt_client):
+    # The client_id is the associated data of the AES-GCM seal (docs/architecture.md): someone
+    # who can write the clients table but does not hold SECRET_KEY must not make client B
+    # accept assertions signed with client A's secret by copying A's ciphertext onto B.
+    victim = make_client(app, auth_method="client_secret_jwt")
+    with app.app_context():
+        session = db.session()
+        rows = {
+            row.client_id: row
+            for row in session.scalars(
+                select(Client).where(
+                    Client.client_id.in_([csjwt_client.client_id, victim.client_id])
+                )
+            )
+        }
+        rows[victim.client_id].client_secret_encrypted = rows[
+            csjwt_client.client_id
+        ].client_secret_encrypted
+        session.commit()
+    moved = assertion(victim.client_id, secret_key(csjwt_client.client_secret), alg="HS256")
+    refused(client_credentials(client, moved))
+    # The ciphertext itself is intact: it still works for the client it was sealed for.
+    own = assertion(csjwt_client.client_id, secret_key(csjwt_client.client_secret), alg="HS256")
+    assert client_credentials(client, own).status_code == 200
 
 
 def test_secret_jwt_survives_a_secret_key_rotation_with_fallbacks(app, client, csjwt_client):

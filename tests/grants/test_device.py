@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from idp import db
 from idp.models import AuditEvent, Consent, DeviceCode, Token, secret_hash, utcnow
 
-from ..helpers import basic_auth, csrf_token
+from ..helpers import basic_auth, csrf_refused, csrf_token
 from .conftest import DEVICE_GRANT, device_authorization, poll, race, set_row
 
 USER_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
@@ -188,6 +188,7 @@ def test_unknown_or_malformed_code_is_refused(app, client, auth, user, started, 
 
 
 @pytest.mark.config(RATELIMIT_DEVICE_ENTRY="3/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_code_entry_is_rate_limited(app, client, auth, user, started):
     # RFC 8628 §5.1: guessing user codes is slowed down by limiting entry attempts.
     auth.login()
@@ -215,7 +216,7 @@ def test_decision_without_csrf_token_is_refused(app, client, auth, user, started
     # The approval is a state-changing form: without its CSRF token nothing is decided.
     auth.login()
     response = client.post("/device", data={"user_code": started["user_code"], "allow": "Allow"})
-    assert response.status_code == 400
+    assert csrf_refused(response)
     assert row_for(app, started["device_code"]).status == "pending"
 
 

@@ -17,6 +17,7 @@ from idp.metrics import LOGIN_FAILURES
 from idp.models import AuditEvent, User, utcnow
 
 from ..factories import PASSWORD
+from ..helpers import Auth, csrf_token
 
 WRONG = "not the password at all"
 SETTINGS = {
@@ -134,11 +135,32 @@ def test_expired_lock_lets_the_right_password_in_and_resets_the_count(app, brows
     assert row.failed_logins == 0 and row.locked_until is None
 
 
-def test_admin_unlock_by_resetting_the_columns_lifts_the_lock(app, browser, alice):
-    # The admin UI's "unlock" clears failed_logins and locked_until.
-    set_lock(app, "alice", failed_logins=5, locked_until=utcnow() + timedelta(minutes=5))
+def test_an_admin_unlocking_the_account_in_the_admin_ui_lifts_the_lock(
+    app, client, browser, alice, factory
+):
+    # The lock is reached by failing, and lifted by the admin UI's "unlock" button (the
+    # route, its CSRF form and its audit event), not by writing the columns.
+    for _ in range(SETTINGS["LOCKOUT_THRESHOLD"]):
+        assert browser.login("alice", WRONG).status_code == 401
+    assert stored(app).locked_until is not None
     assert browser.login("alice", PASSWORD).status_code == 401
-    set_lock(app, "alice", failed_logins=0, locked_until=None)
+    factory.user(username="root", email="root@example.com", is_admin=True)
+    admin = app.test_client()
+    assert Auth(admin).login("root").status_code == 302
+    user_page = f"/admin/users/{stored(app).id}"
+    page = admin.get(user_page).get_data(as_text=True)
+    assert f'action="{user_page}/unlock"' in page
+    unlocked = admin.post(f"{user_page}/unlock", data={"csrf_token": csrf_token(page)})
+    assert unlocked.status_code == 302
+    row = stored(app)
+    assert row.failed_logins == 0 and row.locked_until is None
+    with app.app_context():
+        (event,) = (
+            db.session()
+            .scalars(select(AuditEvent).where(AuditEvent.event == "admin.user.unlocked"))
+            .all()
+        )
+    assert event.target == alice
     assert browser.login("alice", PASSWORD).status_code == 302
 
 

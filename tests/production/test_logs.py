@@ -14,11 +14,28 @@ from contextlib import contextmanager
 
 import pytest
 from flask import g
+from sqlalchemy import select
 
+from idp import db
 from idp.logs import BackgroundHandler, JsonFormatter, scrub
+from idp.models import Client
+from idp.oauth import logout
+from idp.oauth.registration import create_initial_access_token
 
 from ..factories import PASSWORD
-from ..helpers import basic_auth
+from ..grants.conftest import (
+    DEVICE_GRANT,
+    assertion,
+    client_assertion_form,
+    device_authorization,
+    poll,
+    secret_key,
+)
+from ..grants.test_device import enter_code
+from ..grants.test_par import auth_params, authorize_with, push
+from ..helpers import basic_auth, query
+from ..registration.rp import Registrar, metadata
+from ..sessions.receiver import Receiver
 
 
 @pytest.fixture
@@ -147,6 +164,13 @@ def test_a_full_flow_leaves_no_secret_in_the_logs(app, client, auth, user, facto
 
 def test_formatter_masks_credentials_a_careless_message_might_carry():
     assert scrub("POST /cb?code=abc123&state=x") == "POST /cb?code=[redacted]&state=x"
+    # RFC 9126 §2.2: a request_uri, as a parameter or on its own.
+    assert scrub("GET /authorize?request_uri=urn%3Aietf%3Aparams&client_id=c") == (
+        "GET /authorize?request_uri=[redacted]&client_id=c"
+    )
+    assert scrub("urn:ietf:params:oauth:request_uri:AbC-123_x") == (
+        "urn:ietf:params:oauth:request_uri:[redacted]"
+    )
     assert scrub('{"access_token": "eyJhbGciOi"}') == '{"access_token": "[redacted]"}'
     assert scrub("Authorization: Bearer abcdefghijkl") == "Authorization: Bearer [redacted]"
     assert scrub("client_secret=s3cr3t password=hunter2") == (
@@ -226,3 +250,99 @@ def test_logs_are_text_when_configured(app_config):
         from idp import db
 
         db.engine(app).dispose()
+
+
+@pytest.mark.config(REGISTRATION="token", RATELIMIT_ENABLED=False, LOGOUT_WORKER=False)
+def test_the_other_flows_leave_no_secret_in_the_logs(app, client, auth, user, factory, log_lines):
+    # Every other credential this server hands out or receives: initial and registration
+    # access tokens (RFC 7591 §3, RFC 7592 §3), the secret and assertions of a
+    # client_secret_jwt client (RFC 7523 §2.2), device and user codes (RFC 8628 §3.2, also
+    # typed wrong and replayed), request_uris (RFC 9126 §2.2, also replayed), and logout
+    # tokens (Back-Channel Logout 1.0 §2.4, delivered and failed). Many travel in query
+    # strings and paths; none may reach a log line, the access lines included.
+    seen: dict[str, str] = {"password": PASSWORD}
+    assert auth.login().status_code == 302
+
+    # RFC 7591/7592: an initial access token, then the registration access token, rotated.
+    with app.app_context():
+        session = db.session()
+        _, initial = create_initial_access_token(session, max_uses=2)
+        session.commit()
+    seen["initial access token"] = initial
+    registrar = Registrar(client)
+    assert registrar.register(token="wrong-" + initial).status_code == 401
+    info = registrar.registered(
+        token=initial,
+        token_endpoint_auth_method="client_secret_jwt",
+        grant_types=["authorization_code", "client_credentials"],
+        scope="openid",
+    )
+    seen["registration access token"] = info["registration_access_token"]
+    seen["registered client_secret"] = info["client_secret"]
+    assert registrar.read(info).status_code == 200
+    body = metadata(token_endpoint_auth_method="client_secret_jwt", scope="openid",
+                    grant_types=["authorization_code", "client_credentials"],
+                    client_id=info["client_id"])  # fmt: skip
+    updated = registrar.update(info, body).get_json()
+    seen["rotated registration access token"] = updated["registration_access_token"]
+    assert registrar.read(info).status_code == 401  # the old one, after rotation
+
+    # RFC 7523: a client_secret_jwt assertion, used and replayed.
+    hmac_key = secret_key(updated.get("client_secret") or info["client_secret"])
+    signed = assertion(info["client_id"], hmac_key, alg="HS256")
+    seen["client_secret_jwt assertion"] = signed
+    for _ in range(2):
+        client.post("/token", data={"grant_type": "client_credentials", "scope": "openid",
+                                    **client_assertion_form(signed)})  # fmt: skip
+    assert registrar.delete(info, updated["registration_access_token"]).status_code == 204
+
+    # RFC 8628: device and user codes, a wrong code typed, the grant polled twice.
+    device = factory.client(name="TV", grant_types=(DEVICE_GRANT,), redirect_uris=())
+    started = device_authorization(client, device).get_json()
+    seen["device_code"] = started["device_code"]
+    seen["user_code"] = started["user_code"]
+    seen["user_code without dash"] = started["user_code"].replace("-", "")
+    client.get(started["verification_uri_complete"])
+    assert enter_code(client, started["user_code"], typed="BCDF-GHJX").status_code == 400
+    assert enter_code(client, started["user_code"]).status_code == 200
+    tokens = poll(client, device, started["device_code"]).get_json()
+    seen["device access_token"] = tokens["access_token"]
+    assert poll(client, device, started["device_code"]).status_code == 400
+
+    # RFC 9126: a request_uri used at /authorize, then again (single use).
+    rp = factory.client(name="Pushing RP", first_party=True)
+    params, verifier = auth_params(rp)
+    request_uri = push(client, rp, params).get_json()["request_uri"]
+    seen["request_uri"] = request_uri
+    seen["request_uri reference"] = request_uri.rsplit(":", 1)[1]
+    answer = authorize_with(client, rp.client_id, request_uri)
+    assert answer.status_code == 302, answer.get_data(as_text=True)[:300]
+    code = query(answer.headers["Location"])["code"]
+    seen["PAR code"] = code
+    tokens = auth.exchange(rp, code, verifier).get_json()
+    seen["PAR id_token"] = tokens["id_token"]
+    authorize_with(client, rp.client_id, request_uri)
+
+    # Back-Channel Logout 1.0: one relying party takes the token, one fails.
+    other = factory.client(name="Failing RP", first_party=True)
+    seen["other id_token"] = auth.tokens(other)["id_token"]
+    with Receiver() as good, Receiver() as failing:
+        failing.statuses = [503]
+        with app.app_context():
+            session = db.session()
+            for registered, receiver in ((rp, good), (other, failing)):
+                row = session.scalar(select(Client).where(Client.client_id == registered.client_id))
+                row.backchannel_logout_uri = receiver.url("/bc")
+            session.commit()
+        auth.logout()
+        with app.app_context():
+            logout.deliver_due()
+        seen["logout token"] = good.wait().params["logout_token"]
+        seen["undelivered logout token"] = failing.wait().params["logout_token"]
+
+    lines = log_lines()
+    text = json.dumps(lines)
+    assert any(line["logger"] == "idp.access" for line in lines)
+    assert "client.registered" in text and "device.approved" in text and "failed" in text
+    leaked = [name for name, value in seen.items() if value in text]
+    assert leaked == []

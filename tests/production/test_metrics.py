@@ -29,6 +29,7 @@ def value(samples, name, **labels) -> float:
 
 
 @pytest.mark.config(RATELIMIT_LOGIN_IP="1/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_metrics_count_requests_tokens_failures_and_rate_limit_hits(client, auth, user, factory):
     service = factory.client(grant_types=("client_credentials",), scope="api")
     before = scrape(client)

@@ -84,6 +84,7 @@ def test_forwarded_for_of_one_trusted_hop_is_the_client_address(app, client, use
 
 
 @pytest.mark.config(PROXY_FIX_X_FOR=1, RATELIMIT_LOGIN_IP="1/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_rate_limits_follow_the_forwarded_client_address(client, user):
     assert login_from(client, "203.0.113.1").status_code == 302
     assert login_from(client, "203.0.113.1").status_code == 429

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 
 import pytest
 import redis
@@ -28,19 +27,6 @@ WRONG = "not the password at all"
 def app_config(app_config):
     # Every test counts in its own key space, even in a shared Redis.
     return {**app_config, "RATELIMIT_KEY_PREFIX": "idp-test-" + secrets.token_hex(6)}
-
-
-@pytest.fixture
-def steady_clock(monkeypatch):
-    """The wall clock held in the middle of a minute while a test counts "N/minute".
-
-    The sliding-window counter weighs the previous window's hits by how much of it is
-    left, so a test that crossed a minute boundary saw one attempt too many pass (a flaky
-    401 instead of 429 on a loaded machine). Counters in memory read time.time().
-    """
-    now = time.time()
-    frozen = now - now % 60 + 30
-    monkeypatch.setattr(time, "time", lambda: frozen)
 
 
 def redis_available() -> bool:
@@ -206,6 +192,7 @@ def test_redis_counters_are_shared_by_every_worker(app, app_config, client, fact
 
 
 @pytest.mark.config(RATELIMIT_TOKEN="2/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_memory_counters_are_per_worker_without_redis(app, app_config, client, factory):
     # Without Redis the counters live in each worker (documented in docs/deploy.md).
     assert app.config["RATELIMIT_STORAGE_URI"] == "memory://"
@@ -221,6 +208,7 @@ def test_memory_counters_are_per_worker_without_redis(app, app_config, client, f
 
 
 @pytest.mark.config(REDIS_URL="redis://127.0.0.1:1/0", RATELIMIT_LOGIN_IP="2/minute")
+@pytest.mark.usefixtures("steady_clock")
 def test_unreachable_redis_falls_back_to_memory_and_sign_in_still_works(browser, user):
     # A Redis outage must not take sign-in down; limits are then kept per worker.
     assert browser.login("alice", PASSWORD).status_code == 302

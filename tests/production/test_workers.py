@@ -11,6 +11,7 @@ each test also shows that both workers took part.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,12 +27,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
 from idp import create_app, db
 from idp.migrate import upgrade
-from idp.models import SigningKey
+from idp.models import AuditEvent, SigningKey, User
 from idp.oauth import keys
 
 from ..conftest import PG_URL
@@ -39,6 +40,8 @@ from ..factories import PASSWORD, Factory
 from ..helpers import pkce_pair
 
 SECRET_KEY = "workers-test-secret-key"
+# Failed sign-ins of one account, all at once, in the lockout test: the lock comes at this count.
+LOCKOUT_THRESHOLD = 12
 
 
 def free_port() -> int:
@@ -116,6 +119,7 @@ def server(tmp_path_factory):
         "IDP_ISSUER": f"http://127.0.0.1:{port}",
         "IDP_KEY_CACHE_SECONDS": "1",
         "IDP_RATELIMIT_ENABLED": "false",
+        "IDP_LOCKOUT_THRESHOLD": str(LOCKOUT_THRESHOLD),
         "IDP_LOG_LEVEL": "INFO",
         "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
     }
@@ -186,17 +190,32 @@ def at_once(n: int, action) -> list:
     return results
 
 
-def sign_in(server) -> requests.Session:
+def form_token(page: str) -> str:
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
+def sign_in(server, username: str = "walt") -> requests.Session:
     browser = requests.Session()
-    page = browser.get(server.url + "/login").text
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    token = form_token(browser.get(server.url + "/login").text)
     answer = browser.post(
         server.url + "/login",
-        data={"csrf_token": token, "username": "walt", "password": PASSWORD, "next": ""},
+        data={"csrf_token": token, "username": username, "password": PASSWORD, "next": ""},
         allow_redirects=False,
     )
     assert answer.status_code == 302
     return browser
+
+
+@contextlib.contextmanager
+def server_app(server):
+    """An app on the server's database, in an app context: another process's view of it."""
+    app = create_app({"DATABASE_URL": server.database_url, "SECRET_KEY": SECRET_KEY,
+                      "ISSUER": server.url, "TESTING": True})  # fmt: skip
+    try:
+        with app.app_context():
+            yield app
+    finally:
+        db.engine(app).dispose()
 
 
 def get_code(server, browser, registered) -> tuple[str, str]:
@@ -372,3 +391,76 @@ def test_workers_run_threads_and_give_argon2_buffers_back(server):
         assert b"MALLOC_MMAP_THRESHOLD_=1048576" in environ
     log = server.log_path.read_text()
     assert "Using worker: gthread" in log
+
+
+def test_failed_sign_ins_at_once_on_two_workers_are_each_counted(server, rows):
+    # auth/login.py counts failures with UPDATE ... RETURNING so that workers lose no count
+    # (RFC 6819 §5.1.4.2.3: lock out password guessing). A read-modify-write would let two
+    # concurrent failures write the same number. The lock comes with the threshold-th failure.
+    with server_app(server) as app:
+        Factory(app).user(username="guessed")
+    browsers = [requests.Session() for _ in range(LOCKOUT_THRESHOLD)]
+    tokens = [form_token(b.get(server.url + "/login").text) for b in browsers]
+
+    def guess(i: int) -> requests.Response:
+        data = {"csrf_token": tokens[i], "username": "guessed", "password": "not it", "next": ""}
+        return browsers[i].post(server.url + "/login", data=data, allow_redirects=False)
+
+    responses = at_once(LOCKOUT_THRESHOLD, guess)
+    assert [r.status_code for r in responses] == [401] * LOCKOUT_THRESHOLD
+    assert len(server.served_by(responses)) == 2
+    with server_app(server):
+        session = db.session()
+        user = session.scalar(select(User).where(User.username == "guessed"))
+        assert user.failed_logins == LOCKOUT_THRESHOLD
+        assert user.locked_until is not None
+        locked = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.event == "login.locked", AuditEvent.actor == user.sub
+            )
+        ).all()
+        assert [e.details["failures"] for e in locked] == [LOCKOUT_THRESHOLD]
+    # Locked now: even the right password is refused.
+    token = form_token(browsers[0].get(server.url + "/login").text)
+    answer = browsers[0].post(server.url + "/login", allow_redirects=False, data={
+        "csrf_token": token, "username": "guessed", "password": PASSWORD, "next": ""})  # fmt: skip
+    assert answer.status_code == 401
+
+
+def test_two_admins_demoting_each_other_on_two_workers_leave_one_admin(server, rows):
+    # idp/admin/users.py: at least one enabled admin remains, even when two admins on two
+    # workers take each other's role at the same moment (the admins' rows are locked).
+    with server_app(server) as app:
+        factory = Factory(app)
+        admins = [factory.user(username=f"boss{i}", is_admin=True).id for i in (1, 2)]
+    browsers = [sign_in(server, f"boss{i}") for i in (1, 2)]
+    tokens = [form_token(b.get(server.url + "/logout").text) for b in browsers]
+    targets = [admins[1], admins[0]]  # each demotes the other
+
+    def demote(i: int) -> requests.Response:
+        path = f"{server.url}/admin/users/{targets[i]}/admin/revoke"
+        # A new connection each time, so that either worker may take either request.
+        return browsers[i].post(path, data={"csrf_token": tokens[i]}, allow_redirects=False,
+                                headers={"Connection": "close"})  # fmt: skip
+
+    workers: set[int] = set()
+    for round_ in range(1, 9):
+        responses = at_once(2, demote)
+        # 302 whether done or refused; 403 when the other's demotion was committed before
+        # this request's role check.
+        assert sorted(r.status_code for r in responses) in ([302, 302], [302, 403])
+        with server_app(server):
+            session = db.session()
+            left = session.scalars(
+                select(User.username).where(User.is_admin.is_(True), User.disabled.is_(False))
+            ).all()
+            assert len(left) == 1, left
+            revoked = session.scalars(
+                select(AuditEvent).where(AuditEvent.event == "admin.user.admin_revoked")
+            ).all()
+            # One demotion a round went through, the other was refused (the log is append-only).
+            assert len(revoked) == round_
+            session.execute(update(User).where(User.id.in_(admins)).values(is_admin=True))
+            session.commit()
+        workers |= server.served_by(responses)
+    assert len(workers) == 2

@@ -14,7 +14,7 @@ import pytest
 from joserfc import jwt
 from sqlalchemy import select, update
 
-from idp import db
+from idp import create_app, db
 from idp.models import AuditEvent, LogoutDelivery, UserSession, utcnow
 from idp.oauth import logout
 
@@ -308,3 +308,47 @@ def test_admin_style_end_all_notifies_every_session(app, client, auth, user, rp,
     assert {c["sid"] for c in claims} == {r.sid for r in rows}
     assert all(r.end_reason == "ended by admin" for r in rows)
     assert client.get("/account/").status_code == 302  # both browsers are signed out
+
+
+def test_deliveries_a_dead_process_left_behind_are_picked_up_by_the_sweep(
+    app, app_config, client, user, rp, receiver
+):
+    # docs/architecture.md: rows another process left behind (a CLI command, a worker that
+    # died) are picked up by the request-driven sweep every SESSION_SWEEP_INTERVAL.
+    # The process that dies: another app on the same database whose delivery thread never
+    # runs. Two browsers sign out there, so two deliveries wait in the queue.
+    dead = create_app({**app_config, "LOGOUT_WORKER": False})
+    try:
+        for _ in range(2):
+            browser = Auth(dead.test_client())
+            browser.login()
+            browser.tokens(rp)
+            browser.logout()
+    finally:
+        logout.dispatcher(dead).stop()
+        db.engine(dead).dispose()
+    never_tried, mid_delivery = deliveries(app)
+    # The second was claimed by the dead worker, which died before the relying party answered:
+    # its lease (next_attempt_at) ran out, and its attempt was counted.
+    with app.app_context():
+        s = db.session()
+        s.execute(
+            update(LogoutDelivery)
+            .where(LogoutDelivery.id == mid_delivery.id)
+            .values(attempts=1, next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+        s.commit()
+    assert never_tried.attempts == 0 and never_tried.delivered_at is None
+
+    worker = logout.dispatcher(app)
+    assert client.get("/login").status_code == 200  # within the interval: no sweep yet
+    assert worker._thread is None and receiver.count == 0
+    worker.last_sweep -= app.config["SESSION_SWEEP_INTERVAL"]  # the interval has passed
+    assert client.get("/login").status_code == 200  # any request runs the sweep
+    tokens = {receiver.wait().params["logout_token"], receiver.wait().params["logout_token"]}
+    assert tokens == {never_tried.logout_token, mid_delivery.logout_token}
+    worker.stop()  # waits for the thread to record the outcome
+    rows = {row.id: row for row in deliveries(app)}
+    assert all(row.delivered_at is not None for row in rows.values())
+    assert (rows[never_tried.id].attempts, rows[mid_delivery.id].attempts) == (1, 2)
+    assert len(events(app, "logout.backchannel_delivered")) == 2

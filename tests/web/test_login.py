@@ -13,7 +13,7 @@ from idp import db
 from idp.models import AuditEvent, User
 
 from ..factories import PASSWORD
-from ..helpers import csrf_token, query
+from ..helpers import csrf_refused, csrf_token, query
 
 WRONG = "Tr0ub4dor&3-not-the-password"
 
@@ -241,7 +241,7 @@ def test_login_post_without_csrf_token_is_refused(app, client, user):
     # OWASP CSRF Prevention Cheat Sheet ("login CSRF"): the sign-in form needs a token too.
     client.get("/login")
     response = client.post("/login", data={"username": "alice", "password": PASSWORD})
-    assert response.status_code == 400
+    assert csrf_refused(response)
     assert not signed_in(client)
     assert audit_events(app, "login.success") == []
 
@@ -251,7 +251,7 @@ def test_login_post_with_a_wrong_csrf_token_is_refused(app, client, user):
     response = client.post(
         "/login", data={"username": "alice", "password": PASSWORD, "csrf_token": "forged"}
     )
-    assert response.status_code == 400
+    assert csrf_refused(response)
     assert not signed_in(client)
 
 
@@ -311,6 +311,6 @@ def test_logout_post_without_csrf_token_keeps_the_session(app, client, auth, use
     # OWASP CSRF Prevention Cheat Sheet: state-changing requests need a token.
     auth.login()
     response = client.post("/logout")
-    assert response.status_code == 400
+    assert csrf_refused(response)
     assert signed_in(client)
     assert audit_events(app, "logout") == []
