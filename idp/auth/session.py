@@ -140,7 +140,7 @@ def terminate(rows: list[UserSession], reason: str) -> list[UserSession]:
         if won != 1:
             continue
         ended.append(row)
-        revoked = tokens.revoke_for_session(row.sid, keep_offline=keep_offline)
+        revoked = tokens.revoke_grants(reason, sid=row.sid, keep_offline=keep_offline)
         queued = logout.queue_backchannel(row)
         sub = s.scalar(select(User.sub).where(User.id == row.user_id))
         audit.record(

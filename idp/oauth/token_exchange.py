@@ -73,11 +73,7 @@ class PresentedToken:
 
 def read_access_token(value: str) -> PresentedToken | None:
     row = tokens.find(value, "access_token")
-    if row is None or row.presented_as != "access_token" or row.revoked_at is not None:
-        return None
-    if row.is_expired() or not tokens.client_enabled(row):
-        return None
-    if row.user is not None and not row.user.is_active:
+    if row is None or row.presented_as != "access_token" or not tokens.is_live(row):
         return None
     return PresentedToken(
         user=row.user,
