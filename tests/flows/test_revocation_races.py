@@ -9,12 +9,15 @@ same races run naturally on two real workers in tests/production/test_workers.py
 
 from __future__ import annotations
 
+import threading
+from urllib.parse import urlencode
+
 import pytest
 from sqlalchemy import select
 
 from idp import db
 from idp.admin.users import sign_out_everywhere
-from idp.models import AuditEvent, AuthorizationCode, Token, User, secret_hash
+from idp.models import AuditEvent, AuthorizationCode, Consent, Token, User, secret_hash
 from idp.oauth import grants, tokens
 
 from ..helpers import Auth, basic_auth, csrf_token
@@ -271,3 +274,74 @@ def test_tokens_of_a_revoked_consent_stay_revoked_after_a_new_consent(
     revoke_app(client, oauth_client)
     auth.tokens(oauth_client)
     assert_dead(app, oauth_client, old)
+
+
+# --- issue 19 §7: two first consents at once ------------------------------------------------
+
+
+def consent_form(app, registered) -> tuple:
+    """A second browser tab of a signed-in user on the consent page: (client, url, token)."""
+    http = app.test_client()
+    Auth(http).login()
+    params, _ = Auth(http).code_flow_params(registered)
+    url = "/authorize?" + urlencode(params)
+    page = http.get(url)
+    assert b'name="allow"' in page.data
+    return http, url, csrf_token(page.get_data(as_text=True))
+
+
+def test_two_first_consents_at_once_both_get_a_code(app, user, oauth_client, monkeypatch):
+    # Issue 19 §7: tab A has read "no consent yet" and is about to store its consent when
+    # tab B stores one; A must merge into B's row, not fail on the unique (user, client).
+    from idp.oauth import authorize
+
+    tab_a, tab_b = consent_form(app, oauth_client), consent_form(app, oauth_client)
+    paused, resume = threading.Event(), threading.Event()
+    original = authorize.audit.record
+
+    def record(event, **kwargs):
+        if event == "consent.granted" and threading.current_thread().name == "tab-a":
+            paused.set()
+            # Wait for B; B may itself wait for A's row lock, hence only a short wait.
+            resume.wait(timeout=2)
+        return original(event, **kwargs)
+
+    monkeypatch.setattr(authorize.audit, "record", record)
+    answers = {}
+
+    def post(name, tab):
+        http, url, token = tab
+        answers[name] = http.post(url, data={"csrf_token": token, "allow": "Allow"})
+
+    thread = threading.Thread(target=post, args=("a", tab_a), name="tab-a")
+    thread.start()
+    assert paused.wait(timeout=10)
+    post("b", tab_b)
+    resume.set()
+    thread.join(timeout=30)
+
+    assert answers["a"].status_code == 302, answers["a"].get_data(as_text=True)[:300]
+    assert answers["b"].status_code == 302
+    assert "code=" in answers["a"].headers["Location"]
+    with app.app_context():
+        [consent] = db.session().scalars(select(Consent)).all()
+        assert consent.scopes == {"openid", "profile", "email"}
+
+
+def test_concurrent_first_consents_have_no_error(app, user, oauth_client):
+    # The same race, natural: n tabs answer the consent page at once.
+    tabs = [consent_form(app, oauth_client) for _ in range(4)]
+    barrier = threading.Barrier(len(tabs))
+    answers = [None] * len(tabs)
+
+    def post(i):
+        http, url, token = tabs[i]
+        barrier.wait(timeout=10)
+        answers[i] = http.post(url, data={"csrf_token": token, "allow": "Allow"})
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(tabs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [a.status_code for a in answers] == [302] * len(tabs)
