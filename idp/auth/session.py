@@ -72,16 +72,17 @@ def start(user: User, methods: list[str]) -> UserSession:
         else None
     )
     session.clear()
+    now = time.time()
     if previous is not None and previous.user_id == user.id and is_live(previous):
         row = previous
-        row.auth_time = int(time.time())
+        row.auth_time = int(now)
         row.amr = methods
         row.last_seen_at = utcnow()
     else:
         if previous is not None:
             terminate([previous], "replaced by another sign-in")
         row = UserSession(
-            sid=secrets.token_urlsafe(24), user_id=user.id, auth_time=int(time.time())
+            sid=secrets.token_urlsafe(24), user_id=user.id, auth_time=int(now)
         )
         row.amr = methods
         s.add(row)
@@ -92,6 +93,9 @@ def start(user: User, methods: list[str]) -> UserSession:
     g.user_session = row
     session["sid"] = row.sid
     session["auth_time"] = row.auth_time
+    # auth_time has whole seconds (OIDC Core §2); the exact instant decides "signed in
+    # after" a pushed request arrived (oauth.par), which a second cannot.
+    session["signed_in_at"] = now
     session["amr"] = methods
     session.permanent = False
     return row
