@@ -81,9 +81,7 @@ def start(user: User, methods: list[str]) -> UserSession:
     else:
         if previous is not None:
             terminate([previous], "replaced by another sign-in")
-        row = UserSession(
-            sid=secrets.token_urlsafe(24), user_id=user.id, auth_time=int(now)
-        )
+        row = UserSession(sid=secrets.token_urlsafe(24), user_id=user.id, auth_time=int(now))
         row.amr = methods
         s.add(row)
     row.user_agent = (request.headers.get("User-Agent") or "")[:512] or None
