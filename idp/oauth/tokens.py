@@ -101,8 +101,11 @@ def save_token(token: dict, request) -> Token:
     jwt_tokens.shape(token, request, row)
     session = db.session()
     row.id = insert(session, row)
+    # Token exchange of an access token joins the subject's family (token_exchange.py).
+    subject = getattr(request, "subject", None)
+    in_family = subject is not None and subject.granted_scope is not None
     if row.user_id is not None or code is not None or parent is not None:
-        settle(row, code.id if code else None, parent.id if parent else None)
+        settle(row, code.id if code else None, parent.id if parent else None, in_family)
     session.commit()  # also releases the row locks of settle
     return row
 
@@ -141,7 +144,7 @@ def revoked_code(code_id):
     )
 
 
-def settle(row: Token, code_id: int | None, parent_id: int | None) -> None:
+def settle(row: Token, code_id: int | None, parent_id: int | None, in_family: bool = False) -> None:
     """Re-read the state of a just-inserted token's grant; revoke the token if it ended.
 
     A revocation may have listed the grant's tokens after this request checked the grant
@@ -149,7 +152,8 @@ def settle(row: Token, code_id: int | None, parent_id: int | None) -> None:
     RFC 9700 §4.14.2). Revocations change their state first, then revoke rows; this reads
     the state after the INSERT, so one of the two sees the other. On PostgreSQL the reads
     take FOR SHARE row locks in the order revocations write (user, session, consent, code,
-    parent token) so an uncommitted revocation is waited for rather than missed.
+    parent token, the family an exchanged token joined) so an uncommitted revocation is
+    waited for rather than missed.
     """
     checks = {}
     if row.user_id is not None:
@@ -175,6 +179,12 @@ def settle(row: Token, code_id: int | None, parent_id: int | None) -> None:
     if parent_id is not None:
         checks["parent"] = _locked(
             select(Token.id).where(Token.id == parent_id, Token.revoked_at.is_(None))
+        )
+    if in_family:
+        checks["family"] = _locked(
+            select(Token.id).where(
+                Token.family_id == row.family_id, Token.id != row.id, Token.revoked_at.is_(None)
+            )
         )
     state = db.session().execute(select(*(c.label(k) for k, c in checks.items()))).one()
     ended = [name for name in checks if not state._mapping[name]]

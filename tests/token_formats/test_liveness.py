@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..helpers import csrf_token
+from ..helpers import basic_auth, csrf_token
 from .conftest import INVENTORY, introspect, make_resource, set_client
 from .test_resource_indicators import code_for, redeem
 from .test_token_exchange import ID, exchange, orders_api, user_tokens  # noqa: F401
@@ -69,3 +69,36 @@ def test_a_disabled_clients_token_introspects_inactive_at_its_resource(
     assert introspect(client, service, token).get_json()["active"] is True
     set_client(app, oauth_client.client_id, disabled=True)
     assert introspect(client, service, token).get_json() == {"active": False}
+
+
+def test_revoking_the_subject_grant_while_exchanging_revokes_the_new_token(
+    app,
+    client,
+    oauth_client,
+    orders_api,  # noqa: F811
+    user_tokens,  # noqa: F811
+    monkeypatch,
+):
+    # RFC 7009 §2.1 + RFC 8693: the exchanged token joins the subject's family; a family
+    # revoked after the exchange checked its subject but before the INSERT takes it too.
+    from idp.oauth import tokens
+
+    original, pending = tokens.insert, [True]
+
+    def racing(session, row):
+        if pending:
+            pending.pop()
+            revoked = app.test_client().post(
+                "/revoke",
+                data={"token": user_tokens["refresh_token"]},
+                headers=basic_auth(oauth_client.client_id, oauth_client.client_secret),
+            )
+            assert revoked.status_code == 200
+        return original(session, row)
+
+    monkeypatch.setattr(tokens, "insert", racing)
+    response = exchange(client, orders_api, user_tokens["access_token"], audience=INVENTORY)
+    assert response.status_code == 200
+    monkeypatch.undo()
+    exchanged = response.get_json()["access_token"]
+    assert introspect(client, orders_api, exchanged).get_json() == {"active": False}
