@@ -279,7 +279,9 @@ def is_live(row: Token) -> bool:
     )
 
 
-def grant_is_live(client_id: str, user: User | None, *, session_live: bool, consent_given: bool):
+def grant_is_live(
+    client_id: str, user: User | None, *, session_live: bool, consent_given: bool
+) -> bool:
     """The rule itself: the client enabled, the user active, the session live, the consent
     there (first-party clients ask for none). Also used for ID tokens (oidc.live_subject)."""
     client = registry().client(client_id)
@@ -288,11 +290,6 @@ def grant_is_live(client_id: str, user: User | None, *, session_live: bool, cons
     if user is None:
         return True
     return user.is_active and (consent_given or client.first_party)
-
-
-def client_enabled(row: Token) -> bool:
-    """Whether the token's client still exists and is enabled (read through the cache)."""
-    return registry().client(row.client_id) is not None
 
 
 def revoke(row: Token) -> None:
