@@ -73,6 +73,10 @@ def start(user: User, methods: list[str]) -> UserSession:
     )
     session.clear()
     now = time.time()
+    # The user row is written before any session row, the order every writer keeps (an
+    # admin disabling the user, oauth.tokens.settle's row locks), so none waits in a cycle.
+    user.last_login_at = utcnow()
+    s.flush()
     if previous is not None and previous.user_id == user.id and is_live(previous):
         row = previous
         row.auth_time = int(now)
@@ -86,7 +90,6 @@ def start(user: User, methods: list[str]) -> UserSession:
         s.add(row)
     row.user_agent = (request.headers.get("User-Agent") or "")[:512] or None
     row.ip = request.remote_addr
-    user.last_login_at = utcnow()
     login_user(user)
     g.user_session = row
     session["sid"] = row.sid

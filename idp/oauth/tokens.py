@@ -151,7 +151,8 @@ def settle(row: Token, code_id: int | None, parent_id: int | None, in_family: bo
     but before this row existed (the code-replay and sign-out races, RFC 6749 §4.1.2,
     RFC 9700 §4.14.2). Revocations change their state first, then revoke rows; this reads
     the state after the INSERT, so one of the two sees the other. On PostgreSQL the reads
-    take FOR SHARE row locks in the order revocations write (user, session, consent, code,
+    take FOR SHARE row locks on the live rows (a revocation's write then waits for this
+    transaction) in the order revocations write (user, session, consent, code,
     parent token, the family an exchanged token joined) so an uncommitted revocation is
     waited for rather than missed.
     """
@@ -175,7 +176,16 @@ def settle(row: Token, code_id: int | None, parent_id: int | None, in_family: bo
             )
     code_id = code_id or row.authorization_code_id
     if code_id is not None:
-        checks["code"] = ~_locked(select(AuthorizationCode.id).where(revoked_code(code_id)))
+        # A lock is taken only on rows that match, so the live code is what is matched and
+        # locked; a code purged since (long redeemed, refresh tokens outlive it) is no mark.
+        checks["code"] = or_(
+            _locked(
+                select(AuthorizationCode.id).where(
+                    AuthorizationCode.id == code_id, ~revoked_code(code_id)
+                )
+            ),
+            ~exists().where(AuthorizationCode.id == code_id),
+        )
     if parent_id is not None:
         checks["parent"] = _locked(
             select(Token.id).where(Token.id == parent_id, Token.revoked_at.is_(None))
