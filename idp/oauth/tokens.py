@@ -161,7 +161,9 @@ def settle(row: Token, code_id: int | None, parent_id: int | None, in_family: bo
         checks["user"] = _locked(
             select(User.id).where(User.id == row.user_id, User.disabled.is_(False))
         )
-        if row.sid is not None:
+        # An offline refresh token outlives its session (OIDC Core §11), and so do the
+        # access tokens it is refreshed into; sign-out only ended the one issued with it.
+        if row.sid is not None and not (parent_id is not None and keeps_offline(row)):
             checks["session"] = _locked(
                 select(UserSession.id).where(
                     UserSession.sid == row.sid, UserSession.ended_at.is_(None)
@@ -283,7 +285,8 @@ def is_live(row: Token) -> bool:
     return code_live and grant_is_live(
         row.client_id,
         row.user,
-        session_live=session_live or (refresh and keeps_offline(row)),
+        # Offline access outlives the session (its first access token was expired then).
+        session_live=session_live or keeps_offline(row),
         # An exchanged token belongs to the subject's grant (its family), not a consent.
         consent_given=consent_given or row.grant_type == EXCHANGE,
     )
