@@ -93,7 +93,10 @@ def revoke_app(client_id: str):
     ).rowcount
     if not removed:
         abort(404)
-    count = tokens.revoke_for_user_client(current_user.id, client_id)
+    # The consent is gone first: a token issued meanwhile sees it (tokens.settle).
+    count = tokens.revoke_grants(
+        "access revoked by user", user_id=current_user.id, client_id=client_id
+    )
     audit.record("consent.revoked", actor=current_user.sub, target=client_id, tokens=count)
     session.commit()
     flash("Access removed. The application's tokens no longer work.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from wtforms.fields.choices import SelectChoice
 
@@ -125,19 +125,18 @@ def keeps_an_admin() -> bool:
     return (session.scalar(select(func.count(User.id)).where(ACTIVE_ADMIN)) or 0) > 0
 
 
-def revoke_user_tokens(user_id: int) -> int:
-    result = db.session().execute(
-        update(Token)
-        .where(Token.user_id == user_id, Token.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    return result.rowcount
-
-
 def sign_out_everywhere(user: User, reason: str) -> dict:
-    """End every session of the user and revoke every token (RFC 7009 §2.1 semantics)."""
+    """End every session of the user and revoke every token (RFC 7009 §2.1 semantics).
+
+    The caller changed the user first (disabled, password removed): written before the
+    tokens are revoked, so a token issued meanwhile sees it (tokens.settle).
+    """
+    db.session().flush()
     ended = sessions.end_all(user.id, reason)
-    return {"sessions_ended": len(ended), "tokens_revoked": revoke_user_tokens(user.id)}
+    return {
+        "sessions_ended": len(ended),
+        "tokens_revoked": tokens.revoke_grants(reason, user_id=user.id),
+    }
 
 
 def active_tokens(user_id: int) -> list[Token]:
@@ -554,7 +553,8 @@ def revoke_consent(user_id: int, client_id: str):
         abort(404)
     scope = consent.scope
     session.delete(consent)
-    count = tokens.revoke_for_user_client(user.id, client_id)
+    session.flush()  # the state first: a token issued meanwhile sees it (tokens.settle)
+    count = tokens.revoke_grants("consent revoked by admin", user_id=user.id, client_id=client_id)
     changes.record(
         "consent.revoked", user.sub, client_id=client_id, scope=scope, tokens_revoked=count
     )

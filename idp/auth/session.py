@@ -78,26 +78,31 @@ def start(user: User, methods: list[str]) -> UserSession:
         else None
     )
     session.clear()
+    now = time.time()
+    # The user row is written before any session row, the order every writer keeps (an
+    # admin disabling the user, oauth.tokens.settle's row locks), so none waits in a cycle.
+    user.last_login_at = utcnow()
+    s.flush()
     if previous is not None and previous.user_id == user.id and is_live(previous):
         row = previous
-        row.auth_time = int(time.time())
+        row.auth_time = int(now)
         row.amr = methods
         row.last_seen_at = utcnow()
     else:
         if previous is not None:
             terminate([previous], "replaced by another sign-in")
-        row = UserSession(
-            sid=secrets.token_urlsafe(24), user_id=user.id, auth_time=int(time.time())
-        )
+        row = UserSession(sid=secrets.token_urlsafe(24), user_id=user.id, auth_time=int(now))
         row.amr = methods
         s.add(row)
     row.user_agent = (request.headers.get("User-Agent") or "")[:512] or None
     row.ip = request.remote_addr
-    user.last_login_at = utcnow()
     login_user(user)
     g.user_session = row
     session["sid"] = row.sid
     session["auth_time"] = row.auth_time
+    # auth_time has whole seconds (OIDC Core §2); the exact instant decides "signed in
+    # after" a pushed request arrived (oauth.par), which a second cannot.
+    session["signed_in_at"] = now
     session["amr"] = methods
     session.permanent = False
     return row

@@ -21,11 +21,12 @@ from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import audit, db
 from ..auth.forms import ConsentForm
 from ..auth.session import current_authentication
-from ..models import Client, Consent
+from ..models import Client, Consent, utcnow
 from ..security import allow_form_action
 from . import par, prompts
 from .claims import SCOPE_DESCRIPTIONS
@@ -186,13 +187,30 @@ def consent_page(form, client, scopes, params, redirect_uri: str):
 
 
 def remember_consent(user, client, scopes: list[str]) -> None:
+    """Record the user's consent, adding these scopes to what was granted before.
+
+    Two first consents may arrive at once (two tabs, or this page and the device page):
+    the row is created with INSERT ... ON CONFLICT DO NOTHING, then read under a row lock
+    (SQLite: the INSERT already holds the write lock), so neither fails on the unique
+    (user, client) constraint and neither loses the other's scopes.
+    """
     session = db.session()
-    consent = session.scalar(
-        select(Consent).where(Consent.user_id == user.id, Consent.client_id == client.client_id)
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    now = utcnow()
+    session.execute(
+        insert(Consent)
+        .values(
+            user_id=user.id, client_id=client.client_id, scope="", granted_at=now, updated_at=now
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "client_id"])
     )
-    if consent is None:
-        consent = Consent(user_id=user.id, client_id=client.client_id, scope="")
-        session.add(consent)
+    consent = session.scalar(
+        select(Consent)
+        .where(Consent.user_id == user.id, Consent.client_id == client.client_id)
+        .with_for_update(of=Consent)
+        .execution_options(populate_existing=True)
+    )
     consent.scope = " ".join(sorted(consent.scopes | set(scopes)))
     audit.record("consent.granted", actor=user.sub, target=client.client_id, scope=consent.scope)
     session.commit()

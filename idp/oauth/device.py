@@ -206,6 +206,7 @@ class DeviceCodeGrant(_DeviceCodeGrant):
     def create_token_response(self):
         credential = self.request.credential
         session = db.session()
+        now = utcnow()
         # The device code is consumed before tokens are issued, so a racing poll finds nothing.
         won = session.execute(
             update(DeviceCode)
@@ -213,8 +214,10 @@ class DeviceCodeGrant(_DeviceCodeGrant):
                 DeviceCode.id == credential.id,
                 DeviceCode.used_at.is_(None),
                 DeviceCode.status == APPROVED,
+                # Revoking the user's access expires approved codes not yet polled.
+                DeviceCode.expires_at > now,
             )
-            .values(used_at=utcnow())
+            .values(used_at=now)
         ).rowcount
         session.commit()
         if won != 1:

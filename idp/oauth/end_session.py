@@ -22,18 +22,17 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from authlib.common.urls import add_params_to_uri
-from flask import current_app, make_response, redirect, render_template, request, url_for
+from flask import make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from joserfc import jwt
-from joserfc.errors import JoseError
 from wtforms import SubmitField
 
 from .. import audit, db
 from ..auth import session as user_session
 from ..models import Client, UserSession
 from ..security import CSP, allow_form_action
-from . import keys, logout
+from . import logout, oidc
+from .oidc import audiences
 from .server import query_client
 
 PARAMS = (
@@ -73,22 +72,16 @@ class LogoutRequest:
 
 
 def verified_hint(token: str) -> dict:
-    """Claims of an ID token this server signed; an expired one is accepted (§2)."""
-    try:
-        decoded = jwt.decode(token, keys.store().verification_keys(), algorithms=keys.ALGORITHMS)
-    except (JoseError, ValueError) as exc:
-        raise LogoutRequestError("id_token_hint is not an ID token this server issued") from exc
-    claims = decoded.claims
-    if decoded.header.get("typ") == logout.LOGOUT_TOKEN_TYP or "events" in claims:
-        raise LogoutRequestError("id_token_hint is a logout token, not an ID token")
-    if claims.get("iss") != current_app.config["ISSUER"] or not claims.get("sub"):
-        raise LogoutRequestError("id_token_hint was not issued by this server")
+    """Claims of an ID token this server signed; an expired one is accepted (§2).
+
+    §2 requires an ID token here: an access token (at+jwt) or a logout token signed with the
+    same keys is refused (RFC 8725 §3.11), so a resource server holding a user's access
+    token cannot sign the user out.
+    """
+    claims = oidc.decode_id_token(token)
+    if claims is None:
+        raise LogoutRequestError("id_token_hint is not an ID token this server issued")
     return claims
-
-
-def audiences(claims: dict) -> list[str]:
-    aud = claims.get("aud")
-    return [a for a in (aud if isinstance(aud, list) else [aud]) if isinstance(a, str)]
 
 
 def parse(values) -> LogoutRequest:
@@ -130,13 +123,19 @@ def parse(values) -> LogoutRequest:
 
 
 def tied_to_session(req: LogoutRequest) -> bool:
-    """The hint names the signed-in user's current session: no confirmation needed."""
+    """The hint names the signed-in user's current session: no confirmation needed.
+
+    Only an ID token of this very session (its sub and its sid) whose grant is live
+    (oidc.live_subject: client enabled, consent not revoked) skips the question; a hint
+    without sid (a device-flow ID token) does not name a browser session.
+    """
     if not req.hint or not current_user.is_authenticated:
         return False
     if req.hint.get("sub") != current_user.sub:
         return False
-    sid = req.hint.get("sid")
-    return sid is None or sid == user_session.current_sid()
+    if not req.hint.get("sid") or req.hint["sid"] != user_session.current_sid():
+        return False
+    return oidc.live_subject(req.hint) is not None
 
 
 def end_session():

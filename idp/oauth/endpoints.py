@@ -8,7 +8,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoi
 from flask import current_app
 
 from .. import audit, db
-from ..models import Token, utcnow
+from ..models import Token
 from . import resources, tokens
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 
@@ -54,16 +54,14 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         return token.client_id == client.client_id or resources.introspects(client, token)
 
     def create_introspection_payload(self, token: Token | None):
-        if token is None or token.revoked_at is not None:
+        # RFC 7662 §2.2: revoked, expired, or its grant ended (a disabled client or user,
+        # an ended session, a revoked consent): inactive, by the same rule as every endpoint.
+        if token is None or not tokens.is_live(token):
             return {"active": False}
         if token.presented_as == "refresh_token":
-            active = token.refresh_is_usable()
             expires_at = token.refresh_expires_at
         else:
-            active = token.access_expires_at > utcnow()
             expires_at = token.access_expires_at
-        if not active or (token.user is not None and not token.user.is_active):
-            return {"active": False}
         payload = {
             "active": True,
             "scope": token.scope,

@@ -138,7 +138,7 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
         if row is None:
             return None
         if row.used_at is not None:
-            tokens.revoke_for_code(row.id, reason="authorization code replayed")
+            tokens.revoke_code(row.id, reason="authorization code replayed")
             audit.record("code.replayed", target=client.client_id, code_id=row.id)
             session.commit()
             return None
@@ -160,15 +160,29 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
     def create_token_response(self):
         code = self.request.authorization_code
         session = db.session()
+        now = utcnow()
         # The code is consumed before tokens are issued, so a racing request finds nothing.
+        # RFC 6749 §4.1.3: only an unexpired code; a sign-out or revocation that expired it
+        # after validate_token_request read it wins.
         won = session.execute(
             update(AuthorizationCode)
-            .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
-            .values(used_at=utcnow())
+            .where(
+                AuthorizationCode.id == code.id,
+                AuthorizationCode.used_at.is_(None),
+                AuthorizationCode.expires_at > now,
+            )
+            .values(used_at=now)
         ).rowcount
         session.commit()
         if won != 1:
-            tokens.revoke_for_code(code.id, reason="authorization code redeemed twice")
+            used = session.scalar(
+                select(AuthorizationCode.used_at).where(AuthorizationCode.id == code.id)
+            )
+            if used is None:
+                raise InvalidGrantError("The authorization code has expired.")
+            # RFC 6749 §4.1.2: the winner may still be inserting its tokens; the mark set
+            # here makes it revoke them itself (tokens.settle).
+            tokens.revoke_code(code.id, reason="authorization code redeemed twice")
             audit.record("code.replayed", target=code.client_id, code_id=code.id)
             session.commit()
             raise InvalidGrantError("The authorization code was already used.")
@@ -187,9 +201,9 @@ class RefreshTokenGrant(ResourceIndicators, grants.RefreshTokenGrant):
             tokens.revoke_family(row.family_id, reason="rotated refresh token reused")
             db.session().commit()
             return None
-        if self.authenticate_user(row) is None:
-            return None  # RFC 6749 §5.2: a disabled owner's grant is invalid_grant
-        return row if row.refresh_is_usable() else None
+        # RFC 6749 §5.2: a grant that ended (user disabled, signed out, consent revoked,
+        # client disabled) is invalid_grant.
+        return row if tokens.is_live(row) else None
 
     def authenticate_user(self, refresh_token):
         user = refresh_token.user

@@ -19,7 +19,7 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
 
 from ..models import Client, Resource, Token, User, secret_hash
-from . import resources
+from . import keys, resources
 from .paths import PATHS
 
 TYP = "at+jwt"  # RFC 9068 §2.1
@@ -69,9 +69,7 @@ def claims(row: Token, client: Client, user: User | None, scope: str) -> dict:
 
 
 def encode(data: dict) -> str:
-    from .oidc import sign  # oidc imports the models and keys; keep this module light
-
-    return sign(data, current_app.config["ACCESS_TOKEN_SIGNING_ALG"], typ=TYP)
+    return keys.sign(data, current_app.config["ACCESS_TOKEN_SIGNING_ALG"], typ=TYP)
 
 
 def shape(token: dict, request, row: Token) -> None:

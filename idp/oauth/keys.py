@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app
+from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey, import_key
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -134,6 +135,13 @@ class KeyStore:
 
 def init_app(app: Flask) -> None:
     app.extensions["idp.keys"] = KeyStore(app)
+
+
+def sign(claims: dict, alg: str, typ: str = "JWT") -> str:
+    """A JWT signed with the active key for alg: ID tokens (typ JWT), access tokens
+    (at+jwt, RFC 9068 §2.1) and logout tokens (logout+jwt)."""
+    key = store().signing_key(alg)
+    return jwt.encode({"alg": alg, "kid": key.kid, "typ": typ}, claims, key.key, [alg])
 
 
 def store() -> KeyStore:

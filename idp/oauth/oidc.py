@@ -13,21 +13,20 @@ from authlib.oidc.core import grants as oidc_grants
 from authlib.oidc.core.util import create_half_hash
 from flask import current_app
 from joserfc import jwt
-from sqlalchemy import select
+from joserfc.errors import JoseError
+from sqlalchemy import exists, select
 
 from .. import db
-from ..models import AuthorizationCode, Client, User
-from . import keys
+from ..models import AuthorizationCode, Client, Consent, User, UserSession
+from . import keys, tokens
 from .claims import user_claims
+from .keys import sign
+
+ID_TOKEN_TYP = "JWT"  # what sign() puts on ID tokens; access tokens are at+jwt (RFC 9068)
 
 
 def signing_alg(client: Client) -> str:
     return client.id_token_signed_response_alg or current_app.config["ID_TOKEN_SIGNING_ALG"]
-
-
-def sign(claims: dict, alg: str, typ: str = "JWT") -> str:
-    key = keys.store().signing_key(alg)
-    return jwt.encode({"alg": alg, "kid": key.kid, "typ": typ}, claims, key.key, [alg])
 
 
 def issue_id_token(
@@ -61,6 +60,60 @@ def issue_id_token(
     if access_token:
         claims["at_hash"] = create_half_hash(access_token, alg).decode("ascii")
     return sign(claims, alg)
+
+
+def decode_id_token(value: str) -> dict | None:
+    """The claims of an ID token this server signed (expired or not), else None.
+
+    Explicit typing (RFC 8725 §3.11): the same keys sign ID tokens (typ JWT), access
+    tokens (typ at+jwt, RFC 9068 §2.1) and logout tokens (typ logout+jwt), so the header
+    decides which one a JWT is. Only an ID token is accepted where an ID token is expected
+    (id_token_hint at /authorize, /par and /end_session, a token exchange subject or actor).
+    """
+    try:
+        decoded = jwt.decode(value, keys.store().verification_keys(), algorithms=keys.ALGORITHMS)
+    except (JoseError, ValueError):
+        return None
+    claims = decoded.claims
+    if str(decoded.header.get("typ", "")).upper() != ID_TOKEN_TYP or "events" in claims:
+        return None
+    if claims.get("iss") != current_app.config["ISSUER"] or not claims.get("sub"):
+        return None
+    if not audiences(claims):
+        return None
+    return claims
+
+
+def audiences(claims: dict) -> list[str]:
+    aud = claims.get("aud")
+    return [a for a in (aud if isinstance(aud, list) else [aud]) if isinstance(a, str)]
+
+
+def live_subject(claims: dict) -> User | None:
+    """The user of an ID token whose grant is still live (tokens.grant_is_live): the client
+    enabled, the user active, the session of its sid not ended, the consent not revoked."""
+    sid = claims.get("sid")
+    session_live = (
+        exists()
+        .where(UserSession.sid == sid, UserSession.user_id == User.id)
+        .where(UserSession.ended_at.is_(None))
+        if sid
+        else None
+    )
+    client_id = claims.get("azp") or audiences(claims)[0]
+    consent = exists().where(Consent.user_id == User.id, Consent.client_id == client_id)
+    columns = [User, consent] + ([session_live] if session_live is not None else [])
+    found = db.session().execute(select(*columns).where(User.sub == claims["sub"])).first()
+    if found is None:
+        return None
+    user = found[0]
+    live = tokens.grant_is_live(
+        client_id,
+        user,
+        session_live=bool(found[2]) if sid else True,
+        consent_given=bool(found[1]),
+    )
+    return user if live else None
 
 
 class OpenIDCode(oidc_grants.OpenIDCode):

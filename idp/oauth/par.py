@@ -30,6 +30,7 @@ from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from authlib.oauth2.rfc9101.errors import InvalidRequestUriError, RequestNotSupportedError
 from flask import current_app, g
 from flask import request as flask_request
+from flask import session as flask_session
 from sqlalchemy import select, update
 from werkzeug.datastructures import MultiDict
 
@@ -264,13 +265,16 @@ def authorization_params(params: dict[str, str], user) -> dict[str, str]:
         return params
     pushed = {name: values[0] for name, values in row.params.items() if values}
     if user is not None:
-        from ..auth.session import current_authentication
-
-        auth_time, _ = current_authentication()
         # Signed in after the browser brought this request: prompt=login and max_age are
         # honoured (the plain flow drops them from the URL it returns to; here is no URL).
-        # auth_time has whole seconds: a sign-in in the same second as the arrival counts.
-        if row.claimed_at is not None and auth_time >= int(row.claimed_at.timestamp()):
+        # Compared to the instant, not the second: a sign-in earlier in the same second
+        # as the arrival is not a new one (OIDC Core §3.1.2.1).
+        signed_in_at = flask_session.get("signed_in_at")
+        if (
+            row.claimed_at is not None
+            and signed_in_at is not None
+            and signed_in_at >= row.claimed_at.timestamp()
+        ):
             pushed.pop("max_age", None)
             remaining = [p for p in pushed.pop("prompt", "").split() if p != "login"]
             if remaining:

@@ -10,14 +10,10 @@ import re
 import time
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
-from flask import current_app
-from joserfc import jwt
-from joserfc.errors import JoseError
 from sqlalchemy import select
 
 from .. import db
 from ..models import Client, Consent, User
-from . import keys
 
 
 def requested_prompts(params) -> set[str]:
@@ -49,14 +45,12 @@ def id_token_hint_subject(params, client: Client) -> str | None:
     hint = params.get("id_token_hint")
     if not hint:
         return None
-    try:
-        token = jwt.decode(hint, keys.store().verification_keys())
-    except (JoseError, ValueError) as exc:
-        raise InvalidRequestError("id_token_hint is not an ID token this server issued") from exc
-    claims = token.claims
-    aud = claims.get("aud")
-    audiences = aud if isinstance(aud, list) else [aud]
-    if claims.get("iss") != current_app.config["ISSUER"] or client.client_id not in audiences:
+    from .oidc import audiences, decode_id_token
+
+    claims = decode_id_token(hint)  # an access or logout token is no ID token (RFC 8725)
+    if claims is None:
+        raise InvalidRequestError("id_token_hint is not an ID token this server issued")
+    if client.client_id not in audiences(claims):
         raise InvalidRequestError("id_token_hint was not issued to this client")
     return claims.get("sub")
 

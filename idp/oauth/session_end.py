@@ -1,5 +1,5 @@
 """What the protocol does when a browser session ends: the sign-out policy revokes the
-tokens issued in it (``tokens.revoke_for_session``, OIDC Core §11 for offline access) and a
+tokens issued in it (``tokens.revoke_grants``, OIDC Core §11 for offline access) and a
 logout token is queued for every client of the session with a back-channel logout URI
 (Back-Channel Logout 1.0 §2.5, ``logout.queue_backchannel``).
 
@@ -16,9 +16,9 @@ from ..models import UserSession
 from . import logout, tokens
 
 
-def revoke_and_queue_logout(row: UserSession, *, keep_offline: bool, **_) -> dict:
+def revoke_and_queue_logout(row: UserSession, *, reason: str, keep_offline: bool, **_) -> dict:
     """The session's tokens revoked, then its logout tokens queued; audit details."""
-    revoked = tokens.revoke_for_session(row.sid, keep_offline=keep_offline)
+    revoked = tokens.revoke_grants(reason, sid=row.sid, keep_offline=keep_offline)
     queued = logout.queue_backchannel(row)
     return {"tokens_revoked": revoked, "backchannel_queued": queued}
 

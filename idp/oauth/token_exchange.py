@@ -38,14 +38,13 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc6749.grants.base import BaseGrant, TokenEndpointMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
-from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select
 
 from .. import audit, db
 from ..models import Client, User
-from . import keys, resources, tokens
+from . import oidc, resources, tokens
 from .grants import ClientCredentialsGrant
 from .resources import InvalidTargetError
 
@@ -73,11 +72,7 @@ class PresentedToken:
 
 def read_access_token(value: str) -> PresentedToken | None:
     row = tokens.find(value, "access_token")
-    if row is None or row.presented_as != "access_token" or row.revoked_at is not None:
-        return None
-    if row.is_expired() or not tokens.client_enabled(row):
-        return None
-    if row.user is not None and not row.user.is_active:
+    if row is None or row.presented_as != "access_token" or not tokens.is_live(row):
         return None
     return PresentedToken(
         user=row.user,
@@ -97,25 +92,20 @@ def read_access_token(value: str) -> PresentedToken | None:
 
 
 def read_id_token(value: str) -> PresentedToken | None:
-    """An unexpired ID token this server signed, of a user who is still active."""
+    """An unexpired ID token this server signed, whose grant is still live: the user active,
+    the client enabled, its session not ended, the consent not revoked (oidc.live_subject).
+    """
+    data = oidc.decode_id_token(value)  # an at+jwt or a logout token is not an ID token
+    if data is None:
+        return None
     try:
-        decoded = jwt.decode(value, keys.store().verification_keys(), algorithms=keys.ALGORITHMS)
-        claims = jwt.JWTClaimsRegistry(
-            iss={"essential": True, "value": current_app.config["ISSUER"]},
-            sub={"essential": True},
-            aud={"essential": True},
-            exp={"essential": True},
-        )
-        claims.validate(decoded.claims)
+        jwt.JWTClaimsRegistry(exp={"essential": True}).validate(data)
     except (JoseError, ValueError):
         return None
-    if decoded.header.get("typ", "JWT") != "JWT" or "events" in decoded.claims:
-        return None  # an access token (at+jwt) or a logout token is not an ID token
-    data = decoded.claims
-    user = db.session().scalar(select(User).where(User.sub == data["sub"]))
-    if user is None or not user.is_active:
+    user = oidc.live_subject(data)
+    if user is None:
         return None
-    aud = data["aud"] if isinstance(data["aud"], list) else [data["aud"]]
+    aud = oidc.audiences(data)
     return PresentedToken(
         user=user,
         client_id=data.get("azp") or aud[0],

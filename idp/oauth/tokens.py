@@ -1,6 +1,19 @@
-"""Token issuance and revocation on the ``tokens`` table (RFC 6749 §5.1, RFC 7009).
+"""Token issuance, liveness and revocation on the ``tokens`` table (RFC 6749 §5.1, RFC 7009).
 
 Opaque bearer tokens (RFC 6750) of 256 random bits; only their SHA-256 hashes are stored.
+
+One liveness rule (``is_live`` for token rows, ``grant_is_live`` for what an ID token
+names): the client is enabled, the user is active, the session is live where the token is
+bound to one (unless it is an offline refresh token), the consent still exists (first-party
+clients have none) and the code it came from was not revoked. Every endpoint that accepts
+a token applies it.
+
+One revocation (``revoke_grants``) for a user, a client or a session: callers change the
+state first (session ended, user disabled, consent deleted), then it expires what is in
+flight (unredeemed codes, approved device codes) and revokes the token rows. A token being
+issued at that moment re-reads its grant's state after its INSERT (``settle``, under
+FOR SHARE row locks on PostgreSQL; SQLite runs one writer at a time), so either the
+revocation sees the new row or the new row sees the revocation.
 """
 
 from __future__ import annotations
@@ -10,12 +23,22 @@ import uuid
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, true, update
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.orm import lazyload
 
 from .. import audit, db
-from ..models import AuthorizationCode, Token, secret_hash, utcnow
+from ..models import (
+    AuthorizationCode,
+    Consent,
+    DeviceCode,
+    Token,
+    User,
+    UserSession,
+    secret_hash,
+    utcnow,
+)
+from ..models.device import APPROVED
 from . import jwt_tokens
 from .cache import registry
 
@@ -78,17 +101,12 @@ def save_token(token: dict, request) -> Token:
     jwt_tokens.shape(token, request, row)
     session = db.session()
     row.id = insert(session, row)
-    session.commit()
-    if parent is not None:
-        # A racing reuse of the parent may have revoked the family after this rotation won
-        # but before this row existed: RFC 9700 §4.14.2 wants the new tokens revoked too.
-        # The row lock waits for such a revocation to commit (found by the two-worker test).
-        if parent_revoked_meanwhile(parent.id):
-            row.revoked_at = utcnow()
-            session.execute(
-                update(Token).where(Token.id == row.id).values(revoked_at=row.revoked_at)
-            )
-        session.commit()  # also releases the row lock
+    # Token exchange of an access token joins the subject's family (token_exchange.py).
+    subject = getattr(request, "subject", None)
+    in_family = subject is not None and subject.granted_scope is not None
+    if row.user_id is not None or code is not None or parent is not None:
+        settle(row, code.id if code else None, parent.id if parent else None, in_family)
+    session.commit()  # also releases the row locks of settle
     return row
 
 
@@ -113,16 +131,123 @@ TOKEN_COLUMNS = tuple(c.key for c in Token.__table__.columns if c.key != "id")
 INSERT_TOKEN = sql_insert(Token.__table__).returning(Token.__table__.c.id)
 
 
-def parent_revoked_meanwhile(parent_id: int) -> bool:
-    query = select(Token.revoked_at).where(Token.id == parent_id).with_for_update()
-    return db.session().scalar(query) is not None
+EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+
+def revoked_code(code_id):
+    """SQL: the code was revoked after its use (a replay): ``revoke_code`` set expires_at
+    back to used_at. A code redeemed in time always has used_at < expires_at."""
+    return and_(
+        AuthorizationCode.id == code_id,
+        AuthorizationCode.used_at.is_not(None),
+        AuthorizationCode.expires_at <= AuthorizationCode.used_at,
+    )
+
+
+def settle(row: Token, code_id: int | None, parent_id: int | None, in_family: bool = False) -> None:
+    """Re-read the state of a just-inserted token's grant; revoke the token if it ended.
+
+    A revocation may have listed the grant's tokens after this request checked the grant
+    but before this row existed (the code-replay and sign-out races, RFC 6749 §4.1.2,
+    RFC 9700 §4.14.2). Revocations change their state first, then revoke rows; this reads
+    the state after the INSERT, so one of the two sees the other. On PostgreSQL the reads
+    take FOR SHARE row locks on the live rows (a revocation's write then waits for this
+    transaction) in the order revocations write (user, session, consent, code,
+    parent token, the family an exchanged token joined) so an uncommitted revocation is
+    waited for rather than missed.
+    """
+    checks = {}
+    if row.user_id is not None:
+        checks["user"] = _locked(
+            select(User.id).where(User.id == row.user_id, User.disabled.is_(False))
+        )
+        # An offline refresh token outlives its session (OIDC Core §11), and so do the
+        # access tokens it is refreshed into; sign-out only ended the one issued with it.
+        if row.sid is not None and not (parent_id is not None and keeps_offline(row)):
+            checks["session"] = _locked(
+                select(UserSession.id).where(
+                    UserSession.sid == row.sid, UserSession.ended_at.is_(None)
+                )
+            )
+        client = registry().client(row.client_id)
+        if row.grant_type != EXCHANGE and not (client is not None and client.first_party):
+            checks["consent"] = _locked(
+                select(Consent.id).where(
+                    Consent.user_id == row.user_id, Consent.client_id == row.client_id
+                )
+            )
+    code_id = code_id or row.authorization_code_id
+    if code_id is not None:
+        # A lock is taken only on rows that match, so the live code is what is matched and
+        # locked; a code purged since (long redeemed, refresh tokens outlive it) is no mark.
+        checks["code"] = or_(
+            _locked(
+                select(AuthorizationCode.id).where(
+                    AuthorizationCode.id == code_id, ~revoked_code(code_id)
+                )
+            ),
+            ~exists().where(AuthorizationCode.id == code_id),
+        )
+    if parent_id is not None:
+        checks["parent"] = _locked(
+            select(Token.id).where(Token.id == parent_id, Token.revoked_at.is_(None))
+        )
+    if in_family:
+        checks["family"] = _locked(
+            select(Token.id).where(
+                Token.family_id == row.family_id, Token.id != row.id, Token.revoked_at.is_(None)
+            )
+        )
+    state = db.session().execute(select(*(c.label(k) for k, c in checks.items()))).one()
+    ended = [name for name in checks if not state._mapping[name]]
+    if not ended:
+        return
+    now = utcnow()
+    if ended == ["session"] and keeps_offline(row):
+        # The sign-out policy: an offline refresh token outlives the session, its access
+        # token does not (as revoke_grants does for the session's other rows).
+        values = {"access_expires_at": now}
+        row.access_expires_at = now
+    else:
+        values = {"revoked_at": now}
+        row.revoked_at = now
+    db.session().execute(update(Token).where(Token.id == row.id).values(**values))
+    audit.record("token.revoked_meanwhile", target=row.client_id, token_id=row.id, ended=ended)
+
+
+def _locked(query):
+    return query.with_for_update(read=True).exists()
+
+
+def keeps_offline(row: Token) -> bool:
+    """An offline_access refresh token that survives sign-out (OIDC Core §11)."""
+    return (
+        bool(current_app.config["SIGN_OUT_KEEPS_OFFLINE_ACCESS"])
+        and row.refresh_token_hash is not None
+        and "offline_access" in row.granted_scope.split()
+    )
 
 
 # Built once: the look-up runs on every introspection, revocation and UserInfo request.
 # The client row is loaded only if asked for (those endpoints compare client_id); the user,
-# whose state decides "active", comes in the join.
+# whose state decides "active", comes in the join; the session, consent and code that the
+# liveness rule needs come as three EXISTS in the same statement (no extra round trip).
+SESSION_LIVE = or_(
+    Token.sid.is_(None),
+    exists().where(UserSession.sid == Token.sid, UserSession.ended_at.is_(None)),
+)
+CONSENT_GIVEN = or_(
+    Token.user_id.is_(None),
+    exists().where(Consent.user_id == Token.user_id, Consent.client_id == Token.client_id),
+)
+CODE_REVOKED = exists().where(revoked_code(Token.authorization_code_id))
 FIND_TOKEN = (
-    select(Token)
+    select(
+        Token,
+        SESSION_LIVE.label("session_live"),
+        CONSENT_GIVEN.label("consent_given"),
+        CODE_REVOKED.label("code_revoked"),
+    )
     .where(
         or_(
             Token.access_token_hash == bindparam("digest"),
@@ -140,15 +265,44 @@ def find(token_string: str, hint: str | None = None) -> Token | None:
     an optimisation, and a wrong hint must not hide the token (nor cost a second query).
     """
     digest = secret_hash(token_string)
-    row = db.session().scalar(FIND_TOKEN, {"digest": digest})
-    if row is not None:
-        row.presented_as = "access_token" if row.access_token_hash == digest else "refresh_token"
+    found = db.session().execute(FIND_TOKEN, {"digest": digest}).first()
+    if found is None:
+        return None
+    row = found[0]
+    row.presented_as = "access_token" if row.access_token_hash == digest else "refresh_token"
+    row.grant_state = (bool(found[1]), bool(found[2]), not found[3])
     return row
 
 
-def client_enabled(row: Token) -> bool:
-    """Whether the token's client still exists and is enabled (read through the cache)."""
-    return registry().client(row.client_id) is not None
+def is_live(row: Token) -> bool:
+    """The liveness rule for the token a request presented (found by ``find``)."""
+    if row.revoked_at is not None:
+        return False
+    refresh = row.presented_as == "refresh_token"
+    if (not row.refresh_is_usable()) if refresh else row.is_expired():
+        return False
+    session_live, consent_given, code_live = row.grant_state
+    return code_live and grant_is_live(
+        row.client_id,
+        row.user,
+        # Offline access outlives the session (its first access token was expired then).
+        session_live=session_live or keeps_offline(row),
+        # An exchanged token belongs to the subject's grant (its family), not a consent.
+        consent_given=consent_given or row.grant_type == EXCHANGE,
+    )
+
+
+def grant_is_live(
+    client_id: str, user: User | None, *, session_live: bool, consent_given: bool
+) -> bool:
+    """The rule itself: the client enabled, the user active, the session live, the consent
+    there (first-party clients ask for none). Also used for ID tokens (oidc.live_subject)."""
+    client = registry().client(client_id)
+    if client is None or not session_live:
+        return False
+    if user is None:
+        return True
+    return user.is_active and (consent_given or client.first_party)
 
 
 def revoke(row: Token) -> None:
@@ -177,41 +331,85 @@ def revoke_for_code(code_id: int, reason: str) -> int:
     return sum(revoke_family(f, reason) for f in families)
 
 
-def revoke_for_user_client(user_id: int, client_id: str) -> int:
-    result = db.session().execute(
-        update(Token)
-        .where(Token.user_id == user_id, Token.client_id == client_id, Token.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+def revoke_code(code_id: int, reason: str) -> int:
+    """A redeemed code came back (RFC 6749 §4.1.2): mark it revoked, then revoke its tokens.
+
+    The mark comes first so that a winner still inserting its tokens sees it (``settle``).
+    """
+    db.session().execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.id == code_id,
+            AuthorizationCode.used_at.is_not(None),
+            AuthorizationCode.expires_at > AuthorizationCode.used_at,
+        )
+        .values(expires_at=AuthorizationCode.used_at)
     )
-    return result.rowcount
+    return revoke_for_code(code_id, reason)
 
 
-def revoke_for_session(sid: str, keep_offline: bool = True) -> int:
-    """Sign-out policy: end what a browser session issued; returns how many rows were revoked.
+def revoke_grants(
+    reason: str,
+    *,
+    user_id: int | None = None,
+    client_id: str | None = None,
+    sid: str | None = None,
+    keep_offline: bool = False,
+) -> int:
+    """End what a user, a user's grant to a client, or a browser session holds.
 
-    Tokens issued in the session are revoked, except, when keep_offline, refresh tokens
-    granted with offline_access (OIDC Core §11): those survive sign-out, but the access
-    token issued with them ends now. Codes not yet redeemed expire.
+    The caller has already changed the state (ended the session, disabled the user,
+    deleted the consent) in this transaction. Then: unredeemed codes and approved device
+    codes not yet polled expire (they would otherwise still yield tokens), and the tokens
+    are revoked; for a user and client, the whole families (exchanged tokens held by other
+    clients included). For a session, with keep_offline, offline_access refresh tokens
+    survive (OIDC Core §11) but their access tokens end now. Returns the rows revoked.
     """
     session = db.session()
     now = utcnow()
-    revoked = 0
-    for row in session.scalars(select(Token).where(Token.sid == sid, Token.revoked_at.is_(None))):
-        offline = row.refresh_token_hash is not None and "offline_access" in (
-            row.granted_scope.split()
+    code_filter = [AuthorizationCode.used_at.is_(None), AuthorizationCode.expires_at > now]
+    token_filter = [Token.revoked_at.is_(None)]
+    if user_id is not None:
+        code_filter.append(AuthorizationCode.user_id == user_id)
+        token_filter.append(Token.user_id == user_id)
+    if client_id is not None:
+        code_filter.append(AuthorizationCode.client_id == client_id)
+        token_filter.append(Token.client_id == client_id)
+    if sid is not None:
+        code_filter.append(AuthorizationCode.sid == sid)
+        token_filter.append(Token.sid == sid)
+    session.execute(update(AuthorizationCode).where(*code_filter).values(expires_at=now))
+    if sid is None:  # device codes belong to no browser session
+        device_filter = [
+            DeviceCode.status == APPROVED,
+            DeviceCode.used_at.is_(None),
+            DeviceCode.expires_at > now,
+            DeviceCode.user_id == user_id,
+        ]
+        if client_id is not None:
+            device_filter.append(DeviceCode.client_id == client_id)
+        session.execute(update(DeviceCode).where(*device_filter).values(expires_at=now))
+    selected = and_(*token_filter)
+    if user_id is not None and client_id is not None:
+        families = select(Token.family_id).where(
+            Token.user_id == user_id, Token.client_id == client_id
         )
-        if keep_offline and offline:
-            row.access_expires_at = min(row.access_expires_at, now)
-        else:
-            row.revoked_at = now
-            revoked += 1
-    session.execute(
-        update(AuthorizationCode)
-        .where(
-            AuthorizationCode.sid == sid,
-            AuthorizationCode.used_at.is_(None),
-            AuthorizationCode.expires_at > now,
-        )
-        .values(expires_at=now)
+        selected = and_(Token.revoked_at.is_(None), Token.family_id.in_(families))
+    offline = and_(
+        Token.refresh_token_hash.is_not(None),
+        (" " + Token.granted_scope + " ").contains(" offline_access ", autoescape=True),
     )
+    revoked = session.execute(
+        update(Token)
+        .where(selected, ~offline if keep_offline else true())
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if keep_offline:
+        session.execute(
+            update(Token)
+            .where(selected, offline, Token.access_expires_at > now)
+            .values(access_expires_at=now)
+            .execution_options(synchronize_session=False)
+        )
     return revoked

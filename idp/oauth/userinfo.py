@@ -10,7 +10,7 @@ from flask import jsonify, request
 
 from .. import db
 from .claims import user_claims
-from .tokens import client_enabled, find
+from .tokens import find, is_live
 
 
 class BearerTokenValidator(_BearerTokenValidator):
@@ -20,7 +20,7 @@ class BearerTokenValidator(_BearerTokenValidator):
 
     def validate_token(self, token, scopes, request):
         super().validate_token(token, scopes, request)
-        if token.user is None or not token.user.is_active or not client_enabled(token):
+        if token.user is None or not is_live(token):
             raise InvalidTokenError()
 
 

@@ -76,6 +76,8 @@ def test_concurrent_code_redemptions_have_exactly_one_winner(
         session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.event == "code.replayed"))
         == n - 1
     )
+    # §4.1.2: the replays revoke the winner's tokens, even those stored after a replay came.
+    assert session.scalars(select(Token.revoked_at)).all() != [None]
 
 
 @pytest.mark.parametrize("n", [2, 8])
@@ -95,3 +97,6 @@ def test_concurrent_refreshes_have_exactly_one_winner(db_session, app, auth, use
         select(Token).where(Token.refresh_token_hash == secret_hash(tokens["refresh_token"]))
     )
     assert old.refresh_used_at is not None
+    # RFC 9700 §4.14.2: the losers are reuses, so the whole family is revoked, the winner's
+    # new tokens included (also when they were stored after the reuse revoked the family).
+    assert None not in session.scalars(select(Token.revoked_at)).all()

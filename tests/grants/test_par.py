@@ -4,7 +4,9 @@ authorization endpoint, one-time use, and requiring PAR per client and server-wi
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -256,6 +258,32 @@ def test_pushed_prompt_login_is_honoured_once(app, client, auth, user, oauth_cli
     auth.login(next_url=next_url)
     response = client.get(next_url)
     assert response.status_code == 200 and b'name="allow"' in response.data
+
+
+def test_a_sign_in_earlier_in_the_same_second_does_not_honour_prompt_login(
+    app, client, auth, user, oauth_client, monkeypatch
+):
+    # OIDC Core §3.1.2.1 prompt=login: the sign-in must come after the request. One that
+    # happened 0.3 s before the browser arrived, in the same second, is not a new one.
+    from idp.auth import session as user_session
+
+    signed_in = float(int(time.time())) + 0.5
+    monkeypatch.setattr(user_session, "time", SimpleNamespace(time=lambda: signed_in))
+    auth.login()
+    monkeypatch.undo()
+    request_uri, _, _ = pushed(client, oauth_client, prompt="login")
+    with app.app_context():  # the browser arrives 0.3 s after that sign-in
+        session = db.session()
+        arrived = datetime.fromtimestamp(signed_in + 0.3, UTC)
+        session.execute(
+            update(PushedAuthorizationRequest)
+            .where(PushedAuthorizationRequest.request_uri_hash == secret_hash(request_uri))
+            .values(claimed_at=arrived, expires_at=arrived + timedelta(minutes=10))
+        )
+        session.commit()
+    response = authorize_with(client, oauth_client.client_id, request_uri)
+    assert response.status_code == 302
+    assert urlsplit(response.headers["Location"]).path == "/login"
 
 
 def test_request_uri_is_used_once(app, client, auth, user, oauth_client):

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -194,6 +195,11 @@ def form_token(page: str) -> str:
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
 
 
+def together(*actions) -> list:
+    """Run the zero-argument actions at once, one thread each; returns their results."""
+    return at_once(len(actions), lambda i: actions[i]())
+
+
 def sign_in(server, username: str = "walt") -> requests.Session:
     browser = requests.Session()
     token = form_token(browser.get(server.url + "/login").text)
@@ -268,6 +274,9 @@ def test_a_code_redeemed_twice_at_once_on_two_workers_succeeds_once(server, rows
                 "redirect_uri": rows.redirect_uri}  # fmt: skip
         responses = at_once(2, lambda _i, data=data: token_request(server, rows, data))
         assert outcome(responses) == Counter({"ok": 1, "400 invalid_grant": 1})
+        # §4.1.2: the replay revokes the winner's tokens, even if they were stored after it.
+        (winner,) = [r.json() for r in responses if r.status_code == 200]
+        assert introspect(server, rows, winner["access_token"]).json() == {"active": False}
         workers = server.served_by(responses)
         if len(workers) == 2:
             break
@@ -299,6 +308,132 @@ def test_a_refresh_race_on_two_workers_has_one_winner_and_revokes_the_family(ser
         if len(workers) == 2:
             break
     assert len(workers) == 2
+
+
+@pytest.fixture(scope="module")
+def third_party(server, rows):
+    """A client that is not first-party: the user's consent is its grant."""
+    app = create_app({"DATABASE_URL": server.database_url, "SECRET_KEY": SECRET_KEY,
+                      "ISSUER": server.url, "TESTING": True})  # fmt: skip
+    with app.app_context():
+        registered = Factory(app).client(name="Third", scope="openid profile")
+    yield registered
+    db.engine(app).dispose()
+
+
+def csrf_of(response: requests.Response) -> str:
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', response.text).group(1)
+
+
+def consent_page(server, browser, registered) -> tuple[str, str, str]:
+    """GET /authorize up to the consent page: (its URL, its CSRF token, the verifier)."""
+    verifier, challenge = pkce_pair()
+    answer = browser.get(
+        server.url + "/authorize",
+        params={"response_type": "code", "client_id": registered.client_id,
+                "redirect_uri": registered.redirect_uri, "scope": "openid profile",
+                "state": "s", "code_challenge": challenge, "code_challenge_method": "S256"},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 200 and 'name="allow"' in answer.text, answer.text[:300]
+    return answer.url, csrf_of(answer), verifier
+
+
+def new_code(server, browser, registered) -> tuple[str, str]:
+    """A code for the client, through the consent page if it shows: (code, verifier)."""
+    verifier, challenge = pkce_pair()
+    answer = browser.get(
+        server.url + "/authorize",
+        params={"response_type": "code", "client_id": registered.client_id,
+                "redirect_uri": registered.redirect_uri, "scope": "openid profile",
+                "state": "s", "code_challenge": challenge, "code_challenge_method": "S256"},
+        allow_redirects=False,
+    )  # fmt: skip
+    if answer.status_code == 200:
+        answer = allow(browser, answer.url, csrf_of(answer))
+    return code_of(answer), verifier
+
+
+def allow(browser, url: str, token: str) -> requests.Response:
+    return browser.post(url, data={"csrf_token": token, "allow": "Allow"}, allow_redirects=False)
+
+
+def code_of(answer: requests.Response) -> str:
+    assert answer.status_code == 302, answer.text[:300]
+    return parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+
+
+def assert_dead(server, registered, answer: requests.Response) -> None:
+    """A token response of a grant that ended: refused, or tokens that do not work."""
+    if answer.status_code != 200:
+        assert answer.json()["error"] == "invalid_grant"
+        return
+    body = answer.json()
+    assert introspect(server, registered, body["access_token"]).json() == {"active": False}
+    again = token_request(
+        server, registered, {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+    )
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_two_first_consents_at_once_both_succeed(server, third_party):
+    # Issue 19 §7: two first consents of one user to one client at once (two tabs) both
+    # answer with a code, never a 500 from the unique (user, client) constraint.
+    for _ in range(3):
+        pages = []
+        for _tab in range(2):
+            browser = sign_in(server)
+            pages.append((browser, *consent_page(server, browser, third_party)))
+        answers = together(*(partial(allow, *page[:3]) for page in pages))
+        assert [a.status_code for a in answers] == [302, 302], [a.text[:300] for a in answers]
+        revoke_consent(server, pages[0][0], third_party)
+
+
+def revoke_consent(server, browser, registered) -> requests.Response:
+    page = browser.get(server.url + "/account/")
+    answer = browser.post(
+        server.url + f"/account/apps/{registered.client_id}/revoke",
+        data={"csrf_token": csrf_of(page)},
+        allow_redirects=False,
+    )
+    assert answer.status_code == 302
+    return answer
+
+
+def sign_out(server, browser) -> requests.Response:
+    page = browser.get(server.url + "/logout")
+    answer = browser.post(
+        server.url + "/logout", data={"csrf_token": csrf_of(page)}, allow_redirects=False
+    )
+    assert answer.status_code in (200, 302)
+    return answer
+
+
+def test_a_sign_out_racing_a_redemption_leaves_no_working_token(server, third_party):
+    # Issue 19 §1: the session's tokens end with it, also those stored while it ended.
+    for _ in range(5):
+        browser = sign_in(server)
+        code, verifier = new_code(server, browser, third_party)
+        data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                "redirect_uri": third_party.redirect_uri}  # fmt: skip
+        redeemed, _ = together(
+            partial(token_request, server, third_party, data), partial(sign_out, server, browser)
+        )
+        assert_dead(server, third_party, redeemed)
+
+
+def test_revoking_access_racing_a_redemption_leaves_no_working_token(server, third_party):
+    # Issue 19 §3: "The application's tokens no longer work", the ones in flight included.
+    browser = sign_in(server)
+    for _ in range(5):
+        code, verifier = new_code(server, browser, third_party)
+        data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                "redirect_uri": third_party.redirect_uri}  # fmt: skip
+        redeemed, _ = together(
+            partial(token_request, server, third_party, data),
+            partial(revoke_consent, server, browser, third_party),
+        )
+        assert_dead(server, third_party, redeemed)
 
 
 def jwks_round(server, n=6) -> list[requests.Response]:

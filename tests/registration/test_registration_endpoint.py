@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -289,6 +290,31 @@ def test_last_use_of_a_token_goes_to_one_registration(
     with app.app_context():
         assert db.session().scalar(select(func.count()).select_from(Client)) == 0
         assert db.session().get(RegistrationToken, token_id).uses == 1
+
+
+@pytest.mark.config(REGISTRATION="token")
+def test_simultaneous_registrations_take_the_last_use_once(app, make_initial_token):
+    # RFC 7591 §3: the same race, natural: n requests with a one-use token at once.
+    from .rp import Registrar
+
+    _, token = make_initial_token(max_uses=1)
+    n = 4
+    barrier = threading.Barrier(n)
+    answers: list = [None] * n
+
+    def register(i):
+        registrar = Registrar(app.test_client())
+        barrier.wait(timeout=10)
+        answers[i] = registrar.register(token=token)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(a.status_code for a in answers) == [201] + [401] * (n - 1)
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(Client)) == 1
 
 
 def test_unknown_registration_mode_stops_start_up(app_config):
