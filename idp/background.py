@@ -14,10 +14,27 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 
 from flask import Flask
+from sqlalchemy import func, select
+
+from . import db
 
 log = logging.getLogger("idp.background")
+
+
+def seconds_until_due(due_column, *pending) -> float | None:
+    """Seconds until the earliest due row of a queue (0 if overdue); None when no row is
+    ``pending``. What a ``Worker.round`` returns once it has done what was due."""
+    s = db.session()
+    due = s.scalar(select(func.min(due_column)).where(*pending))
+    s.commit()
+    if due is None:
+        return None
+    if due.tzinfo is None:  # SQLite returns aggregates without the column's type
+        due = due.replace(tzinfo=UTC)
+    return max((due - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 class Worker:

@@ -22,10 +22,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, current_app
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, select, update
 
 from .. import audit, db, metrics
-from ..background import Worker
+from ..background import Worker, seconds_until_due
 from ..models import MailMessage, utcnow
 from ..models.mail import FAILED, PENDING, SENT
 from .message import envelope_sender
@@ -223,16 +223,7 @@ def retry_failed() -> Retried:
 
 def seconds_until_next() -> float | None:
     """Seconds until the next pending message is due; None when nothing is pending."""
-    s = db.session()
-    due = s.scalar(
-        select(func.min(MailMessage.next_attempt_at)).where(MailMessage.status == PENDING)
-    )
-    s.commit()
-    if due is None:
-        return None
-    if due.tzinfo is None:  # SQLite returns aggregates without the column's type
-        due = due.replace(tzinfo=utcnow().tzinfo)
-    return max((due - utcnow()).total_seconds(), 0.0)
+    return seconds_until_due(MailMessage.next_attempt_at, MailMessage.status == PENDING)
 
 
 class Sender(Worker):

@@ -29,10 +29,10 @@ from urllib.parse import urlencode, urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from flask import Flask, current_app
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, select, update
 
 from .. import audit, db
-from ..background import Worker
+from ..background import Worker, seconds_until_due
 from ..models import Client, LogoutDelivery, SessionClient, User, UserSession, utcnow
 from ..urls import is_loopback
 
@@ -232,18 +232,11 @@ def give_up(row: LogoutDelivery, error: str | None) -> None:
 
 def seconds_until_next() -> float | None:
     """Seconds until the next pending delivery is due; None when nothing is pending."""
-    s = db.session()
-    due = s.scalar(
-        select(func.min(LogoutDelivery.next_attempt_at)).where(
-            LogoutDelivery.delivered_at.is_(None), LogoutDelivery.gave_up_at.is_(None)
-        )
+    return seconds_until_due(
+        LogoutDelivery.next_attempt_at,
+        LogoutDelivery.delivered_at.is_(None),
+        LogoutDelivery.gave_up_at.is_(None),
     )
-    s.commit()
-    if due is None:
-        return None
-    if due.tzinfo is None:  # SQLite returns aggregates without the column's type
-        due = due.replace(tzinfo=utcnow().tzinfo)
-    return max((due - utcnow()).total_seconds(), 0.0)
 
 
 class Dispatcher(Worker):
