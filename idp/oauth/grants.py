@@ -144,6 +144,13 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
             return None
         if row.is_expired():
             return None
+        if row.get_redirect_uri() and not self.request.payload.redirect_uri:
+            # RFC 6749 §4.1.3: REQUIRED when the authorization request had one; missing, it
+            # is invalid_request (§5.2), not the invalid_grant of a different one. The code
+            # stays unused: the client may repeat the request with it.
+            raise InvalidRequestError(
+                "redirect_uri is required: the authorization request had one."
+            )
         return row
 
     def validate_token_request(self):

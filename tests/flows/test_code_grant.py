@@ -150,14 +150,9 @@ def test_redirect_uri_must_be_repeated_at_the_token_endpoint(auth, user, oauth_c
         {"grant_type": "authorization_code", "code": code, "code_verifier": verifier},
     )
     assert response.status_code == 400
-    assert response.get_json()["error"] in ("invalid_grant", "invalid_request")
+    assert response.get_json()["error"] == "invalid_request"  # RFC 6749 §5.2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Authlib's code grant answers a missing redirect_uri with invalid_grant, as for a "
-    "different one; the fix belongs in idp/oauth/grants.py (issue 20, another branch)",
-)
 def test_a_missing_redirect_uri_at_the_token_endpoint_is_invalid_request(auth, user, oauth_client):
     # RFC 6749 §4.1.3: redirect_uri is REQUIRED when the authorization request had one;
     # §5.2 invalid_request: "The request is missing a required parameter" (invalid_grant is
@@ -170,6 +165,8 @@ def test_a_missing_redirect_uri_at_the_token_endpoint_is_invalid_request(auth, u
     )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
+    # Nothing was used up: the complete request still redeems the code.
+    assert auth.exchange(oauth_client, code, verifier).status_code == 200
 
 
 def test_code_is_bound_to_the_pkce_challenge(auth, user, public_client):
