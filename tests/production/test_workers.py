@@ -599,3 +599,38 @@ def test_two_admins_demoting_each_other_on_two_workers_leave_one_admin(server, r
             session.commit()
         workers |= server.served_by(responses)
     assert len(workers) == 2
+
+
+ROUNDS = 6  # each round: a sign-in, a consent, the race, an enable
+
+
+def test_disabling_a_user_racing_a_redemption_leaves_no_working_token(server, third_party):
+    # Issue 19 §2: a token stored while an admin disables its user is revoked too, and stays
+    # revoked when the user is enabled again (revocation, not only a check of `disabled`).
+    with server_app(server) as app:
+        factory = Factory(app)
+        factory.user(username="chief", is_admin=True)
+        user_id = factory.user(username="dora").id
+    admin = sign_in(server, "chief")
+    token = form_token(admin.get(server.url + "/logout").text)
+
+    def disable() -> requests.Response:
+        answer = admin.post(f"{server.url}/admin/users/{user_id}/disable",
+                            data={"csrf_token": token}, allow_redirects=False)  # fmt: skip
+        assert answer.status_code == 302, answer.text[:300]
+        return answer
+
+    answers = []
+    for _ in range(ROUNDS):
+        browser = sign_in(server, "dora")
+        code, verifier = new_code(server, browser, third_party)
+        data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                "redirect_uri": third_party.redirect_uri}  # fmt: skip
+        redeemed, _ = together(partial(token_request, server, third_party, data), disable)
+        answers.append(redeemed)
+        enabled = admin.post(f"{server.url}/admin/users/{user_id}/enable",
+                             data={"csrf_token": token}, allow_redirects=False)  # fmt: skip
+        assert enabled.status_code == 302
+    # Checked after the user is enabled again: nothing of the disabled grant comes back.
+    for redeemed in answers:
+        assert_dead(server, third_party, redeemed)
