@@ -12,7 +12,7 @@ from .claims import CLAIMS_SUPPORTED, OIDC_SCOPES
 from .client_auth import CONFIDENTIAL_METHODS, SIGNING_ALG_VALUES
 from .grants import CLIENT_AUTH, RESPONSE_MODES
 from .keys import ALGORITHMS
-from .paths import PATHS, registration_enabled
+from .paths import PATHS, SERVICE_DOCUMENTATION, registration_enabled
 from .server import GRANT_TYPES
 
 
@@ -53,6 +53,9 @@ def metadata() -> dict:
         frontchannel_logout_session_supported=True,
         backchannel_logout_supported=True,
         backchannel_logout_session_supported=True,
+        # RFC 8414 §2: how to use this server, in words; among others the loopback redirect
+        # URI rule (RFC 8252 §7.3), which no metadata field expresses.
+        service_documentation=issuer + SERVICE_DOCUMENTATION,
     )
     if not registration_enabled():
         doc.pop("registration_endpoint")

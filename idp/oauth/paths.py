@@ -24,6 +24,10 @@ PATHS = {
 }
 
 
+# RFC 8414 §2 service_documentation: a page for people, not an endpoint (service_documentation.py).
+SERVICE_DOCUMENTATION = "/relying-parties"
+
+
 def registration_mode() -> str:
     """The REGISTRATION setting: off, token (initial access token required) or open."""
     return current_app.config["REGISTRATION"]

@@ -18,6 +18,7 @@ from . import (
     logout,
     openapi,
     registration,
+    service_documentation,
     session_end,
 )
 from . import end_session as end_session_view
@@ -161,5 +162,6 @@ def init_app(app: Flask) -> None:
     device.init_app(app)  # the user-code page: its own blueprint, CSRF-protected
     registration.init_app(app)
     app.register_blueprint(bp)
+    app.register_blueprint(service_documentation.bp)  # discovery's service_documentation page
     app.jinja_env.globals["scope_text"] = lambda scope: SCOPE_DESCRIPTIONS.get(scope, scope)
     app.extensions["csrf"].exempt(bp)  # protocol endpoints; the consent form checks its own

@@ -25,3 +25,9 @@ def test_an_inaccessible_state_fails_the_check(live_server, page):
 def test_a_page_of_another_origin_is_not_ours_to_check(live_server, page, rp_callback):
     page.goto(rp_callback.url)  # no lang, no landmarks: not the identity provider's page
     a11y.check(page)
+
+
+def test_the_relying_party_documentation_page_passes(live_server, page):
+    # RFC 8414 §2 service_documentation: a page for people, held to the same rules (issue 18).
+    page.goto(live_server + "/relying-parties")
+    a11y.expect(page.locator("h1")).to_have_text("For relying parties")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
@@ -127,3 +128,19 @@ def test_metadata_is_publicly_cacheable(client):
         match = re.search(r"max-age=(\d+)", cache)
         assert match and int(match.group(1)) > 0
         assert "no-store" not in cache
+
+
+def test_service_documentation_tells_relying_parties_the_redirect_uri_rule(client):
+    # RFC 8414 §2 service_documentation: what a developer needs beyond the metadata. The
+    # loopback port rule (RFC 8252 §7.3) has no metadata field, so the page says it (issue 12).
+    metadata = client.get("/.well-known/openid-configuration").get_json()
+    url = metadata["service_documentation"]
+    assert url == metadata["issuer"] + "/relying-parties"
+    page = client.get(urlsplit(url).path)
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    text = page.get_data(as_text=True)
+    assert "RFC 8252 §7.3" in text and "127.0.0.0/8" in text and "[::1]" in text
+    assert "<code>localhost</code> gets no such exception" in text
+    for method in metadata["token_endpoint_auth_methods_supported"]:
+        assert f"<code>{method}</code>" in text

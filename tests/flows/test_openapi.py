@@ -25,7 +25,7 @@ SPEC = json.loads(openapi.SPEC_PATH.read_text(encoding="utf-8"))
 SCHEMAS = SPEC["components"]["schemas"]
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # Routes every app has that the description leaves out: the UI and its blueprints.
-NOT_PROTOCOL = ("static", "auth.", "account.", "admin.", "device.", "demo.")
+NOT_PROTOCOL = ("static", "auth.", "account.", "admin.", "device.", "demo.", "docs.")
 
 
 def described() -> dict[str, set[str]]:
