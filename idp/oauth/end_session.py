@@ -202,7 +202,10 @@ def confirm_page(form: ConfirmLogoutForm, req: LogoutRequest):
 
 
 def error_page(description: str):
-    return render_template("oauth/logout_error.html", description=description), 400
+    # error: base.html prefixes the title with "Error: " (WCAG 2.2 §3.3.1).
+    return render_template(
+        "oauth/logout_error.html", description=description, error="invalid_request"
+    ), 400
 
 
 def finish(rows: list[UserSession], req: LogoutRequest):

@@ -125,6 +125,7 @@ def test_hint_this_server_did_not_issue_is_refused_without_redirect(
     assert response.status_code == 400
     assert "Location" not in response.headers
     assert "cannot continue" in response.text
+    assert "<title>Error: " in response.text  # WCAG 2.2 §3.3.1 (issue 18)
     assert len(live(app, user)) == 1 and signed_in(client)
     assert events(app, "logout.request_refused")
 
