@@ -60,7 +60,7 @@ def csrf_refused(error: CSRFError):
     if wants_json():  # protocol endpoints are exempt; a JSON answer in case one is not
         return http_error(error)
     log.info("form refused by the CSRF check", extra={"reason": error.description})
-    return render_template("errors/csrf.html"), 400
+    return render_template("errors/csrf.html", error="csrf"), 400  # title: "Error: …"
 
 
 def server_error(error: Exception):
