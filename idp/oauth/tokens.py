@@ -312,7 +312,14 @@ def revoke(row: Token) -> None:
 
 def revoke_family(family_id: str, reason: str) -> int:
     """Revoke every token descended from one grant (RFC 9700 §4.14.2)."""
-    result = db.session().execute(
+    session = db.session()
+    # A rotation that won moments ago may be storing its new row while holding a FOR SHARE
+    # lock on its parent (``settle``). Locking the family first waits for that commit; the
+    # UPDATE below is then a new statement whose snapshot includes the new row. (An UPDATE
+    # that waited on the parent itself would not see a row committed meanwhile: PostgreSQL
+    # reads committed rows as of the statement's start.) SQLite has one writer at a time.
+    session.execute(select(Token.id).where(Token.family_id == family_id).with_for_update())
+    result = session.execute(
         update(Token)
         .where(Token.family_id == family_id, Token.revoked_at.is_(None))
         .values(revoked_at=utcnow())
