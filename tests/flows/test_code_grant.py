@@ -141,18 +141,6 @@ def test_code_is_bound_to_the_redirect_uri(auth, user, factory):
     assert response.status_code == 200, response.get_json()
 
 
-def test_redirect_uri_must_be_repeated_at_the_token_endpoint(auth, user, oauth_client):
-    # RFC 6749 §4.1.3: REQUIRED if it was included in the authorization request.
-    auth.login()
-    code, verifier, _ = auth.get_code(oauth_client)
-    response = auth.token(
-        oauth_client,
-        {"grant_type": "authorization_code", "code": code, "code_verifier": verifier},
-    )
-    assert response.status_code == 400
-    assert response.get_json()["error"] == "invalid_request"  # RFC 6749 §5.2
-
-
 def test_a_missing_redirect_uri_at_the_token_endpoint_is_invalid_request(auth, user, oauth_client):
     # RFC 6749 §4.1.3: redirect_uri is REQUIRED when the authorization request had one;
     # §5.2 invalid_request: "The request is missing a required parameter" (invalid_grant is
