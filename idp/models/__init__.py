@@ -1,5 +1,6 @@
 """SQLAlchemy 2 typed models. The schema is created and changed only by Alembic migrations."""
 
+from .account_link import AccountLink
 from .audit import AuditEvent
 from .base import Base, secret_hash, secret_matches, utcnow
 from .client import Client, new_client_id
@@ -16,6 +17,7 @@ from .token import Token
 from .user import User
 
 __all__ = [
+    "AccountLink",
     "AuditEvent",
     "AuthorizationCode",
     "Base",
