@@ -56,6 +56,7 @@ bp = Blueprint("password", __name__)
 
 RESET_TOKEN = "password_reset_token"  # the session key holding a reset link's secret
 WRONG_CURRENT = "This is not your current password."
+PLACEHOLDER_ADDRESS = "nobody@example.com"  # the reset mail rendered for no account
 
 
 def context_of(user: User) -> dict:
@@ -153,10 +154,13 @@ def request_reset(identifier: str) -> None:
         "minutes": max(1, ttl // 60),
     }
     subject = "Reset your password"
-    if eligible:
-        mail.send(user.email, subject, "password_reset", **context)
-    else:
-        render_mail("nobody@example.invalid", subject, "password_reset", **context)
+    try:
+        if eligible:
+            mail.send(user.email, subject, "password_reset", **context)
+        else:
+            render_mail(PLACEHOLDER_ADDRESS, subject, "password_reset", **context)
+    except ValueError:  # an address the mail cannot go to: the same answer, nothing sent
+        eligible = False
     audit.record(
         "password.reset_requested",
         actor=identifier[:150],
