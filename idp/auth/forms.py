@@ -51,8 +51,8 @@ def password_context(form) -> dict:
 
 
 class PasswordPolicy:
-    """WTForms validator: ``policy.check_password`` (NIST SP 800-63B rev. 4 §3.1.1.2), each
-    reason a separate error the form shows. Empty data is left to DataRequired/Optional."""
+    """WTForms validator: ``policy.check_password`` (NIST SP 800-63B rev. 4 §3.1.1.2); every
+    reason is shown, in one message. Empty data is left to DataRequired/Optional."""
 
     field_flags = {}
 
@@ -60,9 +60,8 @@ class PasswordPolicy:
         if not field.data:
             return
         reasons = check_password(field.data, **password_context(form))
-        if reasons:
-            field.errors.extend(reasons[:-1])
-            raise ValidationError(reasons[-1])
+        if reasons:  # one message, so the error summary links the field once
+            raise ValidationError(" ".join(reasons))
 
 
 class MinimumLengthHint:
