@@ -23,8 +23,6 @@ lost one through a mailed link. NIST SP 800-63B rev. 4 §3.1.1.2 (policy), §4.2
 
 from __future__ import annotations
 
-import secrets
-
 from flask import (
     Blueprint,
     Flask,
@@ -48,7 +46,6 @@ from ..auth.forms import (
     password_feedback,
 )
 from ..auth.login import find_user, is_locked, record_failure
-from ..mail.message import render as render_mail
 from ..models import User, utcnow
 from ..oauth import tokens
 
@@ -134,33 +131,37 @@ def request_reset(identifier: str) -> None:
 
     Every request does the same work, so that neither the answer nor its time tells whether
     the account exists, is disabled or has no address: the same user lookup, the same
-    revocation UPDATE, a link secret and the rendered mail (to the account's address, or to a
-    placeholder that is thrown away), and the same audit row. Only an eligible account's link
-    and message are added to the transaction.
+    revocation UPDATE, then, inside a SAVEPOINT, the link row and the queued message (to a
+    placeholder address when nobody is to get one), and the same audit row. For an account
+    that gets no link the SAVEPOINT is rolled back instead of released: the same statements
+    ran, nothing of them stays.
     """
     user = find_user(identifier)
     eligible = user is not None and user.is_active and bool(user.email)
     ttl = int(current_app.config["PASSWORD_RESET_TTL"])
     # A new link revokes the older ones (only the latest mail works).
     links.revoke("reset", user_id=user.id if eligible else 0)
-    if eligible:
-        token = links.issue("reset", user.email, ttl, user=user)
-    else:
-        token = secrets.token_urlsafe(32)  # as links.issue makes one; never stored
-    context = {
-        "name": (user.name or user.username) if eligible else identifier,
-        "username": user.username if eligible else identifier,
-        "link": links.external_url("password.reset", token=token),
-        "minutes": max(1, ttl // 60),
-    }
-    subject = "Reset your password"
+    address = user.email if eligible else PLACEHOLDER_ADDRESS
+    session_ = db.session()
+    nested = session_.begin_nested()
     try:
-        if eligible:
-            mail.send(user.email, subject, "password_reset", **context)
-        else:
-            render_mail(PLACEHOLDER_ADDRESS, subject, "password_reset", **context)
+        token = links.issue("reset", address, ttl, user=user if eligible else None)
+        mail.send(
+            address,
+            "Reset your password",
+            "password_reset",
+            name=(user.name or user.username) if eligible else identifier,
+            username=user.username if eligible else identifier,
+            link=links.external_url("password.reset", token=token),
+            minutes=max(1, ttl // 60),
+        )
+        session_.flush()
     except ValueError:  # an address the mail cannot go to: the same answer, nothing sent
         eligible = False
+    if eligible:
+        nested.commit()
+    else:
+        nested.rollback()
     audit.record(
         "password.reset_requested",
         actor=identifier[:150],
