@@ -63,6 +63,8 @@ DEFAULTS: dict[str, object] = {
     # NIST SP 800-63B rev. 4 §3.1.1.2: at least 8, and 15 where the password is the only
     # factor; 64 at most, so that a 64-character password is always allowed.
     "PASSWORD_MIN_LENGTH": 8,
+    # Seconds a mailed password-reset link stays valid (single use; only its hash is stored).
+    "PASSWORD_RESET_TTL": 1800,
     # Browser session cookie; Secure follows the issuer scheme unless set explicitly.
     "SESSION_COOKIE_NAME": "idp_session",
     "SESSION_COOKIE_HTTPONLY": True,
@@ -149,6 +151,10 @@ DEFAULTS: dict[str, object] = {
     "RATELIMIT_TOKEN": "100/second",  # token requests per client_id
     "RATELIMIT_REGISTRATION": "20/minute;200/hour",  # dynamic registration POSTs per IP
     "RATELIMIT_DEVICE_ENTRY": "10/minute;100/hour",  # user-code entry POSTs per IP
+    # "Forgot your password?" POSTs per client IP, and per username or email submitted
+    # (counted whether or not the account exists, so a limit reveals nothing).
+    "RATELIMIT_RESET_IP": "10/minute;100/hour",
+    "RATELIMIT_RESET_ACCOUNT": "3/minute;10/hour",
     # Progressive lockout: after LOCKOUT_THRESHOLD consecutive failures an account is locked
     # for LOCKOUT_BASE_SECONDS, doubling with each further failure up to LOCKOUT_MAX_SECONDS.
     # A locked account answers exactly like a wrong password. 0 turns lockout off.
@@ -276,6 +282,7 @@ def check(config) -> None:
         "BACKCHANNEL_LOGOUT_ATTEMPTS",
         "BACKCHANNEL_LOGOUT_RETRY_DELAY",
         "SESSION_SWEEP_INTERVAL",
+        "PASSWORD_RESET_TTL",
     ):
         if float(config[name]) <= 0:
             raise ConfigError(f"IDP_{name} must be a positive number")

@@ -75,8 +75,11 @@ LOGIN = (Rule("RATELIMIT_LOGIN_IP", by_ip), Rule("RATELIMIT_LOGIN_ACCOUNT", by_a
 TOKEN = (Rule("RATELIMIT_TOKEN", by_client),)
 REGISTRATION = (Rule("RATELIMIT_REGISTRATION", by_ip),)
 DEVICE_ENTRY = (Rule("RATELIMIT_DEVICE_ENTRY", by_ip),)
+RESET = (Rule("RATELIMIT_RESET_IP", by_ip), Rule("RATELIMIT_RESET_ACCOUNT", by_account))
 LIMITS: dict[str, tuple[Rule, ...]] = {
     "auth.login": LOGIN,
+    "password.forgot": RESET,  # per IP and per submitted account, like the sign-in
+    "password.change": (Rule("RATELIMIT_LOGIN_IP", by_ip),),  # checks a current password
     "oauth.token": TOKEN,
     "oauth.registration": REGISTRATION,
     "oauth.register": REGISTRATION,

@@ -36,6 +36,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from ..auth.forms import MinimumLengthHint, PasswordPolicy
 from ..auth.passwords import PasswordTooLong, check_length
 from ..oauth.claims import OIDC_SCOPES
 from ..oauth.client_auth import CONFIDENTIAL_METHODS
@@ -90,9 +91,11 @@ def password_fields(required: bool):
     first = [DataRequired()] if required else [Optional()]
     password = PasswordField(
         "New password",
-        validators=[*first, Length(min=PASSWORD_MIN_LENGTH), password_not_too_long],
+        # The one policy (auth.policy.check_password via auth.forms.PasswordPolicy): length
+        # from PASSWORD_MIN_LENGTH and PASSWORD_MAX_BYTES, blocklist, the user's own words.
+        validators=[*first, PasswordPolicy()],
         render_kw={"autocomplete": "new-password"},
-        description=f"At least {PASSWORD_MIN_LENGTH} characters.",
+        description=MinimumLengthHint(),
     )
     confirm = PasswordField(
         "Repeat the password",

@@ -357,6 +357,7 @@ def edit_user(user_id: int):
 def set_password(user_id: int):
     user = find_user(user_id)
     form = PasswordForm()
+    form.password_context = {"username": user.username, "email": user.email, "name": user.name}
     if form.validate_on_submit():
         user.password_hash = hash_password(form.password.data)
         effects = (

@@ -38,7 +38,8 @@ def authenticate(identifier: str, password: str) -> User | None:
         return None
     user = find_user(identifier)
     # Verified even when locked: the answer's cost must not tell the account is locked.
-    ok = passwords.verify(user.password_hash if user else None, password)
+    matched = passwords.match(user.password_hash if user else None, password)
+    ok = matched is not None
     if user is not None and is_locked(user):
         audit.record("login.failure", actor=identifier[:150], reason="locked")
         metrics.login_failed("locked")
@@ -53,9 +54,10 @@ def authenticate(identifier: str, password: str) -> User | None:
     if user.failed_logins or user.locked_until is not None:
         user.failed_logins = 0
         user.locked_until = None
-    if passwords.needs_rehash(user.password_hash):
+    # A hash of the raw form (made before NFKC normalisation) is replaced by the NFKC one.
+    if matched == passwords.RAW or passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
-        audit.record("password.rehashed", actor=user.sub)
+        audit.record("password.rehashed", actor=user.sub, nfkc=matched == passwords.RAW)
     audit.record("login.success", actor=user.sub)
     return user
 

@@ -1,10 +1,20 @@
-"""Password hashing with argon2id (argon2-cffi), rehash on login, and equal-cost misses."""
+"""Password hashing with argon2id (argon2-cffi), rehash on login, and equal-cost misses.
+
+Passwords are NFKC-normalised before hashing (NIST SP 800-63B rev. 4 §3.1.1.2): the same
+password typed as "ﬁ" or "fi", with full-width or ASCII digits, is one password. Hashes made
+before normalisation hold the raw form, so ``match`` tries the NFKC form first, then the raw
+form; a raw-form match tells the caller to rehash (``authenticate`` stores the NFKC hash).
+The number of verifications depends only on the password typed, never on the account: an
+unknown user burns the dummy hash as many times as a known one would be tried.
+"""
 
 from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
+
+from .policy import normalise
 
 
 class PasswordTooLong(ValueError):
@@ -27,26 +37,60 @@ def _hasher() -> PasswordHasher:
 
 
 def check_length(password: str) -> None:
+    """Refuse more than PASSWORD_MAX_BYTES, typed or after NFKC (which can expand a
+    character up to 18 times)."""
     limit = int(current_app.config["PASSWORD_MAX_BYTES"])
-    if len(password.encode("utf-8")) > limit:
+    if len(password.encode("utf-8", "surrogatepass")) > limit:
+        raise PasswordTooLong(f"passwords are limited to {limit} bytes")
+    if len(normalise(password).encode("utf-8", "surrogatepass")) > limit:
         raise PasswordTooLong(f"passwords are limited to {limit} bytes")
 
 
 def hash_password(password: str) -> str:
+    """The argon2id hash of the password's NFKC form."""
     check_length(password)
-    return _hasher().hash(password)
+    return _hasher().hash(normalise(password))
+
+
+NFKC, RAW = "nfkc", "raw"
+
+
+def candidates(password: str) -> list[tuple[str, str]]:
+    """(form name, text) to verify, in order: the NFKC form, then the raw form if it differs."""
+    normalised = normalise(password)
+    forms = [(NFKC, normalised)]
+    if normalised != password:
+        forms.append((RAW, password))
+    return forms
+
+
+def _verify_one(stored_hash: str, text: str) -> bool:
+    try:
+        return _hasher().verify(stored_hash, text)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def match(stored_hash: str | None, password: str) -> str | None:
+    """Which form of the password the hash holds: ``"nfkc"``, ``"raw"`` (a hash made before
+    normalisation: rehash it) or None. With no stored hash, the dummy is verified as many
+    times as a real hash would be, so a miss costs the same whether the user exists."""
+    check_length(password)
+    forms = candidates(password)
+    if not stored_hash:
+        dummy = current_app.extensions["idp.passwords.dummy"]
+        for _, text in forms:
+            _verify_one(dummy, text + "\0")
+        return None
+    for name, text in forms:
+        if _verify_one(stored_hash, text):
+            return name
+    return None
 
 
 def verify(stored_hash: str | None, password: str) -> bool:
-    """True if the password matches; with no stored hash, burn one verification anyway."""
-    check_length(password)
-    try:
-        if not stored_hash:
-            _hasher().verify(current_app.extensions["idp.passwords.dummy"], password + "\0")
-            return False
-        return _hasher().verify(stored_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    """True if the password matches (either form); with no stored hash, burn the same work."""
+    return match(stored_hash, password) is not None
 
 
 def needs_rehash(stored_hash: str) -> bool:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from .. import db
 from ..auth.passwords import PasswordTooLong
+from ..auth.policy import check_password
 from ..auth.users import create_user
 from ..models import User
 from .common import emit
@@ -48,6 +49,9 @@ def users_create(username, email, name, admin, password_stdin, as_json):
         password = shown = secrets.token_urlsafe(12)
     if not password:
         raise click.ClickException("empty password")
+    refused = check_password(password, username=username, email=email, name=name)
+    if refused:  # the same policy as every other place that sets a password
+        raise click.ClickException("password refused: " + " ".join(refused))
     try:
         user = create_user(
             session,

@@ -25,7 +25,7 @@ from idp.models import Client, SigningKey, User, secret_hash
 
 from ..helpers import Auth, basic_auth
 
-NEW_PASSWORD = "a brand new passphrase for carol"
+NEW_PASSWORD = "a brand new passphrase, all hers"  # not her name: the policy refuses that
 LOCAL_ISSUER = "http://127.0.0.1:8000"
 
 
