@@ -12,7 +12,7 @@ from ..auth import session as user_session
 from ..auth.forms import ConfirmForm
 from ..models import Consent, UserSession
 from ..oauth import end_session, logout, tokens
-from . import sign_in
+from . import email, invitation, register, sign_in
 from .devices import describe
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -106,3 +106,6 @@ def revoke_app(client_id: str):
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     sign_in.init_app(app)  # /login and /logout (blueprint "auth")
+    email.init_app(app)  # /account/email, /account/verify (blueprint "account_email")
+    invitation.init_app(app)  # /account/invitation (blueprint "account_invitation")
+    register.init_app(app)  # /account/register (self-registration, REGISTRATION_USERS)
