@@ -8,7 +8,7 @@ import sys
 
 import click
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from .. import db
 from ..account import email as verification
@@ -91,13 +91,10 @@ def users_invite(email, username, name, as_json):
     except EmailNotValidError as exc:
         raise click.ClickException(f"not a mail address: {exc}") from None
     session = db.session()
-    clash = session.scalar(
-        select(User.id).where(
-            (func.lower(User.username) == username.lower() if username else False)
-            | (func.lower(User.email) == email.lower())
-        )
-    )
-    if clash is not None:
+    same = [func.lower(User.email) == email.lower()]
+    if username:
+        same.append(func.lower(User.username) == username.lower())
+    if session.scalar(select(User.id).where(or_(*same)).limit(1)) is not None:
         raise click.ClickException("a user with this username or email already exists")
     user = invitation.invite(session, email=email, username=username, name=name, actor="cli")
     session.commit()
