@@ -343,8 +343,10 @@ def registration_domains(value) -> tuple[str, ...] | None:
         return ()
     kind, _, listed = value.partition(":")
     domains = tuple(d.strip().lower().rstrip(".") for d in listed.split(",") if d.strip())
-    if kind != "domains" or not domains or any(
-        " " in d or "@" in d or "." not in d for d in domains
+    if (
+        kind != "domains"
+        or not domains
+        or any(" " in d or "@" in d or "." not in d for d in domains)
     ):
         raise ConfigError(
             "IDP_REGISTRATION_USERS must be off, open or domains:example.com,example.org, "

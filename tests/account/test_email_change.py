@@ -91,9 +91,7 @@ def test_the_current_password_is_required(app, client, auth, factory, mailbox):
     assert "<title>Error: " in html and 'id="error-summary"' in html
     assert "This is not your current password." in html
     assert deliver(app, mailbox) == [] and link_rows(app, "verify") == []
-    assert [e.details["reason"] for e in audit_events(app, "email.change_refused")] == [
-        "password"
-    ]
+    assert [e.details["reason"] for e in audit_events(app, "email.change_refused")] == ["password"]
 
 
 def test_changing_needs_a_signed_in_user_and_the_csrf_token(app, client, auth, factory):

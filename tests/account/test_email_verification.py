@@ -28,7 +28,13 @@ from .mail_support import (
     user_row,
 )
 
-NEW_USER = {"username": "bob", "email": "bob@example.com", "name": "Bob", "password": "", "confirm": ""}
+NEW_USER = {
+    "username": "bob",
+    "email": "bob@example.com",
+    "name": "Bob",
+    "password": "",
+    "confirm": "",
+}
 
 
 def create_bob(admin_client) -> None:
@@ -84,9 +90,11 @@ def test_a_verification_link_works_once(app, client, admin_client, mailbox):
     assert "expired or was already used" in page.get_data(as_text=True)
     again = client.post(
         "/account/verify",
-        data={"csrf_token": csrf_token(client.get("/login").get_data(as_text=True)),
-              "token": token_of(url)},
-    )  # fmt: skip
+        data={
+            "csrf_token": csrf_token(client.get("/login").get_data(as_text=True)),
+            "token": token_of(url),
+        },
+    )
     assert again.status_code == 404
 
 
@@ -119,7 +127,10 @@ def test_a_new_link_revokes_the_older_ones(app, client, admin_client, mailbox):
     create_bob(admin_client)
     bob = user_row(app, "bob")
     response = form(
-        admin_client, f"/admin/users/{bob.id}/verification/send", {}, get_url=f"/admin/users/{bob.id}"
+        admin_client,
+        f"/admin/users/{bob.id}/verification/send",
+        {},
+        get_url=f"/admin/users/{bob.id}",
     )
     assert response.status_code == 302
     first, second = deliver(app, mailbox)
@@ -129,16 +140,21 @@ def test_a_new_link_revokes_the_older_ones(app, client, admin_client, mailbox):
     assert user_row(app, "bob").email_verified is True
 
 
-def test_claims_say_verified_only_after_the_link(app, client, auth, admin_client, mailbox, factory,
-                                                 oauth_client):  # fmt: skip
+def test_claims_say_verified_only_after_the_link(
+    app, client, auth, admin_client, mailbox, factory, oauth_client
+):
     factory.user(username="carol", email="carol@example.com")  # unverified, as created
     id_token, userinfo = claims_of(client, auth, oauth_client, "carol")
     assert id_token["email"] == userinfo["email"] == "carol@example.com"
     assert id_token["email_verified"] is False and userinfo["email_verified"] is False
 
     carol = user_row(app, "carol")
-    form(admin_client, f"/admin/users/{carol.id}/verification/send", {},
-         get_url=f"/admin/users/{carol.id}")  # fmt: skip
+    form(
+        admin_client,
+        f"/admin/users/{carol.id}/verification/send",
+        {},
+        get_url=f"/admin/users/{carol.id}",
+    )
     verify(client, link_in(deliver(app, mailbox)[0], "/account/verify"))
     id_token, userinfo = claims_of(client, auth, oauth_client, "carol")
     assert id_token["email_verified"] is True and userinfo["email_verified"] is True

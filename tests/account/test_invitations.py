@@ -5,8 +5,8 @@ policy); accepting verifies the address; invitations expire and can be resent or
 from __future__ import annotations
 
 import json
-from html import unescape
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from sqlalchemy import update
@@ -55,8 +55,9 @@ def detail(admin_client, username="bob") -> str:
     return admin_client.get(f"/admin/users/{user.id}").get_data(as_text=True)
 
 
-def test_an_invited_user_chooses_a_password_and_signs_in(app, client, auth, admin_client, admin,
-                                                         mailbox):  # fmt: skip
+def test_an_invited_user_chooses_a_password_and_signs_in(
+    app, client, auth, admin_client, admin, mailbox
+):
     response = invite(admin_client)
     assert response.status_code == 302
     bob = user_row(app, "bob")
@@ -92,8 +93,9 @@ def test_an_invited_user_chooses_a_password_and_signs_in(app, client, auth, admi
         ("bobstone-rules", "Don't use your name in your password."),
     ],
 )
-def test_the_password_policy_applies_and_says_why(app, client, admin_client, mailbox, password,
-                                                  reason):  # fmt: skip
+def test_the_password_policy_applies_and_says_why(
+    app, client, admin_client, mailbox, password, reason
+):
     # NIST SP 800-63B §3.1.1.2: length, blocklist and context-specific words.
     invite(admin_client)
     url = link_in(deliver(app, mailbox)[0], "/account/invitation")
@@ -115,9 +117,13 @@ def test_an_invitation_link_works_once_and_is_stored_hashed(app, client, admin_c
     html = client.get("/login").get_data(as_text=True)
     again = client.post(
         "/account/invitation",
-        data={"csrf_token": csrf_token(html), "token": token_of(url),
-              "password": "another good passphrase", "confirm": "another good passphrase"},
-    )  # fmt: skip
+        data={
+            "csrf_token": csrf_token(html),
+            "token": token_of(url),
+            "password": "another good passphrase",
+            "confirm": "another good passphrase",
+        },
+    )
     assert again.status_code == 404
 
 
@@ -132,8 +138,7 @@ def test_accepting_needs_the_csrf_token(app, client, admin_client, mailbox):
     assert user_row(app, "bob").password_hash is None
 
 
-def test_an_expired_invitation_is_refused_and_shown_as_expired(app, client, admin_client,
-                                                               mailbox):  # fmt: skip
+def test_an_expired_invitation_is_refused_and_shown_as_expired(app, client, admin_client, mailbox):
     invite(admin_client)
     url = link_in(deliver(app, mailbox)[0], "/account/invitation")
     with app.app_context():
@@ -148,16 +153,23 @@ def test_an_expired_invitation_is_refused_and_shown_as_expired(app, client, admi
 def test_the_invitation_lifetime_is_configurable(app, admin_client, mailbox):
     invite(admin_client)
     (row,) = link_rows(app, "invite")
-    assert row.expires_at - row.created_at == pytest.approx(timedelta(days=2), abs=timedelta(seconds=60))
+    assert row.expires_at - row.created_at == pytest.approx(
+        timedelta(days=2), abs=timedelta(seconds=60)
+    )
     assert "for 2 days" in deliver(app, mailbox)[0].get_body(("plain",)).get_content()
 
 
-def test_resending_sends_a_new_link_and_kills_the_old_one(app, client, admin_client, admin,
-                                                          mailbox):  # fmt: skip
+def test_resending_sends_a_new_link_and_kills_the_old_one(
+    app, client, admin_client, admin, mailbox
+):
     invite(admin_client)
     bob = user_row(app, "bob")
-    response = form(admin_client, f"/admin/users/{bob.id}/invitation/resend", {},
-                    get_url=f"/admin/users/{bob.id}")  # fmt: skip
+    response = form(
+        admin_client,
+        f"/admin/users/{bob.id}/invitation/resend",
+        {},
+        get_url=f"/admin/users/{bob.id}",
+    )
     assert response.status_code == 302
     first, second = deliver(app, mailbox)
     assert client.get(link_in(first, "/account/invitation")).status_code == 404

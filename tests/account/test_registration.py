@@ -20,7 +20,6 @@ from .mail_support import *  # noqa: F403
 from .mail_support import (
     audit_events,
     deliver,
-    form,
     link_in,
     link_rows,
     token_of,
@@ -104,8 +103,10 @@ def test_register_verify_then_sign_in(app, client, auth, mailbox):
     assert done.headers["Location"] == "/login?login_hint=newbie"
     newbie = user_row(app, "newbie")
     assert (newbie.email, newbie.email_verified, newbie.name) == (
-        "new@example.org", True, "New Bie",
-    )  # fmt: skip
+        "new@example.org",
+        True,
+        "New Bie",
+    )
     assert auth.login("newbie", PASSWORD).status_code == 302
     assert [e.details["taken"] for e in audit_events(app, "registration.requested")] == [False]
     assert [e.actor for e in audit_events(app, "registration.completed")] == [newbie.sub]
@@ -220,9 +221,14 @@ def test_two_links_for_one_address_make_one_account(app, client, mailbox):
     assert complete(other, url_2, username="first").status_code == 302
     late = client.post(
         "/account/register/complete",
-        data={"csrf_token": csrf_token(page_1.get_data(as_text=True)), "token": token_of(url_1),
-              "username": "second", "password": PASSWORD, "confirm": PASSWORD},
-    )  # fmt: skip
+        data={
+            "csrf_token": csrf_token(page_1.get_data(as_text=True)),
+            "token": token_of(url_1),
+            "username": "second",
+            "password": PASSWORD,
+            "confirm": PASSWORD,
+        },
+    )
     assert late.status_code == 404
     assert user_row(app, "second") is None
 
@@ -240,10 +246,15 @@ def test_no_open_redirect_after_registration(app, client, mailbox):
     page = client.get(url + "&next=https://evil.example/")
     response = client.post(
         "/account/register/complete?next=//evil.example",
-        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "token": token_of(url),
-              "username": "newbie", "password": PASSWORD, "confirm": PASSWORD,
-              "next": "https://evil.example/"},
-    )  # fmt: skip
+        data={
+            "csrf_token": csrf_token(page.get_data(as_text=True)),
+            "token": token_of(url),
+            "username": "newbie",
+            "password": PASSWORD,
+            "confirm": PASSWORD,
+            "next": "https://evil.example/",
+        },
+    )
     assert response.headers["Location"] == "/login?login_hint=newbie"
 
 
@@ -257,8 +268,11 @@ def test_links_ignore_a_forged_host_header(app, mailbox):
     )
 
 
-PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "id.example.com",
-         "X-Forwarded-Prefix": "/idp"}  # fmt: skip
+PROXY = {
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "id.example.com",
+    "X-Forwarded-Prefix": "/idp",
+}
 
 
 @pytest.mark.config(
