@@ -123,7 +123,8 @@ class AcceptForm(FlaskForm):
 def live_invitation(token: str) -> tuple[AccountLink, User] | None:
     link = links.find("invite", token)
     user = db.session().get(User, link.user_id) if link and link.user_id else None
-    if link is None or user is None or user.disabled:
+    # A password set meanwhile (by an admin) or a disabled account ends the invitation.
+    if link is None or user is None or user.disabled or user.password_hash is not None:
         return None
     return link, user
 

@@ -227,3 +227,16 @@ def test_cli_invite(app, runner, client, mailbox):
 
     again = runner.invoke(cli, ["users", "invite", "--email", "ERIN@example.com"])
     assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_a_password_set_by_an_admin_ends_the_invitation(app, client, admin_client, mailbox):
+    invite(admin_client)
+    url = link_in(deliver(app, mailbox)[0], "/account/invitation")
+    bob = user_row(app, "bob")
+    response = form(
+        admin_client,
+        f"/admin/users/{bob.id}/password",
+        {"password": "admin chosen passphrase", "confirm": "admin chosen passphrase"},
+    )
+    assert response.status_code == 302
+    assert client.get(url).status_code == 404  # it would overwrite the admin's password

@@ -154,7 +154,7 @@ def test_the_answer_takes_as_long_for_a_taken_address(app, client, factory):
         free.append(timed(f"free{i}@example.com"))
     slow, fast = sorted([statistics.median(taken), statistics.median(free)], reverse=True)
     # Neither path hashes a password or calls out: the difference is noise (a few ms).
-    assert slow - fast < max(0.015, 0.5 * fast), (taken, free)
+    assert slow - fast < max(0.025, 0.5 * fast), (taken, free)
 
 
 @pytest.mark.config(REGISTRATION_USERS="domains:example.com,example.org")
