@@ -20,6 +20,7 @@ PASSPHRASE = "orange kites over the harbour"
 @pytest.mark.config(REGISTRATION_USERS="domains:example.org")
 def test_register_verify_then_sign_in(live_server, page, app, mailbox):
     page.goto(live_server + "/login")
+    expect(page.get_by_role("link", name="Create an account")).to_be_visible()
     page.get_by_role("link", name="Create an account").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Create an account")
     page.get_by_label("Email address").fill("newbie@elsewhere.net")
