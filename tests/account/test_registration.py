@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from idp import create_app, db
+from idp.account.register import allowed_domains
 from idp.config import ConfigError
 from idp.models import User, secret_hash
 from tests.helpers import csrf_refused, csrf_token
@@ -294,3 +295,13 @@ def test_links_work_behind_the_documented_reverse_proxy(app, auth, mailbox):
     assert done.status_code == 302
     assert done.headers["Location"] == "/idp/login?login_hint=newbie"
     assert user_row(app, "newbie").email_verified is True
+
+
+def test_the_mode_comes_from_the_environment(app_config, monkeypatch):
+    # IDP_* values are parsed as JSON when they can be; these stay plain strings.
+    monkeypatch.setenv("IDP_REGISTRATION_USERS", "domains:example.com, example.org")
+    config = {k: v for k, v in app_config.items() if k != "REGISTRATION_USERS"}
+    app = create_app(config)
+    with app.test_request_context():
+        assert allowed_domains() == ("example.com", "example.org")
+    db.engine(app).dispose()
