@@ -135,6 +135,15 @@ DEFAULTS: dict[str, object] = {
     "MAIL_ATTEMPTS": 5,
     "MAIL_RETRY_DELAY": 30,
     "MAIL_WORKER": True,
+    # Email verification, invitations, self-registration (idp/account/email.py, register.py):
+    # how long a mailed link works, in seconds.
+    "EMAIL_VERIFY_TTL": 24 * 3600,
+    "INVITATION_TTL": 7 * 86400,
+    "REGISTRATION_TTL": 24 * 3600,
+    # Self-registration of end users: "off" (the default), "open" (anyone with a mailbox) or
+    # "domains:example.com,example.org" (addresses of these domains only). Not to be confused
+    # with REGISTRATION, which is dynamic *client* registration (RFC 7591).
+    "REGISTRATION_USERS": "off",
     # Mount the demo relying party at /demo (set by `idp demo`).
     "DEMO": False,
     # --- production: defence, operations, deployment (docs/deploy.md) ---
@@ -155,6 +164,10 @@ DEFAULTS: dict[str, object] = {
     # (counted whether or not the account exists, so a limit reveals nothing).
     "RATELIMIT_RESET_IP": "10/minute;100/hour",
     "RATELIMIT_RESET_ACCOUNT": "3/minute;10/hour",
+    # Forms that mail a link (self-registration, email change): per IP, and per address
+    # typed (so that nobody can flood one mailbox).
+    "RATELIMIT_EMAIL_LINK_IP": "10/minute;50/hour",
+    "RATELIMIT_EMAIL_LINK_ADDRESS": "3/minute;10/hour",
     # Progressive lockout: after LOCKOUT_THRESHOLD consecutive failures an account is locked
     # for LOCKOUT_BASE_SECONDS, doubling with each further failure up to LOCKOUT_MAX_SECONDS.
     # A locked account answers exactly like a wrong password. 0 turns lockout off.
@@ -299,6 +312,7 @@ def check(config) -> None:
             raise ConfigError(f"IDP_{name} must not be negative")
     check_password_policy(config)
     check_mail(config)
+    check_user_registration(config)
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError("IDP_LOG_FORMAT must be json or text")
     if config["REGISTRATION"] not in ("off", "token", "open"):
@@ -325,6 +339,35 @@ def check_password_policy(config) -> None:
             "IDP_PASSWORD_MAX_BYTES must be at least 256, so that any 64 characters fit "
             "(a character takes up to 4 bytes in UTF-8)"
         )
+
+
+def registration_domains(value) -> tuple[str, ...] | None:
+    """REGISTRATION_USERS parsed: None when off, () when open, else the allowed domains."""
+    value = str(value or "off").strip()
+    if value == "off":
+        return None
+    if value == "open":
+        return ()
+    kind, _, listed = value.partition(":")
+    domains = tuple(d.strip().lower().rstrip(".") for d in listed.split(",") if d.strip())
+    if (
+        kind != "domains"
+        or not domains
+        or any(" " in d or "@" in d or "." not in d for d in domains)
+    ):
+        raise ConfigError(
+            "IDP_REGISTRATION_USERS must be off, open or domains:example.com,example.org, "
+            f"got {value!r}"
+        )
+    return domains
+
+
+def check_user_registration(config) -> None:
+    """Self-registration's mode and the lifetimes of the links it and invitations mail."""
+    registration_domains(config["REGISTRATION_USERS"])
+    for name in ("EMAIL_VERIFY_TTL", "INVITATION_TTL", "REGISTRATION_TTL"):
+        if int(config[name]) <= 0:
+            raise ConfigError(f"IDP_{name} must be a positive number of seconds")
 
 
 def check_mail(config) -> None:

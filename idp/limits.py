@@ -42,6 +42,12 @@ def by_account() -> str:
     return f"account:{_digest(identifier)}" if identifier else ""
 
 
+def by_address() -> str:
+    """The mail address a form names (a link is mailed to it), whether or not it is known."""
+    address = (request.form.get("email") or "").strip().lower()[:320]
+    return f"address:{_digest(address)}" if address else ""
+
+
 def presented_client_id() -> str | None:
     """client_id from HTTP Basic (RFC 6749 §2.3.1) or the form body, unauthenticated."""
     header = request.headers.get("Authorization", "")
@@ -76,7 +82,13 @@ TOKEN = (Rule("RATELIMIT_TOKEN", by_client),)
 REGISTRATION = (Rule("RATELIMIT_REGISTRATION", by_ip),)
 DEVICE_ENTRY = (Rule("RATELIMIT_DEVICE_ENTRY", by_ip),)
 RESET = (Rule("RATELIMIT_RESET_IP", by_ip), Rule("RATELIMIT_RESET_ACCOUNT", by_account))
+EMAIL_LINK = (
+    Rule("RATELIMIT_EMAIL_LINK_IP", by_ip),
+    Rule("RATELIMIT_EMAIL_LINK_ADDRESS", by_address),
+)
 LIMITS: dict[str, tuple[Rule, ...]] = {
+    "account_register.start": EMAIL_LINK,  # self-registration mails a link
+    "account_email.change": EMAIL_LINK,  # so does an email change
     "auth.login": LOGIN,
     "password.forgot": RESET,  # per IP and per submitted account, like the sign-in
     "password.change": (Rule("RATELIMIT_LOGIN_IP", by_ip),),  # checks a current password

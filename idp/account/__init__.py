@@ -13,6 +13,7 @@ from ..auth.forms import ConfirmForm
 from ..models import Consent, UserSession
 from ..oauth import end_session, logout, tokens
 from . import password, sign_in
+from . import email, invitation, register, sign_in
 from .devices import describe
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -107,3 +108,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     sign_in.init_app(app)  # /login and /logout (blueprint "auth")
     password.init_app(app)  # change, forgot, reset (blueprint "password")
+    email.init_app(app)  # /account/email, /account/verify (blueprint "account_email")
+    invitation.init_app(app)  # /account/invitation (blueprint "account_invitation")
+    register.init_app(app)  # /account/register (self-registration, REGISTRATION_USERS)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from wtforms.fields.choices import SelectChoice
 
 from .. import db
+from ..account import email as verification
 from ..account.devices import describe
 from ..auth import session as sessions
 from ..auth import users as accounts
@@ -26,7 +27,7 @@ from ..auth.forms import ConfirmForm
 from ..auth.passwords import hash_password
 from ..models import Consent, Group, Token, User, UserSession, utcnow
 from ..oauth import tokens
-from . import changes
+from . import changes, invitations  # noqa: F401  (invitations: its views register on bp)
 from .access import admin_required, bp
 from .confirm import confirmation_page
 from .forms import (
@@ -295,6 +296,8 @@ def create_user():
                     after=changes.user_snapshot(user),
                     password_set=bool(form.password.data),
                 )
+                if user.email and not user.email_verified:
+                    verification.send_verification(user, actor=current_user.sub)
                 session.commit()
                 flash(f"User {user.username} created.")
                 return back_to(user)
@@ -339,6 +342,10 @@ def edit_user(user_id: int):
             for name in form.CLAIMS:
                 setattr(user, name, getattr(form, name).data)
             user.address = address_from(form)
+            # A new address waits for its owner to follow a link (old one kept meanwhile).
+            note = verification.after_admin_edit(
+                user, before["email"], before["email_verified"], actor=current_user.sub
+            )
             changes.record("user.updated", user.sub, before, changes.user_snapshot(user))
             try:
                 db.session().commit()
@@ -346,7 +353,7 @@ def edit_user(user_id: int):
                 db.session().rollback()
                 form.email.errors.append("Another user already has this email.")
             else:
-                flash("Profile saved.")
+                flash("Profile saved." + (f" {note}" if note else ""))
                 return back_to(user)
     status = 400 if form.errors else 200
     return render_template("admin/users/edit.html", user=user, form=form), status

@@ -1,4 +1,5 @@
-"""`idp users`: create users (``auth.users.create_user``)."""
+"""`idp users`: create users (``auth.users.create_user``), invite them
+(``account.invitation.invite``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import sys
 
 import click
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from .. import db
+from ..account import email as verification
+from ..account import invitation
 from ..auth.passwords import PasswordTooLong
 from ..auth.policy import check_password
 from ..auth.users import create_user
@@ -64,6 +67,8 @@ def users_create(username, email, name, admin, password_stdin, as_json):
         )
     except PasswordTooLong as exc:
         raise click.ClickException(str(exc)) from exc
+    if email:  # OIDC Core §5.1: email_verified only once the owner followed the link
+        verification.send_verification(user, actor="cli")
     session.commit()
     data = {"id": user.id, "sub": user.sub, "username": username, "email": email, "admin": admin}
     if shown:
@@ -73,3 +78,29 @@ def users_create(username, email, name, admin, password_stdin, as_json):
         data,
         f"created user {username} (sub {user.sub})" + (f"\npassword: {shown}" if shown else ""),
     )
+
+
+@users.command("invite")
+@click.option("--email", required=True, help="Where the invitation is mailed.")
+@click.option("--username", help="Default: the beginning of the email address.")
+@click.option("--name")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def users_invite(email, username, name, as_json):
+    """Create a user without a password and mail them a link to choose one."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise click.ClickException(f"not a mail address: {exc}") from None
+    session = db.session()
+    same = [func.lower(User.email) == email.lower()]
+    if username:
+        same.append(func.lower(User.username) == username.lower())
+    if session.scalar(select(User.id).where(or_(*same)).limit(1)) is not None:
+        raise click.ClickException("a user with this username or email already exists")
+    user = invitation.invite(session, email=email, username=username, name=name, actor="cli")
+    session.commit()
+    data = {"id": user.id, "sub": user.sub, "username": user.username, "email": email}
+    emit(as_json, data, f"invited {user.username} <{email}> (sub {user.sub})")

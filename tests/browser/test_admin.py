@@ -210,6 +210,7 @@ def test_keyboard_focus_reaches_the_admin_navigation_and_search_in_order(live_se
         "Sign out",
         *sections.all_inner_texts(),
         "New user",
+        "Invite user",
         "q",
     ]
     order = []
