@@ -12,8 +12,7 @@ from ..auth import session as user_session
 from ..auth.forms import ConfirmForm
 from ..models import Consent, UserSession
 from ..oauth import end_session, logout, tokens
-from . import password, sign_in
-from . import email, invitation, register, sign_in
+from . import email, invitation, password, register, sign_in
 from .devices import describe
 
 bp = Blueprint("account", __name__, url_prefix="/account")
