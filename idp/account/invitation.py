@@ -21,7 +21,8 @@ from wtforms import HiddenField, PasswordField
 from wtforms.validators import DataRequired, EqualTo
 
 from .. import audit, db, mail
-from ..auth import links, policy
+from ..auth import links
+from ..auth.forms import new_password_field, password_feedback
 from ..auth.passwords import PasswordTooLong, hash_password
 from ..auth.users import create_user
 from ..models import AccountLink, User
@@ -108,11 +109,7 @@ def revoke(user: User, *, actor: str) -> int:
 
 class AcceptForm(FlaskForm):
     token = HiddenField()
-    password = PasswordField(
-        "New password",
-        validators=[DataRequired()],
-        render_kw={"autocomplete": "new-password"},
-    )
+    password = new_password_field("New password")
     confirm = PasswordField(
         "Repeat the password",
         validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
@@ -137,32 +134,32 @@ def accept():
     if found is None:
         return dead_link()
     link, user = found
+    # The policy (auth.forms.PasswordPolicy) compares the password with the user's own words.
+    form.password_context = {"username": user.username, "email": user.email, "name": user.name}
     if request.method == "GET":
         form.token.data = token
     elif form.validate_on_submit():
-        reasons = policy.check_password(
-            form.password.data, username=user.username, email=user.email, name=user.name
-        )
-        form.password.errors.extend(reasons)
-        if not reasons:
-            try:
-                password_hash = hash_password(policy.normalise(form.password.data))
-            except PasswordTooLong as exc:
-                form.password.errors.append(str(exc))
-            else:
-                # Used once: of two tabs submitting, one sets the password.
-                if links.consume("invite", token) is None:
-                    db.session().rollback()
-                    return dead_link()
-                user.password_hash = password_hash
-                if same_address(link.email, user.email):
-                    user.email_verified = True
-                audit.record("invitation.accepted", actor=user.sub, target=user.sub)
-                db.session().commit()
-                flash("Your password is set. Sign in to continue.")
-                return redirect(url_for("auth.login", login_hint=user.username))
+        try:
+            password_hash = hash_password(form.password.data)
+        except PasswordTooLong as exc:
+            form.password.errors.append(str(exc))
+        else:
+            # Used once: of two tabs submitting, one sets the password.
+            if links.consume("invite", token) is None:
+                db.session().rollback()
+                return dead_link()
+            user.password_hash = password_hash
+            if same_address(link.email, user.email):
+                user.email_verified = True
+            audit.record("invitation.accepted", actor=user.sub, target=user.sub)
+            db.session().commit()
+            flash("Your password is set. Sign in to continue.")
+            return redirect(url_for("auth.login", login_hint=user.username))
     status = 400 if form.errors else 200
-    return render_template("account/invitation.html", form=form, user=user), status
+    page = render_template(
+        "account/invitation.html", form=form, user=user, feedback=password_feedback(form)
+    )
+    return page, status
 
 
 def init_app(app: Flask) -> None:

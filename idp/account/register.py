@@ -37,6 +37,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp
 
 from .. import audit, db, mail
 from ..auth import links, policy
+from ..auth.forms import new_password_field, password_feedback
 from ..auth.passwords import PasswordTooLong, check_length
 from ..auth.users import create_user
 from ..config import registration_domains
@@ -89,9 +90,7 @@ class CompleteForm(FlaskForm):
         validators=[Length(max=255)],
         render_kw={"autocomplete": "name"},
     )
-    password = PasswordField(
-        "Password", validators=[DataRequired()], render_kw={"autocomplete": "new-password"}
-    )
+    password = new_password_field("Password")
     confirm = PasswordField(
         "Repeat the password",
         validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
@@ -156,19 +155,25 @@ def complete():
     link = links.find("register", token)
     if link is None:
         return dead_link()
+    # The policy (auth.forms.PasswordPolicy) compares the password with these words too.
+    form.password_context = {
+        "username": form.username.data,
+        "email": link.email,
+        "name": form.name.data,
+    }
     if request.method == "GET":
         form.token.data = token
-    elif form.validate_on_submit():
+    elif form.validate_on_submit() or (form.username.data and not form.csrf_token.errors):
+        # Every refusal at once: a taken username is named even when the password is refused.
         session = db.session()
-        taken = session.scalar(
+        taken = form.username.data and session.scalar(
             select(User.id).where(func.lower(User.username) == form.username.data.lower())
         )
         if taken:
-            form.username.errors.append("This username is taken. Choose another one.")
-        reasons = policy.check_password(
-            form.password.data, username=form.username.data, email=link.email, name=form.name.data
-        )
-        form.password.errors.extend(reasons)
+            form.username.errors = [
+                *form.username.errors,
+                "This username is taken. Choose another one.",
+            ]
         if not form.errors:
             if address_taken(link.email):  # registered meanwhile through another link
                 links.consume("register", token)
@@ -202,7 +207,13 @@ def complete():
                     flash("Your account is ready. Sign in to continue.")
                     return redirect(url_for("auth.login", login_hint=user.username))
     status = 400 if form.errors else 200
-    return render_template("auth/register_complete.html", form=form, address=link.email), status
+    page = render_template(
+        "auth/register_complete.html",
+        form=form,
+        address=link.email,
+        feedback=password_feedback(form),
+    )
+    return page, status
 
 
 def init_app(app: Flask) -> None:
