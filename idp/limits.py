@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, request, session
 from flask_limiter import Limiter, RequestLimit
 from limits.storage import MemoryStorage
 
@@ -40,6 +40,13 @@ def by_account() -> str:
     """The account a sign-in names, whether or not it exists (so limits reveal nothing)."""
     identifier = (request.form.get("username") or "").strip().lower()[:320]
     return f"account:{_digest(identifier)}" if identifier else ""
+
+
+def by_pending_account() -> str:
+    """The account of a half-finished sign-in (auth.mfa's pending state), whatever its IP."""
+    pending = session.get("mfa_pending")
+    sub = pending.get("sub") if isinstance(pending, dict) else None
+    return f"pending:{_digest(str(sub))}" if sub else by_ip()
 
 
 def presented_client_id() -> str | None:
@@ -75,6 +82,11 @@ LOGIN = (Rule("RATELIMIT_LOGIN_IP", by_ip), Rule("RATELIMIT_LOGIN_ACCOUNT", by_a
 TOKEN = (Rule("RATELIMIT_TOKEN", by_client),)
 REGISTRATION = (Rule("RATELIMIT_REGISTRATION", by_ip),)
 DEVICE_ENTRY = (Rule("RATELIMIT_DEVICE_ENTRY", by_ip),)
+# Second factors (auth.mfa): per IP like the password, and per account being signed in.
+SECOND_FACTOR = (
+    Rule("RATELIMIT_LOGIN_IP", by_ip),
+    Rule("RATELIMIT_SECOND_FACTOR", by_pending_account),
+)
 LIMITS: dict[str, tuple[Rule, ...]] = {
     "auth.login": LOGIN,
     "oauth.token": TOKEN,
@@ -86,6 +98,9 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "device.verify": DEVICE_ENTRY,
     "/device": DEVICE_ENTRY,
     "/activate": DEVICE_ENTRY,
+    "factors.totp_sign_in": SECOND_FACTOR,
+    "factors.recovery_sign_in": SECOND_FACTOR,
+    "factors.enrol": SECOND_FACTOR,
 }
 
 
