@@ -307,8 +307,15 @@ def factor_summary(user) -> dict:
     }
 
 
+def backup(user) -> bool:
+    """Recovery codes stand in for another factor; alone they are none (each sign-in would
+    burn one), so they count only while the user has another factor."""
+    others = [f for f in mfa.FACTORS if f.kind != "recovery"]
+    return recovery.has(user) and any(f.has(user) for f in others)
+
+
 def init_app(app: Flask) -> None:
     mfa.register_factor("totp", "Use an authenticator app", "factors.totp_sign_in", totp.has)
-    mfa.register_factor("recovery", "Use a recovery code", "factors.recovery_sign_in", recovery.has)
+    mfa.register_factor("recovery", "Use a recovery code", "factors.recovery_sign_in", backup)
     app.register_blueprint(bp)
     app.jinja_env.globals["factor_summary"] = factor_summary

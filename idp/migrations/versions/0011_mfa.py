@@ -53,40 +53,30 @@ def upgrade() -> None:
         sa.UniqueConstraint("code_hash", name=op.f("uq_recovery_codes_code_hash")),
     )
     op.create_index(op.f("ix_recovery_codes_user_id"), "recovery_codes", ["user_id"])
+    # Plain ADD COLUMN (SQLite has it): a batch copy of users would lose its expression
+    # indexes. DROP COLUMN needs SQLite 3.35.
     false = sa.false()
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column("mfa_required", sa.Boolean(), nullable=False, server_default=false)
-        )
-    with op.batch_alter_table("groups") as batch:
-        batch.add_column(
-            sa.Column("mfa_required", sa.Boolean(), nullable=False, server_default=false)
-        )
-    with op.batch_alter_table("clients") as batch:
-        batch.add_column(
-            sa.Column("require_mfa", sa.Boolean(), nullable=False, server_default=false)
-        )
-    with op.batch_alter_table("user_sessions") as batch:
-        batch.add_column(sa.Column("factors", sa.JSON(), nullable=True))
-    with op.batch_alter_table("authorization_codes") as batch:
-        batch.add_column(sa.Column("acr", sa.String(length=64), nullable=True))
-    with op.batch_alter_table("tokens") as batch:
-        batch.add_column(sa.Column("acr", sa.String(length=64), nullable=True))
+    op.add_column(
+        "users", sa.Column("mfa_required", sa.Boolean(), nullable=False, server_default=false)
+    )
+    op.add_column(
+        "groups", sa.Column("mfa_required", sa.Boolean(), nullable=False, server_default=false)
+    )
+    op.add_column(
+        "clients", sa.Column("require_mfa", sa.Boolean(), nullable=False, server_default=false)
+    )
+    op.add_column("user_sessions", sa.Column("factors", sa.JSON(), nullable=True))
+    op.add_column("authorization_codes", sa.Column("acr", sa.String(length=64), nullable=True))
+    op.add_column("tokens", sa.Column("acr", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tokens") as batch:
-        batch.drop_column("acr")
-    with op.batch_alter_table("authorization_codes") as batch:
-        batch.drop_column("acr")
-    with op.batch_alter_table("user_sessions") as batch:
-        batch.drop_column("factors")
-    with op.batch_alter_table("clients") as batch:
-        batch.drop_column("require_mfa")
-    with op.batch_alter_table("groups") as batch:
-        batch.drop_column("mfa_required")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("mfa_required")
+    op.drop_column("tokens", "acr")
+    op.drop_column("authorization_codes", "acr")
+    op.drop_column("user_sessions", "factors")
+    op.drop_column("clients", "require_mfa")
+    op.drop_column("groups", "mfa_required")
+    op.drop_column("users", "mfa_required")
     op.drop_index(op.f("ix_recovery_codes_user_id"), table_name="recovery_codes")
     op.drop_table("recovery_codes")
     op.drop_table("totp_credentials")
