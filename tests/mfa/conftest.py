@@ -79,4 +79,6 @@ def enrol_in_account(client) -> str:
 
 
 def recovery_codes_on(html: str) -> list[str]:
-    return re.findall(r"<li><code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code></li>", html)
+    return re.findall(
+        r"<li><code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code></li>", html
+    )

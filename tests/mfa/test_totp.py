@@ -17,7 +17,7 @@ from idp.auth import totp
 from idp.models import AuditEvent, TOTPCredential, User, UserSession
 from tests.helpers import csrf_token
 
-from .conftest import code_at, enrol_in_account, page_secret, post_form, secret_of, subjects
+from .conftest import code_at, enrol_in_account, page_secret, post_form, subjects
 
 
 @pytest.fixture
@@ -91,9 +91,7 @@ def test_sign_in_asks_for_the_code_after_the_password(app, client, auth, alice):
     assert done.status_code == 302 and done.location.endswith("/account/")
     assert client.get("/account/").status_code == 200
     with app.app_context():
-        row = db.session().scalar(
-            select(UserSession).where(UserSession.ended_at.is_(None))
-        )
+        row = db.session().scalar(select(UserSession).where(UserSession.ended_at.is_(None)))
         # RFC 8176 §2: password + one-time password, two distinct factors: mfa.
         assert row.amr == ["pwd", "otp", "mfa"]
         assert [f["kind"] for f in row.factors] == ["pwd", "totp"]
