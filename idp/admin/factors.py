@@ -34,7 +34,14 @@ def tell(user, text: str) -> None:
     mfa.notify(user, "Your sign-in methods were changed by an administrator", text)
 
 
-@bp.route("/users/<int:user_id>/factors/<kind>/remove", methods=["GET", "POST"])
+@bp.route(
+    "/users/<int:user_id>/factors/totp/remove", methods=["GET", "POST"], defaults={"kind": "totp"}
+)
+@bp.route(
+    "/users/<int:user_id>/factors/recovery/remove",
+    methods=["GET", "POST"],
+    defaults={"kind": "recovery"},
+)
 @admin_required
 def remove_factor(user_id: int, kind: str):
     user = find_user(user_id)
