@@ -73,3 +73,46 @@ def test_a_removal_needs_the_csrf_token(app, admin_client, alice_with_app):
     assert admin_client.post(url).status_code == 400
     with app.app_context():
         assert totp.has(db.session().get(User, alice_with_app.id))
+
+
+def test_admin_sets_requires_mfa_on_a_client_audited(app, admin_client, oauth_client):
+    from idp.models import Client
+
+    url = f"/admin/clients/{oauth_client.client_id}/edit"
+    page = admin_client.get(url)
+    assert "Requires MFA" in page.get_data(as_text=True)
+    form = {
+        "csrf_token": csrf_token(page.get_data(as_text=True)),
+        "client_name": "Test App",
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": "https://rp.example/cb",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scopes": ["openid", "email"],
+        "require_mfa": "y",
+    }
+    assert admin_client.post(url, data=form).status_code == 302
+    with app.app_context():
+        s = db.session()
+        row = s.scalar(select(Client).where(Client.client_id == oauth_client.client_id))
+        assert row.require_mfa
+        event = s.scalar(select(AuditEvent).where(AuditEvent.event == "admin.client.updated"))
+        assert event.details["after"]["require_mfa"] is True
+
+
+def test_admin_requires_mfa_for_a_group(app, client, auth, admin_client, user):
+    from idp.models import Group
+
+    with app.app_context():
+        s = db.session()
+        group = Group(name="finance")
+        group.members.append(s.get(User, user.id))
+        s.add(group)
+        s.commit()
+        group_id = group.id
+    page = admin_client.get(f"/admin/groups/{group_id}")
+    token = csrf_token(page.get_data(as_text=True))
+    response = admin_client.post(
+        f"/admin/groups/{group_id}/mfa-required", data={"csrf_token": token, "required": "1"}
+    )
+    assert response.status_code == 302
+    assert auth.login().location.endswith("/login/enrol")

@@ -199,3 +199,18 @@ def test_removing_the_app_needs_the_password_and_emails(app, client, auth, alice
     # Signing in is back to the password alone.
     auth.logout()
     assert auth.login().location.endswith("/account/")
+
+
+@pytest.mark.config(RATELIMIT_SECOND_FACTOR="2/hour", MFA_MAX_ATTEMPTS=10, LOCKOUT_THRESHOLD=0)
+def test_second_factor_attempts_are_rate_limited(app, client, auth, alice):
+    # NIST SP 800-63B §5.2.2: the verifier limits failed attempts; RFC 6585 §4: 429.
+    secret = enrol_in_account(client)
+    auth.logout()
+    auth.login()
+    wrong = str((int(code_at(secret, 1)) + 1) % 1_000_000).zfill(6)
+    token = csrf_token(client.get("/login/totp").get_data(as_text=True))
+    answers = [
+        client.post("/login/totp", data={"csrf_token": token, "code": wrong}).status_code
+        for _ in range(3)
+    ]
+    assert answers == [401, 401, 429]
