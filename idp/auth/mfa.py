@@ -202,6 +202,20 @@ def finish(added_amr: list[str], *, kind: str | None = None) -> Response:
     return redirect(state["next"])
 
 
+def complete(user: User, amr: list[str], next_url: str, *, kind: str) -> Response:
+    """A sign-in whose single step is enough on its own (a passwordless passkey with user
+    verification, amr e.g. ["hwk", "user"]): start the session now, recording the factor.
+    The caller decides that the step is enough (and, under ``required``, multi-factor).
+    The caller commits."""
+    methods = combine([], amr)
+    login.clear_failures(user)
+    cancel()
+    user_session.start(user, methods)
+    record_factors([], [{"kind": kind, "at": int(time.time())}])
+    audit.record("mfa.success", actor=user.sub, factor=kind, amr=methods)
+    return redirect(next_url)
+
+
 def record_factors(kinds: list[str], extra: list[dict]) -> None:
     row = user_session.current()
     if row is not None:
@@ -222,6 +236,7 @@ __all__ = [
     "begin",
     "cancel",
     "combine",
+    "complete",
     "fail",
     "finish",
     "locked",
