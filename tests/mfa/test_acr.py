@@ -145,3 +145,24 @@ def test_jwt_access_tokens_carry_acr(client, auth, user, oauth_client):
     keys = KeySet.import_key_set(client.get("/jwks.json").get_json())
     claims = jwt.decode(tokens["access_token"], keys).claims
     assert claims["acr"] == PWD and claims["amr"] == ["pwd"]
+
+
+def test_a_pushed_request_for_mfa_steps_up_and_comes_back(client, auth, user, oauth_client):
+    # RFC 9126 §4: the pushed acr_values are the request's; the way back is the request_uri.
+    from tests.helpers import basic_auth
+
+    secret = signed_in_with_app(client, auth)
+    params, verifier = auth.code_flow_params(oauth_client, acr_values=MFA)
+    pushed = client.post(
+        "/par", data=params, headers=basic_auth(oauth_client.client_id, oauth_client.client_secret)
+    )
+    assert pushed.status_code == 201, pushed.get_json()
+    link = {"client_id": oauth_client.client_id, "request_uri": pushed.get_json()["request_uri"]}
+    response = client.get("/authorize", query_string=link)
+    assert response.location.endswith("/login/totp")
+    back = post_form(client, "/login/totp", code=code_at(secret, 1))
+    assert "request_uri=" in back.location
+    response = auth.authorize(link)
+    code = query(response.location)["code"]
+    tokens = auth.exchange(oauth_client, code, verifier).get_json()
+    assert id_token_claims(client, tokens)["acr"] == MFA
