@@ -168,12 +168,22 @@ DEFAULTS: dict[str, object] = {
     # typed (so that nobody can flood one mailbox).
     "RATELIMIT_EMAIL_LINK_IP": "10/minute;50/hour",
     "RATELIMIT_EMAIL_LINK_ADDRESS": "3/minute;10/hour",
+    "RATELIMIT_SECOND_FACTOR": "10/minute;50/hour",  # second-factor POSTs per account
     # Progressive lockout: after LOCKOUT_THRESHOLD consecutive failures an account is locked
     # for LOCKOUT_BASE_SECONDS, doubling with each further failure up to LOCKOUT_MAX_SECONDS.
     # A locked account answers exactly like a wrong password. 0 turns lockout off.
     "LOCKOUT_THRESHOLD": 5,
     "LOCKOUT_BASE_SECONDS": 60,
     "LOCKOUT_MAX_SECONDS": 3600,
+    # Multi-factor authentication (auth/mfa.py): admins (is_admin) must use a second factor
+    # and are led through enrolment at their next sign-in; a half-finished sign-in (password
+    # right, second factor pending) lasts MFA_PENDING_LIFETIME seconds and at most
+    # MFA_MAX_ATTEMPTS wrong codes (each also counts toward the lockout above).
+    "MFA_REQUIRED_FOR_ADMINS": True,
+    "MFA_PENDING_LIFETIME": 300,
+    "MFA_MAX_ATTEMPTS": 5,
+    # The account name's issuer in authenticator apps (otpauth URI); None: ISSUER's host.
+    "TOTP_ISSUER_NAME": None,
     # Purging of expired codes, tokens, ended sessions, logout deliveries and replay entries:
     # rows are kept PURGE_RETENTION seconds past their end; each worker purges at most every
     # PURGE_INTERVAL seconds, after a response (0: only `idp purge`).
@@ -296,6 +306,8 @@ def check(config) -> None:
         "BACKCHANNEL_LOGOUT_RETRY_DELAY",
         "SESSION_SWEEP_INTERVAL",
         "PASSWORD_RESET_TTL",
+        "MFA_PENDING_LIFETIME",
+        "MFA_MAX_ATTEMPTS",
     ):
         if float(config[name]) <= 0:
             raise ConfigError(f"IDP_{name} must be a positive number")

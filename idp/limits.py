@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, request, session
 from flask_limiter import Limiter, RequestLimit
 from limits.storage import MemoryStorage
 
@@ -46,6 +46,11 @@ def by_address() -> str:
     """The mail address a form names (a link is mailed to it), whether or not it is known."""
     address = (request.form.get("email") or "").strip().lower()[:320]
     return f"address:{_digest(address)}" if address else ""
+def by_pending_account() -> str:
+    """The account of a half-finished sign-in (auth.mfa's pending state), whatever its IP."""
+    pending = session.get("mfa_pending")
+    sub = pending.get("sub") if isinstance(pending, dict) else None
+    return f"pending:{_digest(str(sub))}" if sub else by_ip()
 
 
 def presented_client_id() -> str | None:
@@ -86,6 +91,11 @@ EMAIL_LINK = (
     Rule("RATELIMIT_EMAIL_LINK_IP", by_ip),
     Rule("RATELIMIT_EMAIL_LINK_ADDRESS", by_address),
 )
+# Second factors (auth.mfa): per IP like the password, and per account being signed in.
+SECOND_FACTOR = (
+    Rule("RATELIMIT_LOGIN_IP", by_ip),
+    Rule("RATELIMIT_SECOND_FACTOR", by_pending_account),
+)
 LIMITS: dict[str, tuple[Rule, ...]] = {
     "account_register.start": EMAIL_LINK,  # self-registration mails a link
     "account_email.change": EMAIL_LINK,  # so does an email change
@@ -101,6 +111,9 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "device.verify": DEVICE_ENTRY,
     "/device": DEVICE_ENTRY,
     "/activate": DEVICE_ENTRY,
+    "factors.totp_sign_in": SECOND_FACTOR,
+    "factors.recovery_sign_in": SECOND_FACTOR,
+    "factors.enrol": SECOND_FACTOR,
 }
 
 

@@ -8,11 +8,11 @@ endpoints (``auth.login``, ``auth.logout``) and templates (templates/auth/) are 
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, make_response, render_template, request, url_for
 from flask_login import current_user
 
 from .. import audit, db
-from ..auth import session
+from ..auth import mfa, session
 from ..auth.forms import ConfirmForm, LoginForm
 from ..auth.login import authenticate
 from ..oauth.authorize import client_redirect_target
@@ -44,11 +44,13 @@ def login():
         form.username.data = request.args.get("login_hint", "")[:320]
     error = None
     if form.validate_on_submit():
-        user = authenticate(form.username.data, form.password.data)
+        # The password is the first factor: mfa.begin signs in now, or asks for a second
+        # factor (or its enrolment) first; the lockout count stays until the last one.
+        user = authenticate(form.username.data, form.password.data, complete=False)
         if user is not None:
-            session.start(user, ["pwd"])
+            response = mfa.begin(user, ["pwd"], safe_next(form.next.data))
             db.session().commit()
-            return redirect(safe_next(form.next.data))
+            return response
         db.session().commit()
         error = FAILED
     elif request.method == "POST":

@@ -38,6 +38,7 @@ CLIENT_FIELDS = (
     "scope",
     "token_endpoint_auth_method",
     "first_party",
+    "require_mfa",
     "access_token_lifetime",
     "refresh_token_lifetime",
     "id_token_signed_response_alg",

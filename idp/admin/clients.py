@@ -154,6 +154,7 @@ def apply(client: Client, form: ClientForm) -> None:
     client.response_types = ["code"] if "authorization_code" in grants else []
     client.scope = form.scope
     client.first_party = form.first_party.data
+    client.require_mfa = form.require_mfa.data
     client.access_token_lifetime = form.access_token_lifetime.data
     client.refresh_token_lifetime = form.refresh_token_lifetime.data
     client.id_token_signed_response_alg = form.id_token_signed_response_alg.data or None
@@ -178,6 +179,7 @@ def form_data(client: Client) -> dict:
         "scopes": [s for s in scopes if s in OIDC_SCOPES],
         "extra_scopes": " ".join(s for s in scopes if s not in OIDC_SCOPES),
         "first_party": client.first_party,
+        "require_mfa": client.require_mfa,
         "access_token_lifetime": client.access_token_lifetime,
         "refresh_token_lifetime": client.refresh_token_lifetime,
         "id_token_signed_response_alg": client.id_token_signed_response_alg or "",

@@ -311,6 +311,10 @@ class ClientForm(FlaskForm):
         description="API scopes, separated by spaces (client credentials use these).",
     )
     first_party = BooleanField("First party (skip the consent page)")
+    require_mfa = BooleanField(
+        "Requires MFA",
+        description="Users must have signed in with a second factor (step-up at sign-in).",
+    )
     access_token_lifetime = IntegerField(
         "Access token lifetime (seconds)",
         validators=[Optional(), NumberRange(min=60, max=86400)],

@@ -28,8 +28,13 @@ def find_user(identifier: str) -> User | None:
     )
 
 
-def authenticate(identifier: str, password: str) -> User | None:
-    """The user if the credentials are right and the account is enabled, else None."""
+def authenticate(identifier: str, password: str, *, complete: bool = True) -> User | None:
+    """The user if the credentials are right and the account is enabled, else None.
+
+    ``complete=False``: the password is only the first factor (auth.mfa), so the failure
+    count is kept until the second factor is right too (else each correct password would
+    reset the lockout that wrong second factors build up).
+    """
     try:
         passwords.check_length(password)
     except passwords.PasswordTooLong:
@@ -51,15 +56,21 @@ def authenticate(identifier: str, password: str) -> User | None:
         if user is not None and not ok:
             record_failure(user)
         return None
-    if user.failed_logins or user.locked_until is not None:
-        user.failed_logins = 0
-        user.locked_until = None
+    if complete:
+        clear_failures(user)
     # A hash of the raw form (made before NFKC normalisation) is replaced by the NFKC one.
     if matched == passwords.RAW or passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
         audit.record("password.rehashed", actor=user.sub, nfkc=matched == passwords.RAW)
     audit.record("login.success", actor=user.sub)
     return user
+
+
+def clear_failures(user: User) -> None:
+    """A complete sign-in resets the lockout count."""
+    if user.failed_logins or user.locked_until is not None:
+        user.failed_logins = 0
+        user.locked_until = None
 
 
 def is_locked(user: User) -> bool:

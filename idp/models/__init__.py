@@ -6,6 +6,7 @@ from .base import Base, secret_hash, secret_matches, utcnow
 from .client import Client, new_client_id
 from .consent import Consent
 from .device import DeviceCode, JWTReplay, PushedAuthorizationRequest
+from .factor import RecoveryCode, TOTPCredential
 from .grant import AuthorizationCode
 from .group import Group, user_groups
 from .key import SigningKey
@@ -29,6 +30,8 @@ __all__ = [
     "LogoutDelivery",
     "MailMessage",
     "PushedAuthorizationRequest",
+    "RecoveryCode",
+    "TOTPCredential",
     "RegistrationToken",
     "Resource",
     "SessionClient",

@@ -49,6 +49,8 @@ class Client(ClientMixin, Base):
     )
     id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
     first_party: Mapped[bool] = mapped_column(default=False)
+    # Sign-in to this client needs a second factor (step-up at /authorize, oauth.acr).
+    require_mfa: Mapped[bool] = mapped_column(default=False)
     disabled: Mapped[bool] = mapped_column(default=False)
     # Per-client token lifetimes in seconds; None means the server default.
     access_token_lifetime: Mapped[int | None] = mapped_column()

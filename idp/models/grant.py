@@ -30,6 +30,8 @@ class AuthorizationCode(AuthorizationCodeMixin, Base):
     auth_time: Mapped[int] = mapped_column()
     sid: Mapped[str | None] = mapped_column(String(64))
     amr: Mapped[list[str] | None] = mapped_column(JSON)
+    # OIDC Core §2: the Authentication Context Class the sign-in satisfied (oauth.acr).
+    acr: Mapped[str | None] = mapped_column(String(64))
     # RFC 8707 §2.1: the resources the authorization request named (or its scopes implied).
     resources: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -52,8 +54,8 @@ class AuthorizationCode(AuthorizationCodeMixin, Base):
     def get_auth_time(self) -> int:
         return self.auth_time
 
-    def get_acr(self) -> None:
-        return None
+    def get_acr(self) -> str | None:
+        return self.acr
 
     def get_amr(self) -> list[str] | None:
         return self.amr

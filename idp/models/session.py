@@ -25,6 +25,8 @@ class UserSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     auth_time: Mapped[int] = mapped_column()
     amr: Mapped[list[str] | None] = mapped_column(JSON)
+    # The factors really used, and when: [{"kind": "pwd"|"totp"|"recovery"|..., "at": epoch}].
+    factors: Mapped[list[dict] | None] = mapped_column(JSON)
     user_agent: Mapped[str | None] = mapped_column(String(512))
     ip: Mapped[str | None] = mapped_column(String(64))
     ended_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -47,6 +47,7 @@ class Token(TokenMixin, Base):
     # The browser session (sid) the grant came from, if any.
     sid: Mapped[str | None] = mapped_column(String(64), index=True)
     amr: Mapped[list[str] | None] = mapped_column(JSON)
+    acr: Mapped[str | None] = mapped_column(String(64))  # kept across refresh (oauth.acr)
     # RFC 9068: the jti of a JWT access token (None for opaque ones) and its aud.
     jti: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     audience: Mapped[list[str] | None] = mapped_column(JSON)

@@ -5,6 +5,9 @@ validate client, redirect_uri, response_type, scope, PKCE, nonce
   │  any later error → redirected to the client with state and iss
 login needed? no session | prompt=login | max_age | id_token_hint of another user
   │  prompt=none → login_required; else /login, which comes back here
+stronger sign-in needed? acr_values | claims acr | client requires MFA (acr.decide)
+  │  prompt=none → login_required; unreachable essential acr → unmet_authentication_
+  │  requirements; else the missing factor (auth.mfa.begin need=), which comes back here
 consent needed? new scopes | prompt=consent (first-party clients skip new scopes)
   │  prompt=none → consent_required; else consent page, POSTed back with CSRF token
 issue the code → deliver by response_mode (query | form_post), always with iss
@@ -24,11 +27,12 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import audit, db
+from ..auth import mfa
 from ..auth.forms import ConsentForm
 from ..auth.session import current_authentication
 from ..models import Client, Consent, utcnow
 from ..security import allow_form_action
-from . import par, prompts
+from . import acr, par, prompts
 from .claims import SCOPE_DESCRIPTIONS
 from .responses import added_params, deliver
 from .server import query_client, server
@@ -49,6 +53,8 @@ SINGLE = (
     "code_challenge_method",
     "login_hint",
     "id_token_hint",
+    "acr_values",
+    "claims",
 )
 
 
@@ -127,12 +133,21 @@ def authorize():
         requested = prompts.requested_prompts(params)
         max_age = prompts.max_age(params)
         hint_sub = prompts.id_token_hint_subject(params, client)
-        auth_time, _ = current_authentication()
+        auth_time, amr = current_authentication()
 
         if prompts.login_reasons(user, requested, max_age, auth_time, hint_sub):
             if "none" in requested:
                 raise LoginRequiredError()
             return redirect_to_login(params)
+
+        need = acr.decide(user, amr, params, client)
+        if need:
+            if "none" in requested:
+                raise LoginRequiredError()
+            # Step-up: the missing factor, then back here (the session keeps its sid).
+            response = mfa.begin(user, amr, authorize_url(par.link_params(params)), need=need)
+            db.session().commit()
+            return response
 
         scopes = scope_to_list(grant.request.scope) or []
         if prompts.consent_reasons(user, client, scopes, requested):

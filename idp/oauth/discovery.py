@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from .acr import LEVELS
 from .claims import CLAIMS_SUPPORTED, OIDC_SCOPES
 from .client_auth import CONFIDENTIAL_METHODS, SIGNING_ALG_VALUES
 from .grants import CLIENT_AUTH, RESPONSE_MODES
@@ -41,9 +42,12 @@ def metadata() -> dict:
         ),
         code_challenge_methods_supported=["S256"],
         claims_supported=CLAIMS_SUPPORTED
-        + ["iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "amr"],
+        + ["iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "amr", "acr"],
+        # OIDC Discovery §3 (oauth/acr.py): pwd < mfa < phr (phishing-resistant).
+        acr_values_supported=list(LEVELS),
         prompt_values_supported=["none", "login", "consent"],
-        claims_parameter_supported=False,
+        # OIDC Core §5.5: honoured for id_token.acr (step-up); other claims follow scopes.
+        claims_parameter_supported=True,
         request_parameter_supported=False,
         request_uri_parameter_supported=False,
         authorization_response_iss_parameter_supported=True,

@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 from .. import audit, db
 from ..auth.session import current_authentication, current_sid, remember_client
 from ..models import AuthorizationCode, Token, secret_hash, utcnow
-from . import resources, tokens
+from . import acr, resources, tokens
 from .claims import OIDC_SCOPES
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 
@@ -112,6 +112,7 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
             code_challenge_method=data.get("code_challenge_method"),
             auth_time=auth_time,
             amr=amr,
+            acr=acr.chosen(amr),
             sid=current_sid(),
             resources=getattr(request, "granted_resources", None) or None,
             expires_at=utcnow() + timedelta(seconds=lifetime),

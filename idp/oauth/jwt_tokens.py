@@ -20,6 +20,7 @@ from flask import current_app
 
 from ..models import Client, Resource, Token, User, secret_hash
 from . import keys, resources
+from .acr import level
 from .paths import PATHS
 
 TYP = "at+jwt"  # RFC 9068 §2.1
@@ -58,11 +59,12 @@ def claims(row: Token, client: Client, user: User | None, scope: str) -> dict:
     if scope:
         data["scope"] = scope  # §2.2.3
     if user is not None:
-        # §2.2.1: how and when the user signed in (no acr: sign-in records no ACR value).
+        # §2.2.1: how and when the user signed in, and the class that met (oauth.acr).
         if row.auth_time:
             data["auth_time"] = row.auth_time
         if row.amr:
             data["amr"] = list(row.amr)
+            data["acr"] = row.acr or level(row.amr)
     if row.act:
         data["act"] = row.act  # RFC 8693 §4.1
     return data

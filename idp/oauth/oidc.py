@@ -19,6 +19,7 @@ from sqlalchemy import exists, select
 from .. import db
 from ..models import AuthorizationCode, Client, Consent, User, UserSession
 from . import keys, tokens
+from .acr import level
 from .claims import user_claims
 from .keys import sign
 
@@ -36,6 +37,7 @@ def issue_id_token(
     *,
     auth_time: int | None,
     amr: list[str] | None = None,
+    acr: str | None = None,
     nonce: str | None = None,
     access_token: str | None = None,
     sid: str | None = None,
@@ -55,6 +57,9 @@ def issue_id_token(
         claims["nonce"] = nonce
     if amr:
         claims["amr"] = amr
+        # OIDC Core §2: the class the sign-in satisfied (oauth.acr); derived from amr when
+        # the grant recorded none (device flow, token exchange).
+        claims["acr"] = acr or level(amr)
     if sid:
         claims["sid"] = sid  # Front-/Back-Channel Logout 1.0 §3 / §2.1
     if access_token:
@@ -141,6 +146,7 @@ class OpenIDCode(oidc_grants.OpenIDCode):
             token["scope"],
             auth_time=code.auth_time,
             amr=code.amr,
+            acr=code.acr,
             nonce=code.nonce,
             access_token=token.get("access_token"),
             sid=code.sid,
@@ -158,6 +164,7 @@ class OpenIDRefresh(oidc_grants.OpenIDToken):
             token["scope"],
             auth_time=parent.auth_time,
             amr=parent.amr,
+            acr=parent.acr,  # OIDC Core §12.2: the original sign-in's values
             access_token=token.get("access_token"),
             sid=parent.sid,
         )

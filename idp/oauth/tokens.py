@@ -89,6 +89,7 @@ def save_token(token: dict, request) -> Token:
         authorization_code_id=code.id if code else getattr(parent, "authorization_code_id", None),
         auth_time=code.auth_time if code else (parent.auth_time if parent else None),
         amr=code.amr if code else (parent.amr if parent else None),
+        acr=code.acr if code else (parent.acr if parent else None),  # kept on refresh
         sid=code.sid if code else (parent.sid if parent else None),
     )
     if "refresh_token" in token:

@@ -9,6 +9,14 @@ from ..helpers import Auth
 
 
 @pytest.fixture
+def app_config(app_config):
+    # These tests are about the admin UI, so admins sign in with the password alone here;
+    # the MFA that admins need by default is tested in tests/mfa/test_policy.py.
+    app_config["MFA_REQUIRED_FOR_ADMINS"] = False
+    return app_config
+
+
+@pytest.fixture
 def admin(factory):
     return factory.user(username="root", email="root@example.com", is_admin=True)
 

@@ -15,7 +15,8 @@ import requests
 from ..factories import PASSWORD
 from .a11y import expect
 
-pytestmark = pytest.mark.browser
+# Admins sign in with the password alone here (MFA for admins: tests/mfa, test_mfa.py).
+pytestmark = [pytest.mark.browser, pytest.mark.config(MFA_REQUIRED_FOR_ADMINS=False)]
 
 PHONE = {"width": 390, "height": 844}
 SCROLL_WIDTH = "document.documentElement.scrollWidth"

@@ -7,7 +7,8 @@ from idp import demo
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.config(DEMO=True)
+# The demo admin signs in with the password alone here; admins' MFA: tests/browser/test_mfa.py.
+@pytest.mark.config(DEMO=True, MFA_REQUIRED_FOR_ADMINS=False)
 def test_demo_relying_party_completes_the_code_flow_and_verifies_the_id_token(
     app, live_server, page
 ):

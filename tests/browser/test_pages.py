@@ -19,7 +19,8 @@ from ..factories import PASSWORD
 from . import a11y
 from .a11y import expect
 
-pytestmark = pytest.mark.browser
+# Admins sign in with the password alone here (MFA for admins: tests/mfa, test_mfa.py).
+pytestmark = [pytest.mark.browser, pytest.mark.config(MFA_REQUIRED_FOR_ADMINS=False)]
 
 DESKTOP = {"width": 1200, "height": 900}
 PHONE = {"width": 390, "height": 844}

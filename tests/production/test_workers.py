@@ -121,6 +121,7 @@ def server(tmp_path_factory):
         "IDP_KEY_CACHE_SECONDS": "1",
         "IDP_RATELIMIT_ENABLED": "false",
         "IDP_LOCKOUT_THRESHOLD": str(LOCKOUT_THRESHOLD),
+        "IDP_MFA_REQUIRED_FOR_ADMINS": "false",  # admins sign in with a password here
         "IDP_LOG_LEVEL": "INFO",
         "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
     }

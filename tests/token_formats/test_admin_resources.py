@@ -12,6 +12,8 @@ from ..helpers import Auth, csrf_token
 from .conftest import INVENTORY, ORDERS, make_resource, token_request
 
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+# Admins sign in with the password alone here (MFA for admins: tests/mfa/test_policy.py).
+pytestmark = pytest.mark.config(MFA_REQUIRED_FOR_ADMINS=False)
 
 
 @pytest.fixture
