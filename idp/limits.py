@@ -46,6 +46,8 @@ def by_address() -> str:
     """The mail address a form names (a link is mailed to it), whether or not it is known."""
     address = (request.form.get("email") or "").strip().lower()[:320]
     return f"address:{_digest(address)}" if address else ""
+
+
 def by_pending_account() -> str:
     """The account of a half-finished sign-in (auth.mfa's pending state), whatever its IP."""
     pending = session.get("mfa_pending")
