@@ -13,7 +13,7 @@ from ..account.mail_support import deliver, link_in
 from . import a11y
 from .a11y import expect
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.config(MFA_REQUIRED_FOR_ADMINS=False)]
 
 PASSPHRASE = "seven quiet lanterns drifting"
 
