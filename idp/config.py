@@ -133,6 +133,18 @@ DEFAULTS: dict[str, object] = {
     "MAIL_ATTEMPTS": 5,
     "MAIL_RETRY_DELAY": 30,
     "MAIL_WORKER": True,
+    # Passkeys (WebAuthn Level 3, idp/auth/passkeys.py). The RP ID is the issuer's host and
+    # the origin the issuer's scheme://host[:port]. RP name: what authenticators show (None:
+    # the issuer's host). Attestation: "none" (no device make or model asked for), or
+    # "indirect"/"direct". User verification asked of the authenticator: "preferred",
+    # "required" (responses without the UV flag are refused) or "discouraged". Resident key:
+    # "required" (every passkey is discoverable: usernameless sign-in) or "preferred".
+    # Timeout: seconds a ceremony's challenge is good for (and the browser's timeout hint).
+    "WEBAUTHN_RP_NAME": None,
+    "WEBAUTHN_ATTESTATION": "none",
+    "WEBAUTHN_USER_VERIFICATION": "preferred",
+    "WEBAUTHN_RESIDENT_KEY": "required",
+    "WEBAUTHN_TIMEOUT": 300,
     # Mount the demo relying party at /demo (set by `idp demo`).
     "DEMO": False,
     # --- production: defence, operations, deployment (docs/deploy.md) ---
@@ -292,6 +304,7 @@ def check(config) -> None:
             raise ConfigError(f"IDP_{name} must not be negative")
     check_password_policy(config)
     check_mail(config)
+    check_webauthn(config)
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError("IDP_LOG_FORMAT must be json or text")
     if config["REGISTRATION"] not in ("off", "token", "open"):
@@ -318,6 +331,23 @@ def check_password_policy(config) -> None:
             "IDP_PASSWORD_MAX_BYTES must be at least 256, so that any 64 characters fit "
             "(a character takes up to 4 bytes in UTF-8)"
         )
+
+
+WEBAUTHN_CHOICES = {
+    "WEBAUTHN_ATTESTATION": ("none", "indirect", "direct"),
+    "WEBAUTHN_USER_VERIFICATION": ("preferred", "required", "discouraged"),
+    "WEBAUTHN_RESIDENT_KEY": ("required", "preferred"),
+}
+
+
+def check_webauthn(config) -> None:
+    """Passkey settings (WebAuthn L3 §5.4): known values, a sane ceremony timeout."""
+    for name, allowed in WEBAUTHN_CHOICES.items():
+        if config[name] not in allowed:
+            choices = ", ".join(allowed)
+            raise ConfigError(f"IDP_{name} must be one of {choices}, got {config[name]!r}")
+    if not 30 <= int(config["WEBAUTHN_TIMEOUT"]) <= 600:
+        raise ConfigError("IDP_WEBAUTHN_TIMEOUT must be 30..600 seconds")
 
 
 def check_mail(config) -> None:

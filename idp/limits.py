@@ -77,6 +77,8 @@ REGISTRATION = (Rule("RATELIMIT_REGISTRATION", by_ip),)
 DEVICE_ENTRY = (Rule("RATELIMIT_DEVICE_ENTRY", by_ip),)
 LIMITS: dict[str, tuple[Rule, ...]] = {
     "auth.login": LOGIN,
+    "passkeys.sign_in": (Rule("RATELIMIT_LOGIN_IP", by_ip),),
+    "passkeys.second_factor": LOGIN[:1],
     "oauth.token": TOKEN,
     "oauth.registration": REGISTRATION,
     "oauth.register": REGISTRATION,

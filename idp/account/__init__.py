@@ -12,7 +12,7 @@ from ..auth import session as user_session
 from ..auth.forms import ConfirmForm
 from ..models import Consent, UserSession
 from ..oauth import end_session, logout, tokens
-from . import sign_in
+from . import passkeys, sign_in
 from .devices import describe
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -106,3 +106,4 @@ def revoke_app(client_id: str):
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     sign_in.init_app(app)  # /login and /logout (blueprint "auth")
+    passkeys.init_app(app)  # passkey pages, passwordless sign-in (blueprint "passkeys")

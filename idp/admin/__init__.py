@@ -14,7 +14,7 @@ from .access import admin_required, bp
 
 
 def init_app(app: Flask) -> None:
-    from . import audit, clients, groups, resources, users  # noqa: F401  (views register on bp)
+    from . import audit, clients, groups, passkeys, resources, users  # noqa: F401  (views register on bp)
 
     app.register_blueprint(bp)
 
