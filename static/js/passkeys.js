@@ -73,6 +73,9 @@
     var busy = false;
     form.addEventListener("submit", function (event) {
       if (busy) { return; }
+      // No name yet: the server says so first, before a passkey exists on the device.
+      var name = form.elements.name;
+      if (name && !name.value.trim()) { return; }
       event.preventDefault();
       var kind = form.getAttribute("data-passkey");
       var options = form.getAttribute("data-options");

@@ -169,7 +169,7 @@ def test_the_sign_in_page_offers_passkeys(client):
     page = text(client.get("/login"))
     # Conditional mediation: the browser offers passkeys in the username field's autofill.
     assert 'autocomplete="username webauthn"' in page
-    assert "Sign in with a passkey" in page and "js/passkeys.js" in page
+    assert "Use a passkey" in page and "js/passkeys.js" in page
 
 
 def test_passwordless_usernameless_sign_in(app, user, alice_client, authenticator):
