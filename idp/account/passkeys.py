@@ -159,12 +159,12 @@ def sign_in():
     """Verify the assertion, start the session (amr from the passkey), say where to go."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("credential"), dict):
-        return jsonify(error="The passkey response was malformed."), 400
+        return jsonify(message="The passkey response was malformed."), 400
     try:
         user, amr = passkeys.verify_authentication(json.dumps(body["credential"]))
     except passkeys.PasskeyError as exc:
         db.session().commit()  # the audit record
-        return jsonify(error=str(exc)), 400
+        return jsonify(message=str(exc)), 400
     user_session.start(user, amr)
     db.session().commit()
     next_url = body.get("next") if isinstance(body.get("next"), str) else None

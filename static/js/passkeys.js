@@ -123,7 +123,8 @@
           if (answer.ok && data.location) {
             window.location.assign(data.location);
           } else {
-            show(data.error || "That passkey could not be used to sign in.");
+            // Our refusals carry a message; others (an expired CSRF token) do not.
+            show(data.message || "This page expired. Please reload it and try again.");
           }
         });
       });
