@@ -30,7 +30,7 @@ from wtforms import HiddenField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
 from .. import db
-from ..auth import mfa, passkeys
+from ..auth import login, mfa, passkeys
 from ..auth import session as user_session
 from ..auth.forms import ConfirmForm
 from .sign_in import safe_next
@@ -185,9 +185,13 @@ def second_factor():
         problem = browser_problem(form)
         if problem is None:
             try:
+                if login.is_locked(user):
+                    raise passkeys.PasskeyError("That passkey could not be used to sign in.")
                 _, amr = passkeys.verify_authentication(form.credential.data, user=user)
             except passkeys.PasskeyError as exc:
                 problem = str(exc)
+                # Issue #15: second-factor failures count toward the password lockout.
+                login.record_failure(user)
             else:
                 result = mfa.finish(amr)
                 db.session().commit()

@@ -287,6 +287,8 @@ def test_second_factor_refuses_another_users_passkey(app, user, bob, authenticat
     assert response.status_code == 400 and "could not be used" in text(response)
     assert pending_alice == []
     assert events(app, "passkey.failure")[0].details["reason"] == "credential of another user"
+    with app.app_context():  # issue #15: counted toward the lockout
+        assert db.session().scalar(select(User.failed_logins).where(User.username == "alice")) == 1
 
 
 def test_second_factor_without_a_pending_sign_in_goes_to_sign_in(client):
