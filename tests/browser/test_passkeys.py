@@ -135,3 +135,31 @@ def test_the_add_page_shows_errors_in_the_summary(live_server, page, user, authe
     expect(page.locator("#error-summary")).to_be_focused()
     expect(page).to_have_title(re.compile(r"^Error: Add a passkey"))
     expect(page.locator("#error-summary").get_by_role("link")).to_have_text(re.compile("^Name: "))
+
+
+@pytest.fixture
+def root(factory):
+    return factory.user(username="root", email="root@example.com", is_admin=True)
+
+
+def test_rename_and_the_admin_view(live_server, page, user, root, authenticator):
+    without_autofill(page)  # the admin signs in with a password in the same browser
+    sign_in(page, live_server, "alice")
+    add_passkey(page, live_server, "Laptop")
+    page.get_by_role("link", name="Rename passkey Laptop").click()
+    expect(page.get_by_label("Name")).to_have_value("Laptop")
+    page.get_by_label("Name").fill("Old laptop")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Passkey renamed to “Old laptop”.")
+
+    sign_out(page)
+    sign_in(page, live_server, "root")
+    page.goto(live_server + f"/admin/users/{user.id}")
+    expect(page.get_by_role("heading", name="Passkeys")).to_be_visible()
+    expect(page.get_by_role("rowheader", name="Old laptop")).to_be_visible()
+    page.get_by_role("link", name="Remove the passkey Old laptop…").click()
+    expect(
+        page.get_by_role("heading", name="Remove passkey “Old laptop” of alice?")
+    ).to_be_visible()
+    page.get_by_role("button", name="Remove passkey").click()
+    expect(page.get_by_text("No passkeys.")).to_be_visible()
