@@ -144,6 +144,18 @@ DEFAULTS: dict[str, object] = {
     # "domains:example.com,example.org" (addresses of these domains only). Not to be confused
     # with REGISTRATION, which is dynamic *client* registration (RFC 7591).
     "REGISTRATION_USERS": "off",
+    # Passkeys (WebAuthn Level 3, idp/auth/passkeys.py). The RP ID is the issuer's host and
+    # the origin the issuer's scheme://host[:port]. RP name: what authenticators show (None:
+    # the issuer's host). Attestation: "none" (no device make or model asked for), or
+    # "indirect"/"direct". User verification asked of the authenticator: "preferred",
+    # "required" (responses without the UV flag are refused) or "discouraged". Resident key:
+    # "required" (every passkey is discoverable: usernameless sign-in) or "preferred".
+    # Timeout: seconds a ceremony's challenge is good for (and the browser's timeout hint).
+    "WEBAUTHN_RP_NAME": None,
+    "WEBAUTHN_ATTESTATION": "none",
+    "WEBAUTHN_USER_VERIFICATION": "preferred",
+    "WEBAUTHN_RESIDENT_KEY": "required",
+    "WEBAUTHN_TIMEOUT": 300,
     # Mount the demo relying party at /demo (set by `idp demo`).
     "DEMO": False,
     # --- production: defence, operations, deployment (docs/deploy.md) ---
@@ -325,6 +337,7 @@ def check(config) -> None:
     check_password_policy(config)
     check_mail(config)
     check_user_registration(config)
+    check_webauthn(config)
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError("IDP_LOG_FORMAT must be json or text")
     if config["REGISTRATION"] not in ("off", "token", "open"):
@@ -380,6 +393,23 @@ def check_user_registration(config) -> None:
     for name in ("EMAIL_VERIFY_TTL", "INVITATION_TTL", "REGISTRATION_TTL"):
         if int(config[name]) <= 0:
             raise ConfigError(f"IDP_{name} must be a positive number of seconds")
+
+
+WEBAUTHN_CHOICES = {
+    "WEBAUTHN_ATTESTATION": ("none", "indirect", "direct"),
+    "WEBAUTHN_USER_VERIFICATION": ("preferred", "required", "discouraged"),
+    "WEBAUTHN_RESIDENT_KEY": ("required", "preferred"),
+}
+
+
+def check_webauthn(config) -> None:
+    """Passkey settings (WebAuthn L3 §5.4): known values, a sane ceremony timeout."""
+    for name, allowed in WEBAUTHN_CHOICES.items():
+        if config[name] not in allowed:
+            choices = ", ".join(allowed)
+            raise ConfigError(f"IDP_{name} must be one of {choices}, got {config[name]!r}")
+    if not 30 <= int(config["WEBAUTHN_TIMEOUT"]) <= 600:
+        raise ConfigError("IDP_WEBAUTHN_TIMEOUT must be 30..600 seconds")
 
 
 def check_mail(config) -> None:

@@ -34,6 +34,7 @@ JSON_PATHS = (
     "/par",
     "/healthz",
     "/readyz",
+    "/login/passkey",  # passwordless sign-in's script endpoints (account.passkeys)
 )
 
 

@@ -104,6 +104,8 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "auth.login": LOGIN,
     "password.forgot": RESET,  # per IP and per submitted account, like the sign-in
     "password.change": (Rule("RATELIMIT_LOGIN_IP", by_ip),),  # checks a current password
+    "passkeys.sign_in": (Rule("RATELIMIT_LOGIN_IP", by_ip),),
+    "passkeys.second_factor": LOGIN[:1],
     "oauth.token": TOKEN,
     "oauth.registration": REGISTRATION,
     "oauth.register": REGISTRATION,

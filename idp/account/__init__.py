@@ -12,7 +12,7 @@ from ..auth import session as user_session
 from ..auth.forms import ConfirmForm
 from ..models import Consent, UserSession
 from ..oauth import end_session, logout, tokens
-from . import email, factors, invitation, password, register, sign_in
+from . import email, factors, invitation, passkeys, password, register, sign_in
 from .devices import describe
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -111,3 +111,4 @@ def init_app(app: Flask) -> None:
     invitation.init_app(app)  # /account/invitation (blueprint "account_invitation")
     register.init_app(app)  # /account/register (self-registration, REGISTRATION_USERS)
     factors.init_app(app)  # second factors: /login/totp, /account/totp ... (auth.mfa)
+    passkeys.init_app(app)  # passkey pages, passwordless sign-in (blueprint "passkeys")

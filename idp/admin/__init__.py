@@ -14,7 +14,7 @@ from .access import admin_required, bp
 
 
 def init_app(app: Flask) -> None:
-    from . import audit, clients, factors, groups, resources, users  # noqa: F401  (views on bp)
+    from . import audit, clients, factors, groups, passkeys, resources, users  # noqa: F401
 
     app.register_blueprint(bp)
 

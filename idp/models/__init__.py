@@ -16,6 +16,7 @@ from .resource import Resource, resource_clients
 from .session import LogoutDelivery, SessionClient, UserSession
 from .token import Token
 from .user import User
+from .webauthn import WebAuthnChallengeReplay, WebAuthnCredential
 
 __all__ = [
     "AccountLink",
@@ -38,6 +39,8 @@ __all__ = [
     "SigningKey",
     "Token",
     "User",
+    "WebAuthnChallengeReplay",
+    "WebAuthnCredential",
     "new_client_id",
     "UserSession",
     "secret_hash",
