@@ -1,7 +1,7 @@
 """webauthn credentials (passkeys)
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0011
 Create Date: 2026-12-02 15:40:00
 
 New tables ``webauthn_credentials`` (a user's passkeys: public key, signature counter,
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0007"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
