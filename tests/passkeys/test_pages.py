@@ -10,8 +10,6 @@ import pytest
 from sqlalchemy import select
 
 from idp import db
-from idp.auth import mfa
-from idp.auth import session as user_session
 from idp.models import User, UserSession
 
 from ..helpers import Auth, csrf_refused, csrf_token
@@ -232,30 +230,23 @@ def test_malformed_sign_in_bodies_are_refused(app, user, client, body):
     assert response.status_code == 400 and "message" in response.get_json()
 
 
-# --- second factor (against the mfa contract: pending_user, finish) ------------------------
+# --- second factor (auth.mfa: the password was right, the passkey is pending) -------------
 
 
-@pytest.fixture
-def pending_alice(monkeypatch):
-    """Alice's password was right; the second factor is pending (mfa's contract)."""
-    finished = []
-
-    def pending_user():
-        return db.session().scalar(select(User).where(User.username == "alice"))
-
-    def finish(amr):
-        finished.append(amr)
-        user_session.start(pending_user(), ["pwd", *amr])
-        return "/account/"
-
-    monkeypatch.setattr(mfa, "pending_user", pending_user)
-    monkeypatch.setattr(mfa, "finish", finish)
-    return finished
-
-
-def test_second_factor_with_a_passkey(app, user, alice_client, authenticator, pending_alice):
-    add_passkey(alice_client, authenticator)
+def half_signed_in(app, username="alice"):
+    """A browser whose password was right: auth.mfa sends it to the passkey, its first
+    factor (issue #15: passkey first, then TOTP, then a recovery code)."""
     browser = app.test_client()
+    response = Auth(browser).login(username)
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/login/second-factor/passkey")
+    assert browser.get("/account/").status_code == 302  # not signed in yet
+    return browser
+
+
+def test_second_factor_with_a_passkey(app, user, alice_client, authenticator):
+    add_passkey(alice_client, authenticator)
+    browser = half_signed_in(app)
     page = text(browser.get("/login/second-factor/passkey"))
     options = options_of(page)
     assert [c["id"] for c in options["allowCredentials"]] == [authenticator.id]
@@ -267,15 +258,21 @@ def test_second_factor_with_a_passkey(app, user, alice_client, authenticator, pe
         },
     )
     assert response.status_code == 302 and response.headers["Location"] == "/account/"
-    assert pending_alice == [["hwk", "user"]]
+    assert browser.get("/account/").status_code == 200
+    # RFC 8176: a password and a device-bound key are two factors, hence "mfa".
+    [event] = events(app, "mfa.success")
+    assert event.details["amr"] == ["pwd", "hwk", "user", "mfa"]
 
 
-def test_second_factor_refuses_another_users_passkey(app, user, bob, authenticator, pending_alice):
+def test_second_factor_refuses_another_users_passkey(app, user, bob, authenticator):
     # Issue #15 bypass: an assertion for another user's credential.
+    alice_client = app.test_client()
+    Auth(alice_client).login("alice")
+    add_passkey(alice_client, SoftAuthenticator())  # Alice's own passkey, elsewhere
     bob_client = app.test_client()
     Auth(bob_client).login("bob")
     add_passkey(bob_client, authenticator)
-    browser = app.test_client()
+    browser = half_signed_in(app)
     page = text(browser.get("/login/second-factor/passkey"))
     response = browser.post(
         "/login/second-factor/passkey",
@@ -285,7 +282,7 @@ def test_second_factor_refuses_another_users_passkey(app, user, bob, authenticat
         },
     )
     assert response.status_code == 400 and "could not be used" in text(response)
-    assert pending_alice == []
+    assert browser.get("/account/").status_code == 302  # still not signed in
     assert events(app, "passkey.failure")[0].details["reason"] == "credential of another user"
     with app.app_context():  # issue #15: counted toward the lockout
         assert db.session().scalar(select(User.failed_logins).where(User.username == "alice")) == 1
@@ -297,6 +294,13 @@ def test_second_factor_without_a_pending_sign_in_goes_to_sign_in(client):
 
 
 # --- admin -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_config(app_config):
+    # The admin here signs in with the password alone (admins' MFA: tests/mfa/).
+    app_config["MFA_REQUIRED_FOR_ADMINS"] = False
+    return app_config
 
 
 @pytest.fixture
