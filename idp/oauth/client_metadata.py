@@ -301,7 +301,6 @@ class OAuthClientMetadata(_OAuthClaims):
         if "software_version" in self:
             self["software_version"] = _text("software_version", self["software_version"])
 
-
     def validate_dpop_bound_access_tokens(self):
         # RFC 9449 §5.2: a boolean, false when omitted.
         if "dpop_bound_access_tokens" in self:

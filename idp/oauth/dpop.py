@@ -27,7 +27,7 @@ import hmac
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from authlib.oauth2 import OAuth2Error
@@ -216,7 +216,7 @@ def check_proof(proof: str, htm: str, htu: str, access_token: str | None = None)
         if not hmac.compare_digest(claims["ath"], ath(access_token)):
             raise DPoPError("The DPoP proof's ath does not match the access token.")
     # §11.1: a jti only once while its proof could be accepted (all workers: one store).
-    expires = datetime.fromtimestamp(iat + max_age + 2 * skew, tz=timezone.utc)
+    expires = datetime.fromtimestamp(iat + max_age + 2 * skew, tz=UTC)
     if not first_use(f"dpop\0{jkt}", jti, expires):
         raise DPoPError("The DPoP proof was already used (jti replay).")
     return jkt

@@ -13,8 +13,8 @@ from . import (
     cache,
     client_auth,
     device,
-    dpop,
     discovery,
+    dpop,
     keys,
     logout,
     openapi,
@@ -53,8 +53,10 @@ def authorize():
 @bp.post(PATHS["token_endpoint"])
 def token():
     # RFC 6749 §3.2: POST only, form-encoded; §3.1/§3.2: no parameter more than once.
-    return _form_error(REPEATABLE) or _dpop_error("token_endpoint") or dpop.add_nonce(
-        server().create_token_response()
+    return (
+        _form_error(REPEATABLE)
+        or _dpop_error("token_endpoint")
+        or dpop.add_nonce(server().create_token_response())
     )
 
 
@@ -110,8 +112,10 @@ def device_authorization():
 @bp.post(PATHS["pushed_authorization_request_endpoint"])
 def pushed_authorization_request():
     # RFC 9126 §2.3: POST only (405 otherwise); RFC 8707 §2: resource may repeat.
-    return _form_error(("resource",)) or _dpop_error("pushed_authorization_request_endpoint") or (
-        dpop.add_nonce(server().create_endpoint_response("pushed_authorization"))
+    return (
+        _form_error(("resource",))
+        or _dpop_error("pushed_authorization_request_endpoint")
+        or dpop.add_nonce(server().create_endpoint_response("pushed_authorization"))
     )
 
 

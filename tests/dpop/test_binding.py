@@ -168,8 +168,10 @@ def test_par_dpop_jkt_must_match_the_proof(client, oauth_client, prover, other_p
 
 def test_invalid_proof_at_par_is_refused(client, oauth_client, prover):
     params, _ = auth_params(oauth_client)
-    headers = {**basic_auth(oauth_client.client_id, oauth_client.client_secret),
-               "DPoP": prover.proof()}  # htu is the token endpoint, not /par
+    headers = {
+        **basic_auth(oauth_client.client_id, oauth_client.client_secret),
+        "DPoP": prover.proof(),
+    }  # htu is the token endpoint, not /par
     response = push(client, oauth_client, params, headers)
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_dpop_proof"
@@ -223,8 +225,11 @@ def test_dynamic_registration_accepts_dpop_bound_access_tokens(app, client, valu
     app.config["REGISTRATION"] = "open"
     response = client.post(
         "/register",
-        json={"redirect_uris": ["https://rp.example/cb"], "dpop_bound_access_tokens": value,
-              "token_endpoint_auth_method": "none"},  # fmt: skip
+        json={
+            "redirect_uris": ["https://rp.example/cb"],
+            "dpop_bound_access_tokens": value,
+            "token_endpoint_auth_method": "none",
+        },  # fmt: skip
     )
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["dpop_bound_access_tokens"] is value

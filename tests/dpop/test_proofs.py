@@ -13,7 +13,8 @@ from joserfc.jwk import OctKey
 from idp import create_app
 from idp.oauth import dpop
 
-from .conftest import TOKEN_URL, Prover, client_credentials
+from .conftest import TOKEN_URL, client_credentials
+from .proofs import Prover
 
 # RFC 9449 §4.1 Figure 4 (= §4.2 Figure 2): the example proof, its key's thumbprint (§6.1
 # Figure 9 "0ZcOCORZ..."), and §7.1's access token with its ath (Figure 12 / 13).
@@ -185,9 +186,15 @@ def test_bad_signature_is_refused(client, service, prover, other_prover):
     refused(client_credentials(client, service, {"DPoP": proof}))
     tampered = prover.proof()
     head, payload, sig = tampered.split(".")
-    payload = base64.urlsafe_b64encode(
-        json.dumps({"jti": "t", "htm": "POST", "htu": TOKEN_URL, "iat": int(time.time())}).encode()
-    ).rstrip(b"=").decode()
+    payload = (
+        base64.urlsafe_b64encode(
+            json.dumps(
+                {"jti": "t", "htm": "POST", "htu": TOKEN_URL, "iat": int(time.time())}
+            ).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     refused(client_credentials(client, service, {"DPoP": f"{head}.{payload}.{sig}"}))
 
 

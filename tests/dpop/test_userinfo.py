@@ -113,10 +113,16 @@ def test_resource_nonce(client, auth, user, oauth_client, prover):
     code, verifier, _ = auth.get_code(oauth_client, "openid")
     response = client.post(
         "/token",
-        data={"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-              "redirect_uri": oauth_client.redirect_uri},  # fmt: skip
-        headers={"Authorization": first.request.headers["Authorization"],
-                 "DPoP": prover.proof(nonce=nonce)},  # fmt: skip
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": oauth_client.redirect_uri,
+        },  # fmt: skip
+        headers={
+            "Authorization": first.request.headers["Authorization"],
+            "DPoP": prover.proof(nonce=nonce),
+        },  # fmt: skip
     )
     token = response.get_json()["access_token"]
     refused = challenged(call(client, token, prover), "use_dpop_nonce")
