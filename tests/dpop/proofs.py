@@ -24,11 +24,11 @@ class Prover:
     def jkt(self) -> str:
         return self.key.thumbprint()  # RFC 7638
 
-    def proof(self, htm="POST", htu=None, *, access_token=None, header=None, **claims):
+    def proof(self, htm="POST", htu="", *, access_token=None, header=None, **claims):
         protected = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.key.as_dict(private=False)}
         protected.update(header or {})
         protected = {k: v for k, v in protected.items() if v is not None}
-        htu = htu or self.token_url
+        htu = self.token_url if htu == "" else htu  # None: no htu claim at all
         payload = {"jti": uuid.uuid4().hex, "htm": htm, "htu": htu, "iat": int(time.time())}
         if access_token is not None:
             payload["ath"] = dpop.ath(access_token)
