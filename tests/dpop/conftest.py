@@ -63,3 +63,7 @@ def client_credentials(client, rp, headers=None, **data):
         data={"grant_type": "client_credentials", **data},
         headers={**basic_auth(rp.client_id, rp.client_secret), **(headers or {})},
     )
+
+
+# The admin fixtures (an admin user, a browser signed in as it), for the client form tests.
+from ..admin.conftest import admin, admin_client  # noqa: E402, F401

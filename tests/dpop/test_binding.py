@@ -243,3 +243,24 @@ def test_dynamic_registration_refuses_a_non_boolean(app, client):
     )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_client_metadata"
+
+
+# --- the other grants: device code (RFC 8628), token exchange (RFC 8693) ------------------
+
+
+def test_device_grant_issues_dpop_bound_tokens(app, client, auth, user, factory, prover):
+    from ..grants.conftest import DEVICE_GRANT, device_authorization
+    from ..grants.test_device import enter_code
+
+    device = factory.client(name="TV", grant_types=(DEVICE_GRANT,), redirect_uris=())
+    started = device_authorization(client, device).get_json()
+    auth.login()
+    enter_code(client, started["user_code"])
+    response = client.post(
+        "/token",
+        data={"grant_type": DEVICE_GRANT, "device_code": started["device_code"]},
+        headers={**basic_auth(device.client_id, device.client_secret), **prover.headers()},
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["token_type"] == "DPoP"
+    assert stored_tokens(app)[-1].jkt == prover.jkt
