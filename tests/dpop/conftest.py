@@ -7,8 +7,13 @@ from joserfc.jwk import RSAKey
 
 from idp import db
 
+# Fixtures of other suites used here: the admin signed in (client form tests) and a
+# resource server allowed to exchange the RP's tokens (token exchange test).
+from ..admin.conftest import admin, admin_client  # noqa: F401
 from ..conftest import ISSUER
 from ..helpers import basic_auth
+from ..token_formats.conftest import apis, service  # noqa: F401
+from ..token_formats.test_token_exchange import orders_api, user_tokens  # noqa: F401
 from .proofs import Prover
 
 TOKEN_URL = ISSUER + "/token"
@@ -63,7 +68,3 @@ def client_credentials(client, rp, headers=None, **data):
         data={"grant_type": "client_credentials", **data},
         headers={**basic_auth(rp.client_id, rp.client_secret), **(headers or {})},
     )
-
-
-# The admin fixtures (an admin user, a browser signed in as it), for the client form tests.
-from ..admin.conftest import admin, admin_client  # noqa: E402, F401

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 from ..helpers import basic_auth
-from ..token_formats.conftest import INVENTORY, apis, service  # noqa: F401 - fixtures
-from ..token_formats.test_token_exchange import (  # noqa: F401 - fixtures
-    ACCESS,
-    GRANT,
-    orders_api,
-    user_tokens,
-)
+from ..token_formats.conftest import INVENTORY
+from ..token_formats.test_token_exchange import ACCESS, GRANT
 from .test_binding import stored_tokens
 
 
