@@ -110,6 +110,13 @@ DEFAULTS: dict[str, object] = {
     "CLIENT_ASSERTION_MAX_LIFETIME": 300,
     "CLIENT_JWKS_TIMEOUT": 3,
     "CLIENT_JWKS_CACHE_SECONDS": 300,
+    # DPoP (RFC 9449): how old a proof's iat may be (§4.3 item 11; its jti is remembered that
+    # long), the clock skew allowed either way, whether proofs must carry a server nonce
+    # (§8, §9: use_dpop_nonce, DPoP-Nonce) and how long one nonce lives (seconds).
+    "DPOP_PROOF_MAX_AGE": 60,
+    "DPOP_CLOCK_SKEW": 5,
+    "DPOP_REQUIRE_NONCE": False,
+    "DPOP_NONCE_LIFETIME": 300,
     # Largest request body accepted (bytes).
     "MAX_CONTENT_LENGTH": 64 * 1024,
     # CSRF tokens of Flask-WTF live as long as the session.
@@ -334,6 +341,7 @@ def check(config) -> None:
     for name in ("KEY_CACHE_SECONDS", "REGISTRY_CACHE_SECONDS"):
         if float(config[name]) < 0:
             raise ConfigError(f"IDP_{name} must not be negative")
+    check_dpop(config)
     check_password_policy(config)
     check_mail(config)
     check_user_registration(config)
@@ -352,6 +360,16 @@ def check(config) -> None:
         raise ConfigError(
             f"IDP_ACCESS_TOKEN_FORMAT must be jwt or opaque, got {config['ACCESS_TOKEN_FORMAT']!r}"
         )
+
+
+def check_dpop(config) -> None:
+    """RFC 9449 §11.1: a proof is accepted only for a short while."""
+    if not 1 <= int(config["DPOP_PROOF_MAX_AGE"]) <= 600:
+        raise ConfigError("IDP_DPOP_PROOF_MAX_AGE must be 1..600 seconds")
+    if not 0 <= int(config["DPOP_CLOCK_SKEW"]) <= 60:
+        raise ConfigError("IDP_DPOP_CLOCK_SKEW must be 0..60 seconds")
+    if not 10 <= int(config["DPOP_NONCE_LIFETIME"]) <= 3600:
+        raise ConfigError("IDP_DPOP_NONCE_LIFETIME must be 10..3600 seconds")
 
 
 def check_password_policy(config) -> None:

@@ -38,7 +38,12 @@ from .users import posted
 
 # refresh_token is only useful beside a grant that has an end user.
 REFRESH_SOURCES = {"authorization_code", "urn:ietf:params:oauth:grant-type:device_code"}
-FORM_METADATA = ("jwks", "jwks_uri", "require_pushed_authorization_requests")
+FORM_METADATA = (
+    "jwks",
+    "jwks_uri",
+    "require_pushed_authorization_requests",
+    "dpop_bound_access_tokens",
+)
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k"}
 LOGOUT_FIELDS = (
     "backchannel_logout_uri",
@@ -128,6 +133,8 @@ def key_metadata(form: ClientForm) -> dict:
             metadata["jwks"] = json.loads(form.jwks.data)
     if form.require_par.data:
         metadata["require_pushed_authorization_requests"] = True
+    if form.require_dpop.data:
+        metadata["dpop_bound_access_tokens"] = True  # RFC 9449 §5.2
     return metadata
 
 
@@ -188,6 +195,7 @@ def form_data(client: Client) -> dict:
         "jwks_uri": metadata.get("jwks_uri"),
         "jwks": json.dumps(metadata["jwks"], indent=2) if metadata.get("jwks") else None,
         "require_par": bool(metadata.get("require_pushed_authorization_requests")),
+        "require_dpop": metadata.get("dpop_bound_access_tokens") is True,
     }
 
 

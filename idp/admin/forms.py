@@ -269,6 +269,10 @@ class ClientForm(FlaskForm):
         "JWK Set (private_key_jwt)", filters=[none_if_blank], description="Public keys only."
     )
     require_par = BooleanField("Require pushed authorization requests (RFC 9126 §6)")
+    require_dpop = BooleanField(
+        "Require DPoP-bound access tokens (RFC 9449 §5.2)",
+        description="Token requests without a DPoP proof are refused.",
+    )
     redirect_uris = TextAreaField(
         "Redirect URIs",
         # The matching rule of idp.urls.redirect_uri_matches, in the operator's words.

@@ -125,6 +125,11 @@ class Client(ClientMixin, Base):
         return (self.client_metadata or {}).get("require_pushed_authorization_requests") is True
 
     @property
+    def dpop_bound_access_tokens(self) -> bool:
+        """RFC 9449 §5.2: this client always sends a DPoP proof at the token endpoint."""
+        return (self.client_metadata or {}).get("dpop_bound_access_tokens") is True
+
+    @property
     def origin(self) -> str:
         """How the client came to exist: "dynamic" (RFC 7591) or "static" (admin, CLI)."""
         return "dynamic" if self.dynamically_registered else "static"

@@ -34,6 +34,9 @@ class AuthorizationCode(AuthorizationCodeMixin, Base):
     acr: Mapped[str | None] = mapped_column(String(64))
     # RFC 8707 §2.1: the resources the authorization request named (or its scopes implied).
     resources: Mapped[list[str] | None] = mapped_column(JSON)
+    # RFC 9449 §10: the dpop_jkt of the authorization request; the token request's proof
+    # must be signed by that key.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(43))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     # Set once, by the single request that wins the redemption (conditional UPDATE).

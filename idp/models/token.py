@@ -56,6 +56,9 @@ class Token(TokenMixin, Base):
     resources: Mapped[list[str] | None] = mapped_column(JSON)
     # RFC 8693 §4.1: the actor a token-exchange token was delegated to (the "act" claim).
     act: Mapped[dict | None] = mapped_column(JSON)
+    # RFC 9449 §6: the JWK thumbprint (RFC 7638) of the DPoP key the access token, and for a
+    # public client the refresh token (§5), is bound to; None for a bearer token.
+    jkt: Mapped[str | None] = mapped_column(String(43))
 
     user: Mapped[User | None] = relationship(lazy="joined")
     client: Mapped[Client] = relationship(lazy="joined")

@@ -132,6 +132,11 @@ def _drop_nulls(claims: dict) -> None:
 class OAuthClientMetadata(_OAuthClaims):
     """RFC 7591 §2: the OAuth 2.0 client metadata this server supports."""
 
+    REGISTERED_CLAIMS = [
+        *_OAuthClaims.REGISTERED_CLAIMS,
+        "dpop_bound_access_tokens",  # RFC 9449 §5.2
+    ]
+
     @classmethod
     def get_claims_options(cls, metadata):
         return {}  # every rule is a validate_* method below, with its own description
@@ -156,6 +161,7 @@ class OAuthClientMetadata(_OAuthClaims):
         self.validate_jwks()
         self.validate_software_id()
         self.validate_software_version()
+        self.validate_dpop_bound_access_tokens()
 
     def validate_token_endpoint_auth_method(self):
         # §2: the default is client_secret_basic; the value must be one the server supports.
@@ -294,6 +300,11 @@ class OAuthClientMetadata(_OAuthClaims):
     def validate_software_version(self):
         if "software_version" in self:
             self["software_version"] = _text("software_version", self["software_version"])
+
+    def validate_dpop_bound_access_tokens(self):
+        # RFC 9449 §5.2: a boolean, false when omitted.
+        if "dpop_bound_access_tokens" in self:
+            _boolean("dpop_bound_access_tokens", self["dpop_bound_access_tokens"])
 
 
 class OpenIDClientMetadata(_OpenIDClaims):

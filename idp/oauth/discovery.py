@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from . import dpop
 from .acr import LEVELS
 from .claims import CLAIMS_SUPPORTED, OIDC_SCOPES
 from .client_auth import CONFIDENTIAL_METHODS, SIGNING_ALG_VALUES
@@ -41,6 +42,7 @@ def metadata() -> dict:
             current_app.config["REQUIRE_PUSHED_AUTHORIZATION_REQUESTS"]
         ),
         code_challenge_methods_supported=["S256"],
+        dpop_signing_alg_values_supported=list(dpop.ALGORITHMS),  # RFC 9449 §5.1
         claims_supported=CLAIMS_SUPPORTED
         + ["iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "amr", "acr"],
         # OIDC Discovery §3 (oauth/acr.py): pwd < mfa < phr (phishing-resistant).

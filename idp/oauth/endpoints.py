@@ -9,7 +9,7 @@ from flask import current_app
 
 from .. import audit, db
 from ..models import Token
-from . import resources, tokens
+from . import dpop, resources, tokens
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 
 
@@ -84,4 +84,6 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
                 payload["jti"] = token.jti
             if token.act:
                 payload["act"] = token.act
+            if token.jkt:  # RFC 9449 §6.2: a DPoP-bound token and its key
+                payload["token_type"], payload["cnf"] = "DPoP", dpop.cnf(token)
         return payload

@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 from .. import audit, db
 from ..auth.session import current_authentication, current_sid, remember_client
 from ..models import AuthorizationCode, Token, secret_hash, utcnow
-from . import acr, resources, tokens
+from . import acr, dpop, resources, tokens
 from .claims import OIDC_SCOPES
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 
@@ -94,6 +94,11 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
             error.redirect_uri, error.state = redirect_uri, state
             raise
         self.request.granted_resources = [r.identifier for r in target]
+        try:
+            dpop.check_dpop_jkt(data.get("dpop_jkt"))  # RFC 9449 §10
+        except OAuth2Error as error:
+            error.redirect_uri, error.state = redirect_uri, state
+            raise
         return redirect_uri
 
     def save_authorization_code(self, code, request):
@@ -115,6 +120,7 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
             acr=acr.chosen(amr),
             sid=current_sid(),
             resources=getattr(request, "granted_resources", None) or None,
+            dpop_jkt=data.get("dpop_jkt"),  # RFC 9449 §10
             expires_at=utcnow() + timedelta(seconds=lifetime),
         )
         session = db.session()
@@ -156,6 +162,7 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
 
     def validate_token_request(self):
         super().validate_token_request()
+        dpop.check_code(self.request.authorization_code)  # RFC 9449 §10
         self.resolve_resources(self.request.authorization_code.resources or [])
 
     def delete_authorization_code(self, authorization_code):
@@ -225,6 +232,7 @@ class RefreshTokenGrant(ResourceIndicators, grants.RefreshTokenGrant):
 
     def validate_token_request(self):
         super().validate_token_request()
+        dpop.check_refresh(self.request.refresh_token, self.request.client)  # RFC 9449 §5
         # RFC 8707 §2.2: a refresh may ask for fewer of the grant's resources.
         self.resolve_resources(self.request.refresh_token.resources or [])
 

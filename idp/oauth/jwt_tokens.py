@@ -67,6 +67,8 @@ def claims(row: Token, client: Client, user: User | None, scope: str) -> dict:
             data["acr"] = row.acr or level(row.amr)
     if row.act:
         data["act"] = row.act  # RFC 8693 §4.1
+    if row.jkt:
+        data["cnf"] = {"jkt": row.jkt}  # RFC 9449 §6.1
     return data
 
 

@@ -36,7 +36,7 @@ from werkzeug.datastructures import MultiDict
 
 from .. import audit, db
 from ..models import Client, PushedAuthorizationRequest, secret_hash, utcnow
-from . import prompts
+from . import dpop, prompts
 from .client_auth import ALL_METHODS
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
@@ -65,6 +65,7 @@ AUTHORIZATION_PARAMS = (
     "display",
     "request",
     "authorization_details",
+    "dpop_jkt",  # RFC 9449 §10
 )
 # Parameters that may not repeat in a pushed request (RFC 6749 §3.1); resource may (RFC 8707).
 SINGLE = tuple(p for p in AUTHORIZATION_PARAMS if p != "resource") + ("client_id",)
@@ -140,6 +141,7 @@ class PushedAuthorizationEndpoint:
             raise InvalidRequestError("request_uri must not be pushed (RFC 9126 section 2.1).")
         if "request" in lists:
             raise RequestNotSupportedError()
+        dpop.bind_pushed(lists)  # RFC 9449 §10.1: a proof here binds the code to its key
         self.validate(lists, client)
 
         request_uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(32)

@@ -14,6 +14,7 @@ from . import (
     client_auth,
     device,
     discovery,
+    dpop,
     keys,
     logout,
     openapi,
@@ -52,7 +53,20 @@ def authorize():
 @bp.post(PATHS["token_endpoint"])
 def token():
     # RFC 6749 §3.2: POST only, form-encoded; §3.1/§3.2: no parameter more than once.
-    return _form_error(REPEATABLE) or server().create_token_response()
+    return (
+        _form_error(REPEATABLE)
+        or _dpop_error("token_endpoint")
+        or dpop.add_nonce(server().create_token_response())
+    )
+
+
+def _dpop_error(endpoint: str):
+    """RFC 9449 §4.3: the request's DPoP proof, checked before anything else; an error or None."""
+    try:
+        dpop.from_request(endpoint)
+    except dpop.DPoPError as error:
+        return server().handle_error_response(None, error)
+    return None
 
 
 def _form_error(repeatable: tuple[str, ...] = ()):
@@ -98,7 +112,11 @@ def device_authorization():
 @bp.post(PATHS["pushed_authorization_request_endpoint"])
 def pushed_authorization_request():
     # RFC 9126 §2.3: POST only (405 otherwise); RFC 8707 §2: resource may repeat.
-    return _endpoint("pushed_authorization", repeatable=("resource",))
+    return (
+        _form_error(("resource",))
+        or _dpop_error("pushed_authorization_request_endpoint")
+        or dpop.add_nonce(server().create_endpoint_response("pushed_authorization"))
+    )
 
 
 bp.add_url_rule(PATHS["userinfo_endpoint"], "userinfo", userinfo, methods=["GET", "POST"])

@@ -15,7 +15,7 @@ from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from flask import Flask, current_app
 
 from ..models import Client
-from . import client_auth, endpoints, par, token_exchange, tokens
+from . import client_auth, dpop, endpoints, par, token_exchange, tokens
 from .cache import registry
 from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
 from .oidc import OpenIDCode, OpenIDRefresh
@@ -47,11 +47,14 @@ class AuthorizationServer(_AuthorizationServer):
         # introspection, PAR, device authorization), before any method is tried.
         client_auth.refuse_multiple_methods(request)
         try:
-            return super().authenticate_client(request, methods, endpoint)
+            client = super().authenticate_client(request, methods, endpoint)
         except ValueError as exc:
             # Authlib's Basic parsing raises on "Authorization: Basic" with no credentials;
             # RFC 6749 §5.2: that is invalid_client, not a server error (found by fuzzing).
             raise InvalidClientError(status_code=401) from exc
+        if endpoint == "token":  # every grant, before anything is used up
+            dpop.require_for(client)  # RFC 9449 §5.2 dpop_bound_access_tokens
+        return client
 
     def get_authorization_grant(self, request):
         try:

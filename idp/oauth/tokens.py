@@ -39,7 +39,7 @@ from ..models import (
     utcnow,
 )
 from ..models.device import APPROVED
-from . import jwt_tokens
+from . import dpop, jwt_tokens
 from .cache import registry
 
 
@@ -52,7 +52,7 @@ def generate_bearer_token(
 ) -> dict:
     """Authlib token generator: the response body of RFC 6749 §5.1."""
     token = {
-        "token_type": "Bearer",
+        "token_type": dpop.token_type(),  # RFC 9449 §5: "DPoP" when bound
         "access_token": new_secret(),
         # The client's own lifetime when an admin set one, else the server default.
         "expires_in": int(
@@ -91,6 +91,7 @@ def save_token(token: dict, request) -> Token:
         amr=code.amr if code else (parent.amr if parent else None),
         acr=code.acr if code else (parent.acr if parent else None),  # kept on refresh
         sid=code.sid if code else (parent.sid if parent else None),
+        jkt=dpop.current_jkt(),  # RFC 9449 §6: the DPoP key the token is bound to
     )
     if "refresh_token" in token:
         row.refresh_token_hash = secret_hash(token["refresh_token"])

@@ -1,4 +1,4 @@
-"""The UserInfo endpoint (OIDC Core §5.3) behind RFC 6750 bearer authentication."""
+"""The UserInfo endpoint (OIDC Core §5.3) behind RFC 6750 bearer or RFC 9449 DPoP authentication."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
 from flask import jsonify, request
 
 from .. import db
+from . import dpop
 from .claims import user_claims
 from .tokens import find, is_live
 
@@ -38,8 +39,8 @@ def bearer_token() -> str | None:
             # non-ASCII in error descriptions, hence "section".
             raise InvalidRequestError("Send the token in one place only (RFC 6750 section 2)")
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise InvalidTokenError("Use the Bearer authentication scheme")
+        if scheme.lower() not in ("bearer", "dpop") or not value.strip():
+            raise InvalidTokenError("Use the Bearer or DPoP authentication scheme")
         return value.strip()
     if in_body:
         return request.form["access_token"]
@@ -52,24 +53,42 @@ def userinfo():
         token_string = bearer_token()
         if token_string is None:
             # RFC 6750 §3.1: no credentials, no error code.
-            return _error(401, [("WWW-Authenticate", 'Bearer realm="userinfo"')], {})
+            challenge = 'Bearer realm="userinfo", ' + dpop.challenge()  # RFC 9449 §7.1
+            return _error(401, [("WWW-Authenticate", challenge)], {})
         validator = BearerTokenValidator()
         token = validator.authenticate_token(token_string)
+        dpop.at_resource("userinfo_endpoint", _scheme(), token_string, token)  # RFC 9449 §7
         validator.validate_token(token, ["openid"], request)
-    except (InvalidTokenError, InsufficientScopeError, InvalidRequestError) as error:
+    except dpop.ResourceError as error:  # RFC 9449 §7.1: a DPoP challenge, DPoP-Nonce
+        headers = [("WWW-Authenticate", error.challenge())]
+        if error.nonce:
+            headers.append(("DPoP-Nonce", error.nonce))
+        body = {"error": error.error, "error_description": error.description}
+        return _error(error.status, headers, body)
+    except InvalidTokenError as error:
+        if _scheme() == "dpop":  # RFC 9449 §7.1: answered in the scheme the client used
+            challenge = dpop.ResourceError("invalid_token", "").challenge()
+            return _error(401, [("WWW-Authenticate", challenge)], dict(error.get_body()))
+        return _error(error.status_code, error.get_headers(), dict(error.get_body()))
+    except (InsufficientScopeError, InvalidRequestError) as error:
         return _error(error.status_code, error.get_headers(), dict(error.get_body()))
     except OAuth2Error as error:  # pragma: no cover - every raise above is one of those
         return _error(401, error.get_headers(), dict(error.get_body()))
     response = jsonify(user_claims(token.user, token.scope))
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return dpop.add_nonce(response)
+
+
+def _scheme() -> str:
+    """The authentication scheme the request used: "bearer" (header or body) or "dpop"."""
+    return request.headers.get("Authorization", "").partition(" ")[0].lower() or "bearer"
 
 
 def _error(status: int, headers, body: dict):
     response = jsonify(body)
     response.status_code = status
     for name, value in headers:
-        if name.lower() == "www-authenticate":
+        if name.lower() in ("www-authenticate", "dpop-nonce"):
             response.headers[name] = value
     if "WWW-Authenticate" not in response.headers and body.get("error"):
         # RFC 6750 §3: a refused request carries a Bearer challenge with the error code.
