@@ -133,6 +133,27 @@ DEFAULTS: dict[str, object] = {
     "MAIL_ATTEMPTS": 5,
     "MAIL_RETRY_DELAY": 30,
     "MAIL_WORKER": True,
+    # The user's own data (idp/account/profile.py, data.py). The OIDC Core §5.1 claims a
+    # user may edit on the account page; allowed: those of EDITABLE_CLAIMS below. Never
+    # email (it needs verification), username, sub or a *_verified flag.
+    "ACCOUNT_EDITABLE_CLAIMS": [
+        "name",
+        "given_name",
+        "family_name",
+        "middle_name",
+        "nickname",
+        "profile",
+        "picture",
+        "website",
+        "gender",
+        "birthdate",
+        "zoneinfo",
+        "locale",
+    ],  # fmt: skip
+    # Mail the user after a sign-in from a browser not seen before for them (each user can
+    # turn it off on the account page); whether the mail shows the sign-in's IP address.
+    "NEW_DEVICE_NOTICES": True,
+    "NEW_DEVICE_NOTICE_IP": True,
     # Mount the demo relying party at /demo (set by `idp demo`).
     "DEMO": False,
     # --- production: defence, operations, deployment (docs/deploy.md) ---
@@ -188,6 +209,11 @@ DEFAULTS: dict[str, object] = {
     "DATABASE_PING_AFTER_IDLE": 2,
 }
 
+# Claims the account page can offer for editing; phone_number resets phone_number_verified.
+EDITABLE_CLAIMS = (
+    "name", "given_name", "family_name", "middle_name", "nickname", "profile", "picture",
+    "website", "gender", "birthdate", "zoneinfo", "locale", "phone_number",
+)  # fmt: skip
 MIN_ARGON2 = {"ARGON2_MEMORY_COST": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARALLELISM": 1}
 MAX_CODE_LIFETIME = 600
 
@@ -292,6 +318,7 @@ def check(config) -> None:
             raise ConfigError(f"IDP_{name} must not be negative")
     check_password_policy(config)
     check_mail(config)
+    check_editable_claims(config)
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError("IDP_LOG_FORMAT must be json or text")
     if config["REGISTRATION"] not in ("off", "token", "open"):
@@ -317,6 +344,19 @@ def check_password_policy(config) -> None:
         raise ConfigError(
             "IDP_PASSWORD_MAX_BYTES must be at least 256, so that any 64 characters fit "
             "(a character takes up to 4 bytes in UTF-8)"
+        )
+
+
+def check_editable_claims(config) -> None:
+    """Only profile claims a user may state about themselves (never email, sub, *_verified)."""
+    claims = config["ACCOUNT_EDITABLE_CLAIMS"]
+    if isinstance(claims, str):  # IDP_ACCOUNT_EDITABLE_CLAIMS="name locale"
+        claims = config["ACCOUNT_EDITABLE_CLAIMS"] = claims.replace(",", " ").split()
+    unknown = [c for c in claims if c not in EDITABLE_CLAIMS]
+    if unknown:
+        raise ConfigError(
+            f"IDP_ACCOUNT_EDITABLE_CLAIMS: {', '.join(map(str, unknown))} cannot be edited by "
+            f"users; choose among {', '.join(EDITABLE_CLAIMS)}"
         )
 
 

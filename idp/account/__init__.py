@@ -12,7 +12,7 @@ from ..auth import session as user_session
 from ..auth.forms import ConfirmForm
 from ..models import Consent, UserSession
 from ..oauth import end_session, logout, tokens
-from . import sign_in
+from . import data, profile, sign_in
 from .devices import describe
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -106,3 +106,5 @@ def revoke_app(client_id: str):
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     sign_in.init_app(app)  # /login and /logout (blueprint "auth")
+    profile.init_app(app)  # /account/profile, /account/notices (blueprint "profile")
+    data.init_app(app)  # /account/data export, /account/delete requests (blueprint "data")

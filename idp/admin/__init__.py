@@ -14,9 +14,10 @@ from .access import admin_required, bp
 
 
 def init_app(app: Flask) -> None:
-    from . import audit, clients, groups, resources, users  # noqa: F401  (views register on bp)
+    from . import audit, clients, deletions, groups, resources, users  # noqa: F401  (views)
 
     app.register_blueprint(bp)
+    app.add_template_global(deletions.pending_for, "pending_deletion_of")
 
 
 __all__ = ["admin_required", "bp", "init_app"]
