@@ -45,6 +45,7 @@ from ..auth.forms import ConfirmForm
 from ..auth.links import external_url
 from ..models import (
     AuditEvent,
+    Client,
     Consent,
     DeletionRequest,
     KnownDevice,
@@ -91,20 +92,27 @@ def scrubbed(details: dict | None) -> dict:
 
 
 def audit_events(user: User) -> list[dict]:
-    """Events with the user as target (in full) or as actor (about someone else: the event
-    name, time and IP only, so another user's data never leaves in this file)."""
+    """Events with the user as target, or as actor about themselves or an application, in
+    full; as actor about anyone else (an admin's action on another user): the event name,
+    time and IP only, so another user's data never leaves in this file."""
+    s = db.session()
     mine = {user.sub, user.username} | ({user.email} if user.email else set())
-    rows = db.session().scalars(
-        select(AuditEvent)
-        .where(or_(AuditEvent.target.in_(mine), AuditEvent.actor.in_(mine)))
-        .order_by(AuditEvent.at, AuditEvent.id)
+    rows = list(
+        s.scalars(
+            select(AuditEvent)
+            .where(or_(AuditEvent.target.in_(mine), AuditEvent.actor.in_(mine)))
+            .order_by(AuditEvent.at, AuditEvent.id)
+        )
     )
+    targets = {row.target for row in rows if row.target and row.target not in mine}
+    clients = set(s.scalars(select(Client.client_id).where(Client.client_id.in_(targets))))
     events = []
     for row in rows:
         event = {"event": row.event, "at": plain(row.at), "ip": row.ip}
-        if row.target in mine or row.target is None:
-            event["role"] = "target" if row.target in mine else "actor"
-            event["details"] = scrubbed(row.details)
+        if row.target in mine:
+            event.update(role="target", details=scrubbed(row.details))
+        elif row.target is None or row.target in clients:
+            event.update(role="actor", target=row.target, details=scrubbed(row.details))
         else:
             event["role"] = "actor"
         events.append(event)

@@ -9,6 +9,7 @@ never their values.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from flask import (
@@ -57,7 +58,7 @@ def http_url(form, field):
 
 
 def real_date(form, field):
-    if field.data and len(field.data) == 10:
+    if field.data and re.match(BIRTHDATE, field.data) and len(field.data) == 10:
         year, month, day = (int(part) for part in field.data.split("-"))
         try:
             date(year or 2000, month, day)  # 0000: the year is withheld (a leap year)
