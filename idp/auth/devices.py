@@ -105,7 +105,8 @@ def remember(user: User, token: str, description: str) -> bool:
     insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(KnownDevice).values(**values)
     statement = statement.on_conflict_do_nothing(index_elements=["user_id", "token_hash"])
-    return s.execute(statement).rowcount == 1
+    # RETURNING, not rowcount: the ORM's insert reports no row count on every driver.
+    return s.execute(statement.returning(KnownDevice.id)).scalar() is not None
 
 
 def forget_oldest(user: User) -> None:
