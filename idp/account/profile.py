@@ -149,8 +149,10 @@ class NoticesForm(FlaskForm):
 
 
 def profile_claims(user) -> list[tuple[str, str]]:
-    """(label, value) of the allowed claims the user has filled in, for the account page."""
-    return [(LABELS[n], getattr(user, n)) for n in editable_claims() if getattr(user, n)]
+    """(label, value) of the allowed claims the user has filled in, for the account page
+    (the name is already at its top)."""
+    names = [n for n in editable_claims() if n != "name" and getattr(user, n)]
+    return [(LABELS[n], getattr(user, n)) for n in names]
 
 
 @bp.route("/profile", methods=["GET", "POST"])
