@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from idp import db
-from idp.models import AuditEvent, Group, Resource, Token, User, UserSession
+from idp.models import AuditEvent, DeletionRequest, Group, Resource, Token, User, UserSession
 
 from ..helpers import Auth, csrf_refused, query, stored_rows
 from .support import post, row, user_row
@@ -41,7 +41,8 @@ def targets(app, factory, user, oauth_client):
         session = db.session()
         group = Group(name="staff")
         resource = Resource(identifier="https://api.example", name="API")
-        session.add_all([group, resource])
+        deletion = DeletionRequest(user_id=user.id)
+        session.add_all([group, resource, deletion])
         session.commit()
         return {
             "user_id": user.id,
@@ -52,6 +53,7 @@ def targets(app, factory, user, oauth_client):
                 select(UserSession.id).where(UserSession.user_id == user.id)
             ),
             "token_id": session.scalar(select(Token.id).where(Token.user_id == user.id)),
+            "request_id": deletion.id,
         }
 
 
