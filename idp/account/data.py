@@ -39,7 +39,7 @@ from wtforms import PasswordField, SubmitField
 from wtforms.validators import DataRequired
 
 from .. import audit, db, mail
-from ..auth import passwords
+from ..auth import login, passwords
 from ..auth.devices import describe
 from ..auth.forms import ConfirmForm
 from ..auth.links import external_url
@@ -226,9 +226,15 @@ def request_deletion():
     pending = pending_deletion(user)
     form = DeletionForm()
     if pending is None and form.validate_on_submit():
-        if not passwords.verify(user.password_hash, form.password.data):
+        # Wrong passwords count toward the sign-in lockout (auth.login), so this form
+        # cannot be used to guess the password of a session left open.
+        right = passwords.verify(user.password_hash, form.password.data)
+        if not right or login.is_locked(user):
             form.password.errors.append("This is not your current password.")
-            audit.record("account.deletion_refused", actor=user.sub, reason="wrong password")
+            if not right:
+                login.record_failure(user)
+            reason = "wrong password" if not right else "locked"
+            audit.record("account.deletion_refused", actor=user.sub, reason=reason)
             db.session().commit()
         else:
             s = db.session()

@@ -160,6 +160,8 @@ def profile_claims(user) -> list[tuple[str, str]]:
 def edit():
     user = current_user._get_current_object()
     claims = editable_claims()
+    if not claims:  # the admin allows no profile editing
+        abort(404)
     form = profile_form(data={name: getattr(user, name) for name in claims})
     if form.validate_on_submit():
         changed = [name for name in claims if getattr(form, name).data != getattr(user, name)]

@@ -79,6 +79,17 @@ def test_a_wrong_password_is_refused_and_nothing_is_asked(app, client, alice, ma
     assert delivered(app, mailbox) == []
 
 
+@pytest.mark.config(LOCKOUT_THRESHOLD=3)
+def test_wrong_passwords_here_count_toward_the_sign_in_lockout(app, client, alice):
+    # NIST SP 800-63B §5.2.2: guesses are limited wherever the password is checked.
+    for _ in range(3):
+        assert ask(client, password="guess").status_code == 400
+    assert stored_user(app, "alice").locked_until is not None
+    response = ask(client)  # now even the right password is refused
+    assert response.status_code == 400 and requests_of(app, alice.id) == []
+    assert events(app, "account.deletion_refused")[-1].details == {"reason": "locked"}
+
+
 def test_asking_and_cancelling_need_the_csrf_token(app, client, alice):
     assert csrf_refused(client.post("/account/delete", data={"password": PASSWORD}))
     assert requests_of(app, alice.id) == []

@@ -109,6 +109,12 @@ def test_a_claim_the_admin_did_not_allow_cannot_be_changed(app, client, signed_i
     assert user.nickname == "Al" and user.name == "Alice Liddell"
 
 
+@pytest.mark.config(ACCOUNT_EDITABLE_CLAIMS=[])
+def test_no_editable_claim_means_no_profile_form(client, signed_in):
+    assert client.get("/account/profile").status_code == 404
+    assert "/account/profile" not in client.get("/account/").text
+
+
 @pytest.mark.config(ACCOUNT_EDITABLE_CLAIMS=["name", "phone_number"])
 def test_a_new_phone_number_is_no_longer_verified(app, client, signed_in, factory):
     with app.app_context():
