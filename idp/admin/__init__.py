@@ -18,6 +18,7 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(bp)
     app.add_template_global(deletions.pending_for, "pending_deletion_of")
+    app.add_template_global(deletions.pending_count, "pending_deletion_count")
 
 
 __all__ = ["admin_required", "bp", "init_app"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .. import audit, db, mail
 from ..models import DeletionRequest, User, utcnow
@@ -23,6 +23,13 @@ def pending_requests() -> list[DeletionRequest]:
             .where(DeletionRequest.status == PENDING)
             .order_by(DeletionRequest.requested_at, DeletionRequest.id)
         )
+    )
+
+
+def pending_count() -> int:
+    """How many requests wait for a decision (the users list points to them)."""
+    return db.session().scalar(
+        select(func.count(DeletionRequest.id)).where(DeletionRequest.status == PENDING)
     )
 
 
@@ -61,7 +68,7 @@ def tell_user(user: User, approved: bool) -> None:
 
 def confirm(row: DeletionRequest, title: str, consequences: list[str], button: str, note=""):
     return confirmation_page(
-        section="deletions",
+        section="users",
         crumbs=[("Deletion requests", url_for("admin.deletions"))],
         title=title,
         consequences=consequences,

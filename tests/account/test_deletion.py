@@ -138,6 +138,9 @@ def test_the_user_can_cancel_a_pending_request(app, client, alice, admin):
 def test_the_admin_sees_pending_requests_on_a_list_and_on_the_user(app, client, alice, admin):
     ask(client)
     (row,) = requests_of(app, alice.id)
+    users = admin.get("/admin/users")
+    assert "1 user asked for their account to be deleted" in users.text
+    assert 'href="/admin/deletions"' in users.text
     listing = admin.get("/admin/deletions")
     assert listing.status_code == 200 and "alice" in listing.text
     assert f"/admin/deletions/{row.id}/approve" in listing.text

@@ -83,7 +83,7 @@ def test_edit_download_and_have_the_account_deleted(
         admin = context.new_page()
         sign_in(admin, live_server, "root")
         admin.get_by_role("link", name="Admin").click()
-        admin.get_by_role("link", name="Deletion requests").click()
+        admin.get_by_role("link", name="Review the deletion requests").click()
         expect(admin.get_by_role("heading", name="Deletion requests")).to_be_visible()
         expect(admin.get_by_role("row", name=re.compile("alice"))).to_be_visible()
         admin.get_by_role("link", name="Approve the deletion of alice").click()
