@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from idp import create_app
+from idp import create_app, db
 from idp.config import ConfigError
 
 from ..helpers import csrf_refused
@@ -170,7 +170,10 @@ def test_config_refuses_claims_users_must_not_edit(app_config):
 
 def test_the_setting_can_be_a_string_of_names(app_config):
     app = create_app({**app_config, "ACCOUNT_EDITABLE_CLAIMS": "nickname, locale"})
-    assert app.config["ACCOUNT_EDITABLE_CLAIMS"] == ["nickname", "locale"]
+    try:
+        assert app.config["ACCOUNT_EDITABLE_CLAIMS"] == ["nickname", "locale"]
+    finally:
+        db.engine(app).dispose()
 
 
 # --- the new-device notice setting -----------------------------------------------------
