@@ -163,6 +163,27 @@ DEFAULTS: dict[str, object] = {
     "WEBAUTHN_USER_VERIFICATION": "preferred",
     "WEBAUTHN_RESIDENT_KEY": "required",
     "WEBAUTHN_TIMEOUT": 300,
+    # The user's own data (idp/account/profile.py, data.py). The OIDC Core §5.1 claims a
+    # user may edit on the account page; allowed: those of EDITABLE_CLAIMS below. Never
+    # email (it needs verification), username, sub or a *_verified flag.
+    "ACCOUNT_EDITABLE_CLAIMS": [
+        "name",
+        "given_name",
+        "family_name",
+        "middle_name",
+        "nickname",
+        "profile",
+        "picture",
+        "website",
+        "gender",
+        "birthdate",
+        "zoneinfo",
+        "locale",
+    ],  # fmt: skip
+    # Mail the user after a sign-in from a browser not seen before for them (each user can
+    # turn it off on the account page); whether the mail shows the sign-in's IP address.
+    "NEW_DEVICE_NOTICES": True,
+    "NEW_DEVICE_NOTICE_IP": True,
     # Mount the demo relying party at /demo (set by `idp demo`).
     "DEMO": False,
     # --- production: defence, operations, deployment (docs/deploy.md) ---
@@ -236,6 +257,11 @@ DEFAULTS: dict[str, object] = {
     "DATABASE_PING_AFTER_IDLE": 2,
 }
 
+# Claims the account page can offer for editing; phone_number resets phone_number_verified.
+EDITABLE_CLAIMS = (
+    "name", "given_name", "family_name", "middle_name", "nickname", "profile", "picture",
+    "website", "gender", "birthdate", "zoneinfo", "locale", "phone_number",
+)  # fmt: skip
 MIN_ARGON2 = {"ARGON2_MEMORY_COST": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARALLELISM": 1}
 MAX_CODE_LIFETIME = 600
 
@@ -346,6 +372,7 @@ def check(config) -> None:
     check_mail(config)
     check_user_registration(config)
     check_webauthn(config)
+    check_editable_claims(config)
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError("IDP_LOG_FORMAT must be json or text")
     if config["REGISTRATION"] not in ("off", "token", "open"):
@@ -428,6 +455,19 @@ def check_webauthn(config) -> None:
             raise ConfigError(f"IDP_{name} must be one of {choices}, got {config[name]!r}")
     if not 30 <= int(config["WEBAUTHN_TIMEOUT"]) <= 600:
         raise ConfigError("IDP_WEBAUTHN_TIMEOUT must be 30..600 seconds")
+
+
+def check_editable_claims(config) -> None:
+    """Only profile claims a user may state about themselves (never email, sub, *_verified)."""
+    claims = config["ACCOUNT_EDITABLE_CLAIMS"]
+    if isinstance(claims, str):  # IDP_ACCOUNT_EDITABLE_CLAIMS="name locale"
+        claims = config["ACCOUNT_EDITABLE_CLAIMS"] = claims.replace(",", " ").split()
+    unknown = [c for c in claims if c not in EDITABLE_CLAIMS]
+    if unknown:
+        raise ConfigError(
+            f"IDP_ACCOUNT_EDITABLE_CLAIMS: {', '.join(map(str, unknown))} cannot be edited by "
+            f"users; choose among {', '.join(EDITABLE_CLAIMS)}"
+        )
 
 
 def check_mail(config) -> None:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from idp import create_app, db
+from idp.mail import delivery
 from idp.migrate import upgrade
 from idp.models import Base, SigningKey
 from idp.oauth import keys
@@ -121,6 +122,9 @@ def app(app_config, signing_key_rows):
             session.add(SigningKey(kid=row.kid, alg=row.alg, private_jwk=row.private_jwk))
         session.commit()
     yield app
+    # Mail queued by a test (a notice after a sign-in, a password change...) wakes the
+    # app's sender thread; it must stop before the engine it uses is disposed.
+    delivery.sender_thread(app).stop()
     db.engine(app).dispose()
 
 

@@ -12,7 +12,7 @@ from ..auth import session as user_session
 from ..auth.forms import ConfirmForm
 from ..models import Consent, UserSession
 from ..oauth import end_session, logout, tokens
-from . import email, factors, invitation, passkeys, password, register, sign_in
+from . import data, email, factors, invitation, passkeys, password, profile, register, sign_in
 from .devices import describe
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -112,3 +112,5 @@ def init_app(app: Flask) -> None:
     register.init_app(app)  # /account/register (self-registration, REGISTRATION_USERS)
     factors.init_app(app)  # second factors: /login/totp, /account/totp ... (auth.mfa)
     passkeys.init_app(app)  # passkey pages, passwordless sign-in (blueprint "passkeys")
+    profile.init_app(app)  # /account/profile, /account/notices (blueprint "profile")
+    data.init_app(app)  # /account/data export, /account/delete requests (blueprint "data")

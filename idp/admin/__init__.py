@@ -14,9 +14,11 @@ from .access import admin_required, bp
 
 
 def init_app(app: Flask) -> None:
-    from . import audit, clients, factors, groups, passkeys, resources, users  # noqa: F401
+    from . import audit, clients, deletions, factors, groups, passkeys, resources, users  # noqa: F401
 
     app.register_blueprint(bp)
+    app.add_template_global(deletions.pending_for, "pending_deletion_of")
+    app.add_template_global(deletions.pending_count, "pending_deletion_count")
 
 
 __all__ = ["admin_required", "bp", "init_app"]

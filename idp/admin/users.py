@@ -229,6 +229,28 @@ def signs_out(user: User) -> list[str]:
     ]
 
 
+def remove_user(user: User, **details) -> dict | None:
+    """Delete the account: sessions ended, tokens revoked, consents removed, then the row
+    (codes, tokens, sessions and group memberships go with it: ON DELETE CASCADE). Audited
+    as ``admin.user.deleted``. Returns the user's last snapshot; None (nothing done, the
+    caller rolls back) when it would leave no enabled admin. The caller commits."""
+    session = db.session()
+    lock_admins()
+    sub, snapshot = user.sub, changes.user_snapshot(user)
+    user.disabled, user.is_admin = True, False
+    if not keeps_an_admin():
+        return None
+    effects = sign_out_everywhere(user, "user deleted")
+    effects["consents_removed"] = session.execute(
+        delete(Consent).where(Consent.user_id == user.id)
+    ).rowcount
+    session.flush()
+    session.execute(delete(User).where(User.id == user.id))
+    session.expunge(user)
+    changes.record("user.deleted", sub, before=snapshot, **effects, **details)
+    return snapshot
+
+
 def refuse_last_admin(user: User):
     db.session().rollback()
     flash("There must be at least one enabled administrator: this would leave none.", "error")
@@ -598,22 +620,10 @@ def delete_user(user_id: int):
         if form.confirm_username.data != user.username:
             form.confirm_username.errors.append("This is not the username of this account.")
         else:
-            session = db.session()
-            lock_admins()
-            sub, snapshot = user.sub, changes.user_snapshot(user)
-            user.disabled, user.is_admin = True, False
-            if not keeps_an_admin():
+            snapshot = remove_user(user)
+            if snapshot is None:
                 return refuse_last_admin(user)
-            effects = sign_out_everywhere(user, "user deleted")
-            effects["consents_removed"] = session.execute(
-                delete(Consent).where(Consent.user_id == user.id)
-            ).rowcount
-            session.flush()
-            # Codes, tokens, sessions and group memberships go with the row (ON DELETE CASCADE).
-            session.execute(delete(User).where(User.id == user.id))
-            session.expunge(user)
-            changes.record("user.deleted", sub, before=snapshot, **effects)
-            session.commit()
+            db.session().commit()
             flash(f"User {snapshot['username']} deleted.")
             return redirect(url_for("admin.users"))
     counts = {

@@ -7,12 +7,13 @@ below the protocol.
 
 from flask import Flask
 
-from . import passwords, session
+from . import devices, passwords, session
 
 
 def init_app(app: Flask) -> None:
     passwords.init_app(app)
     session.login_manager.init_app(app)
+    devices.init_app(app)  # new-device notice at sign-in
 
 
 __all__ = ["init_app"]

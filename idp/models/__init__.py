@@ -11,6 +11,7 @@ from .grant import AuthorizationCode
 from .group import Group, user_groups
 from .key import SigningKey
 from .mail import MailMessage
+from .own_data import DeletionRequest, KnownDevice
 from .registration import RegistrationToken
 from .resource import Resource, resource_clients
 from .session import LogoutDelivery, SessionClient, UserSession
@@ -25,9 +26,11 @@ __all__ = [
     "Base",
     "Client",
     "Consent",
+    "DeletionRequest",
     "DeviceCode",
     "Group",
     "JWTReplay",
+    "KnownDevice",
     "LogoutDelivery",
     "MailMessage",
     "PushedAuthorizationRequest",

@@ -50,6 +50,8 @@ class User(UserMixin, Base):
     last_login_at: Mapped[datetime | None] = mapped_column()
     # MFA policy (auth.mfa): this user must sign in with a second factor.
     mfa_required: Mapped[bool] = mapped_column(default=False)
+    # Mail the user after a sign-in from a browser not seen before (account page opt-out).
+    new_device_notices: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

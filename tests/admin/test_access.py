@@ -14,7 +14,16 @@ import pytest
 from sqlalchemy import select
 
 from idp import db
-from idp.models import AuditEvent, Group, Resource, Token, User, UserSession, WebAuthnCredential
+from idp.models import (
+    AuditEvent,
+    DeletionRequest,
+    Group,
+    Resource,
+    Token,
+    User,
+    UserSession,
+    WebAuthnCredential,
+)
 
 from ..helpers import Auth, csrf_refused, query, stored_rows
 from .support import post, row, user_row
@@ -44,7 +53,8 @@ def targets(app, factory, user, oauth_client):
         passkey = WebAuthnCredential(
             user_id=user.id, credential_id="AAAA", public_key=b"\0", name="Key"
         )
-        session.add_all([group, resource, passkey])
+        deletion = DeletionRequest(user_id=user.id)
+        session.add_all([group, resource, passkey, deletion])
         session.commit()
         return {
             "user_id": user.id,
@@ -56,6 +66,7 @@ def targets(app, factory, user, oauth_client):
             ),
             "token_id": session.scalar(select(Token.id).where(Token.user_id == user.id)),
             "passkey_id": passkey.id,
+            "request_id": deletion.id,
         }
 
 

@@ -1,7 +1,7 @@
 """multi-factor authentication
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-02 15:35:00
 
 New tables ``totp_credentials`` (RFC 6238 secret, encrypted, and the last accepted time
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,185 @@
+"""Devices: a short description from a User-Agent, and the "new device" sign-in notice.
+
+``describe`` guesses "Firefox on Windows" from a User-Agent, for people reading their own
+session list or a notice: it is a guess, never used for a decision.
+
+New-device notice (issue 14, flow 7). A browser is recognised by a cookie, not by
+fingerprinting: ``idp_device`` holds 256 random bits, HttpOnly, SameSite=Lax, Secure under
+https, for 400 days (the longest lifetime browsers keep, RFC 6265bis §5.5). The server
+stores, per user, only SHA-256(sub:value), so the rows of two accounts used in one browser
+cannot be linked. On every successful sign-in (Flask-Login's ``user_logged_in``, sent by
+``auth.session.start``; the sign-in pages are not touched):
+
+* the browser's hash is known for this user -> remembered again (last_seen_at);
+* the user has no known device at all -> remembered silently: a brand-new account's first
+  sign-in, and every existing account's first sign-in after this feature arrived, would
+  otherwise mail a notice about the user's own browser;
+* otherwise -> remembered, and the user is mailed (unless they turned notices off on the
+  account page, or have no email), with the time, the device guess and, if
+  NEW_DEVICE_NOTICE_IP, the IP address. Audited as ``signin.new_device``.
+
+A user keeps at most ``KEEP`` devices (the least recently seen are forgotten).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from flask import Flask, current_app, g, request
+from flask_login import user_logged_in
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .. import audit, db, mail
+from ..models import KnownDevice, User, secret_hash, utcnow
+from .links import external_url
+
+COOKIE = "idp_device"
+COOKIE_MAX_AGE = 400 * 86400
+KEEP = 20
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
+
+# Checked in order: many browsers also name the ones they descend from.
+BROWSERS = (
+    ("Edg/", "Edge"),
+    ("EdgA/", "Edge"),
+    ("OPR/", "Opera"),
+    ("SamsungBrowser/", "Samsung Internet"),
+    ("FxiOS/", "Firefox"),
+    ("Firefox/", "Firefox"),
+    ("CriOS/", "Chrome"),
+    ("Chromium/", "Chromium"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+SYSTEMS = (
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Android", "Android"),
+    ("CrOS", "ChromeOS"),
+    ("Windows", "Windows"),
+    ("Macintosh", "macOS"),
+    ("Mac OS X", "macOS"),
+    ("Linux", "Linux"),
+)
+
+
+def describe(user_agent: str | None) -> str:
+    """ "Browser on System" when recognisable, else the agent's first product name."""
+    ua = user_agent or ""
+    browser = next((name for token, name in BROWSERS if token in ua), None)
+    system = next((name for token, name in SYSTEMS if token in ua), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    if browser or system:
+        return browser or system
+    product = ua.split("/", 1)[0].split(" ", 1)[0][:40]
+    return product or "Unknown device"
+
+
+def device_hash(user: User, token: str) -> str:
+    return secret_hash(f"{user.sub}:{token}")
+
+
+def browser_token() -> str:
+    """This browser's device cookie value, or a new one (set on the response)."""
+    token = request.cookies.get(COOKIE, "")
+    if not TOKEN.match(token):
+        token = secrets.token_urlsafe(32)
+    g.device_cookie = token
+    return token
+
+
+def remember(user: User, token: str, description: str) -> bool:
+    """Store the browser for the user; False if it was there (a racing sign-in, too)."""
+    s = db.session()
+    values = {
+        "user_id": user.id,
+        "token_hash": device_hash(user, token),
+        "description": description[:120],
+        "first_seen_at": utcnow(),
+        "last_seen_at": utcnow(),
+    }
+    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(KnownDevice).values(**values)
+    statement = statement.on_conflict_do_nothing(index_elements=["user_id", "token_hash"])
+    # RETURNING, not rowcount: the ORM's insert reports no row count on every driver.
+    return s.execute(statement.returning(KnownDevice.id)).scalar() is not None
+
+
+def forget_oldest(user: User) -> None:
+    s = db.session()
+    keep = select(KnownDevice.id).where(KnownDevice.user_id == user.id)
+    keep = keep.order_by(KnownDevice.last_seen_at.desc(), KnownDevice.id.desc()).limit(KEEP)
+    s.execute(
+        delete(KnownDevice).where(
+            KnownDevice.user_id == user.id, KnownDevice.id.not_in(list(s.scalars(keep)))
+        )
+    )
+
+
+def signed_in(sender, user: User, **_) -> None:
+    """Receiver of ``user_logged_in``: remember this browser, mail the user if it is new."""
+    if not current_app.config["NEW_DEVICE_NOTICES"]:
+        return
+    s = db.session()
+    token = browser_token()
+    known = s.scalar(
+        select(KnownDevice).where(
+            KnownDevice.user_id == user.id, KnownDevice.token_hash == device_hash(user, token)
+        )
+    )
+    if known is not None:
+        known.last_seen_at = utcnow()
+        return
+    first = s.scalar(select(KnownDevice.id).where(KnownDevice.user_id == user.id).limit(1))
+    description = describe(request.headers.get("User-Agent"))
+    if not remember(user, token, description):
+        return
+    forget_oldest(user)
+    if first is None:  # the user's first device: their own browser, no notice
+        return
+    notified = bool(user.new_device_notices and user.email) and notify(user, description)
+    audit.record("signin.new_device", actor=user.sub, device=description, notified=notified)
+
+
+def notify(user: User, description: str) -> bool:
+    when = utcnow()
+    ip = request.remote_addr if current_app.config["NEW_DEVICE_NOTICE_IP"] else None
+    try:
+        mail.send(
+            user.email,
+            "New sign-in to your account",
+            "new_device",
+            name=user.name or user.username,
+            username=user.username,
+            device=description,
+            when=when.strftime("%Y-%m-%d %H:%M UTC"),
+            ip=ip,
+            account_url=external_url("account.index"),
+        )
+    except ValueError:  # an address mail cannot go to: the sign-in goes on
+        return False
+    return True
+
+
+def set_cookie(response):
+    """Give the browser its device cookie (new, or its lifetime renewed) after a sign-in."""
+    token = g.pop("device_cookie", None)
+    if token:
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=COOKIE_MAX_AGE,
+            httponly=True,
+            samesite="Lax",
+            secure=bool(current_app.config["SESSION_COOKIE_SECURE"]),
+        )
+    return response
+
+
+def init_app(app: Flask) -> None:
+    user_logged_in.connect(signed_in)  # once: blinker keeps one connection per receiver
+    app.after_request(set_cookie)
