@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from idp.models import Client
 
 from ..admin.support import post, row
@@ -11,6 +13,7 @@ from ..admin.test_clients import CONFIDENTIAL, shown_secret
 from ..helpers import basic_auth
 
 
+@pytest.mark.config(MFA_REQUIRED_FOR_ADMINS=False)  # the admin UI here, not admin MFA
 def test_admin_requires_dpop_for_a_client_and_token_requests_follow(app, client, admin_client,
                                                                     prover):  # fmt: skip
     response = post(admin_client, "/admin/clients/new", {**CONFIDENTIAL, "require_dpop": "y"})
