@@ -36,9 +36,9 @@ from ..models import (
     User,
     UserSession,
     secret_hash,
+    token_sql,
     utcnow,
 )
-from ..models import token_sql
 from ..models.device import APPROVED
 from . import jwt_tokens
 from .cache import registry
