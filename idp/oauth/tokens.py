@@ -74,7 +74,7 @@ def save_token(token: dict, request) -> Token:
     now = utcnow()
     code = getattr(request, "authorization_code", None)
     parent = getattr(request, "refresh_token", None)
-    row = Token(
+    row = transient_token(
         client_id=request.client.client_id,
         user_id=request.user.id if request.user else None,
         grant_type=request.payload.grant_type,
@@ -108,6 +108,17 @@ def save_token(token: dict, request) -> Token:
     if row.user_id is not None or code is not None or parent is not None:
         settle(row, code.id if code else None, parent.id if parent else None, in_family)
     session.commit()  # also releases the row locks of settle
+    return row
+
+
+_new_token = Token._sa_class_manager.new_instance
+
+
+def transient_token(**values) -> Token:
+    """A new Token filled directly: the instrumented constructor fires an attribute event
+    per column for a row that never enters the session (it is stored by ``insert``)."""
+    row = _new_token()
+    row.__dict__.update(values)
     return row
 
 
