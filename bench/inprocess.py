@@ -70,8 +70,11 @@ def user_tokens(app: Flask, count: int, scope: str = "openid profile email offli
 
     with app.app_context():
         session = db.session()
-        user = create_user(session, username=f"bench{secrets.token_hex(4)}", name="Bench",
-                           email=f"{secrets.token_hex(4)}@example.com", email_verified=True)  # fmt: skip
+        tag = secrets.token_hex(4)
+        user = create_user(
+            session, username=f"bench{tag}", name="Bench", email=f"{tag}@example.com",
+            email_verified=True,
+        )  # fmt: skip
         client, secret = create_client(
             session, name="bench rp", redirect_uris=["https://rp.example/cb"],
             grant_types=["authorization_code", "refresh_token"], scope=scope,
