@@ -127,7 +127,10 @@ def autocommit() -> Iterator:
     Driver errors come out as SQLAlchemy's (a dropped connection answers 503, errors.py),
     and a connection the driver reports broken is dropped from the pool.
     """
-    proxied = engine().raw_connection()
+    try:
+        proxied = engine().raw_connection()
+    except Exception as exc:  # the pool does not wrap a refused connection as connect() does
+        raise wrap_driver_error(exc) from exc
     try:
         conn = proxied.driver_connection
         conn.autocommit = True
