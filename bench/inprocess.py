@@ -52,3 +52,47 @@ def service_app(**overrides) -> tuple[Flask, str]:
         db.session().commit()
         credentials = f"{client.client_id}:{secret}".encode()
     return app, "Basic " + base64.b64encode(credentials).decode()
+
+
+def user_tokens(app: Flask, count: int, scope: str = "openid profile email offline_access"):
+    """A first-party client of the code and refresh grants, a user, and ``count`` tokens.
+
+    Returns (``Authorization: Basic ...`` of that client, [(access, refresh), ...]). The rows
+    are stored as a code redemption would store them (hashes only, one family each), so
+    UserInfo and refresh see what they see in production, without the sign-in.
+    """
+    import secrets
+    import uuid
+    from datetime import timedelta
+
+    from idp.auth.users import create_user
+    from idp.models import Token, secret_hash, utcnow
+
+    with app.app_context():
+        session = db.session()
+        tag = secrets.token_hex(4)
+        user = create_user(
+            session, username=f"bench{tag}", name="Bench", email=f"{tag}@example.com",
+            email_verified=True,
+        )  # fmt: skip
+        client, secret = create_client(
+            session, name="bench rp", redirect_uris=["https://rp.example/cb"],
+            grant_types=["authorization_code", "refresh_token"], scope=scope,
+            public=False, first_party=True,
+        )  # fmt: skip
+        session.flush()
+        now, pairs = utcnow(), []
+        for _ in range(count):
+            access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+            session.add(
+                Token(client_id=client.client_id, user_id=user.id, grant_type="authorization_code",
+                      scope=scope, granted_scope=scope, access_token_hash=secret_hash(access),
+                      refresh_token_hash=secret_hash(refresh), issued_at=now,
+                      access_expires_at=now + timedelta(hours=1),
+                      refresh_expires_at=now + timedelta(days=1), family_id=uuid.uuid4().hex,
+                      auth_time=int(now.timestamp()), amr=["pwd"])
+            )  # fmt: skip
+            pairs.append((access, refresh))
+        session.commit()
+        credentials = f"{client.client_id}:{secret}".encode()
+    return "Basic " + base64.b64encode(credentials).decode(), pairs

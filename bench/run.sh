@@ -154,6 +154,7 @@ results+=("$line")
 
 # Resident memory of each worker (the children of the gunicorn master) after the runs.
 rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%d", sep, $1/1024; sep=","}')
+: >"$WORK/rows.jsonl"
 for line in "${results[@]}"; do
   echo "${line#RESULT }" | "$PY" -c "
 import json, sys
@@ -161,6 +162,21 @@ row = json.loads(sys.stdin.read())
 row.update(database='$DB', workers=$WORKERS, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
            server='${BENCH_SERVER:-idp}', database_pinned=${BENCH_PIN_DATABASE:-0} == 1,
            worker_rss_mb=[int(x) for x in '$rss'.split(',') if x])
-print(json.dumps(row))" | tee -a "$OUT/results.jsonl"
+print(json.dumps(row))" | tee -a "$OUT/results.jsonl" >>"$WORK/rows.jsonl"
 done
+# The table of this run (docs/benchmarks.md's columns): rate, latency, CPU per request.
+"$PY" - "$WORK/rows.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+if rows:
+    r = rows[0]
+    print(f"\n{r['database']}, {r['workers']} worker(s), {r['connections']} connections, "
+          f"{r['seconds']} s per scenario; worker RSS MB: {r['worker_rss_mb']}")
+print("| scenario | requests/s | p50 ms | p99 ms | errors | server CPU ms/req | database CPU ms/req |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r.get('scenario', '?')} | {r.get('rps', '?')} "
+          f"| {r.get('p50_ms', '?')} | {r.get('p99_ms', '?')} | {r.get('errors', '?')} "
+          f"| {r.get('server_cpu_ms', '?')} | {r.get('database_cpu_ms', '?')} |")
+PY
 exit $status

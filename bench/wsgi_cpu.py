@@ -19,7 +19,7 @@ import sys
 import time
 from urllib.parse import urlencode
 
-from inprocess import service_app
+from inprocess import service_app, user_tokens
 
 from idp import db
 
@@ -42,8 +42,8 @@ def environ(method: str, path: str, body: bytes = b"", **headers: str) -> dict:
     return env
 
 
-def call(app, env: dict) -> tuple[str, bytes]:
-    env = dict(env)
+def call(app, env) -> tuple[str, bytes]:
+    env = env() if callable(env) else dict(env)
     env["wsgi.input"] = io.BytesIO(env["wsgi.input"].getvalue())
     status = []
     body = b"".join(app(env, lambda s, h, exc=None: status.append(s)))
@@ -67,6 +67,15 @@ def main() -> None:
             "POST", "/introspect", urlencode({"token": token}).encode(), authorization=basic
         ),  # fmt: skip
     }
+    rp_basic, pairs = user_tokens(app, 1 + count + 60)
+    scenarios["userinfo"] = environ("GET", "/userinfo", authorization="Bearer " + pairs[0][0])
+    refresh_tokens = iter(pair[1] for pair in pairs[1:])
+
+    def refresh_env():  # rotating: each request presents a refresh token not used before
+        body = urlencode({"grant_type": "refresh_token", "refresh_token": next(refresh_tokens)})
+        return environ("POST", "/token", body.encode(), authorization=rp_basic)
+
+    scenarios["refresh"] = refresh_env
     for name in args or scenarios:
         env = scenarios[name]
         for _ in range(50):

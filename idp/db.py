@@ -8,11 +8,13 @@ teardown, so every worker shares nothing but the database itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Flask, current_app, g
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -107,6 +109,56 @@ def read_only() -> None:
     current = session()
     if not current.in_transaction():
         current.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def driver_path() -> bool:
+    """Whether the hot paths run their statements on the driver (PostgreSQL with psycopg).
+
+    SQLite keeps the SQLAlchemy path for them (docs/architecture.md, "Hot paths").
+    """
+    return engine().dialect.driver == "psycopg"
+
+
+@contextmanager
+def autocommit() -> Iterator:
+    """A pooled psycopg connection in autocommit mode, for one statement that is the whole
+    transaction (no BEGIN, no COMMIT: one round trip). Not the request's session.
+
+    Driver errors come out as SQLAlchemy's (a dropped connection answers 503, errors.py),
+    and a connection the driver reports broken is dropped from the pool.
+    """
+    try:
+        proxied = engine().raw_connection()
+    except Exception as exc:  # the pool does not wrap a refused connection as connect() does
+        raise wrap_driver_error(exc) from exc
+    try:
+        conn = proxied.driver_connection
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+    except Exception as exc:
+        raise wrap_driver_error(exc, proxied) from exc
+    finally:
+        proxied.close()
+
+
+def session_driver_connection():
+    """The psycopg connection under the request's session, inside its transaction."""
+    return session().connection().connection.driver_connection
+
+
+def wrap_driver_error(exc: Exception, proxied=None) -> Exception:
+    """A psycopg error as the SQLAlchemy error the rest of the app handles."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.Error):
+        return exc
+    if proxied is not None and proxied.driver_connection.closed:
+        proxied.invalidate(exc)
+    return DBAPIError.instance(None, None, exc, psycopg.Error)
 
 
 def close_session(_exc: BaseException | None = None) -> None:

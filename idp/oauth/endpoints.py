@@ -46,7 +46,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
             raise InvalidRequestError()
 
     def query_token(self, token_string, token_type_hint):
-        return tokens.find(token_string, token_type_hint)
+        return tokens.find_to_read(token_string)
 
     def check_permission(self, token: Token, client, request) -> bool:
         # A client may introspect the tokens issued to it, and a resource server the tokens

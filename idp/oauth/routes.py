@@ -100,7 +100,8 @@ def revoke():
 
 @bp.post(PATHS["introspection_endpoint"])
 def introspect():
-    db.read_only()
+    if not db.driver_path():  # PostgreSQL reads in autocommit on the driver (tokens.find_to_read)
+        db.read_only()
     return _endpoint("introspection")
 
 

@@ -36,6 +36,7 @@ from ..models import (
     User,
     UserSession,
     secret_hash,
+    token_sql,
     utcnow,
 )
 from ..models.device import APPROVED
@@ -73,7 +74,7 @@ def save_token(token: dict, request) -> Token:
     now = utcnow()
     code = getattr(request, "authorization_code", None)
     parent = getattr(request, "refresh_token", None)
-    row = Token(
+    row = transient_token(
         client_id=request.client.client_id,
         user_id=request.user.id if request.user else None,
         grant_type=request.payload.grant_type,
@@ -112,18 +113,38 @@ def save_token(token: dict, request) -> Token:
     return row
 
 
+_new_token = Token._sa_class_manager.new_instance
+
+
+def transient_token(**values) -> Token:
+    """A new Token filled directly: the instrumented constructor fires an attribute event
+    per column for a row that never enters the session (it is stored by ``insert``)."""
+    row = _new_token()
+    row.__dict__.update(values)
+    return row
+
+
 def insert(session, row: Token) -> int:
     """INSERT the values set on a new (transient) row; its id.
 
-    One Core statement instead of the ORM unit of work, which costs more than the INSERT
-    itself on the token endpoint. Columns left unset get their table defaults; ``row``
-    stays out of the session (it is the caller's record of what was stored).
+    One statement instead of the ORM unit of work, which costs more than the INSERT itself
+    on the token endpoint. On PostgreSQL it is psycopg's prepared statement
+    (``models.token_sql``); elsewhere one Core statement. ``row`` stays out of the session
+    (it is the caller's record of what was stored).
     """
+    if db.driver_path():
+        if session.in_transaction():  # a code or refresh token was used up: commit together
+            try:
+                return token_sql.insert_token(db.session_driver_connection(), row)
+            except Exception as exc:
+                raise db.wrap_driver_error(exc) from exc
+        # Nothing else to write in this request (client credentials): the INSERT alone,
+        # autocommitted, is one round trip instead of three (BEGIN, INSERT, COMMIT).
+        with db.autocommit() as conn:
+            return token_sql.insert_token(conn, row)
     values = {name: row.__dict__[name] for name in TOKEN_COLUMNS if name in row.__dict__}
-    if session.in_transaction():  # a code or refresh token was used up: commit together
+    if session.in_transaction():
         return session.execute(INSERT_TOKEN, values).scalar_one()
-    # Nothing else to write in this request (client credentials): the INSERT alone,
-    # autocommitted, is one round trip instead of three (BEGIN, INSERT, COMMIT).
     with session.get_bind().connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         return conn.execute(INSERT_TOKEN, values).scalar_one()
@@ -274,6 +295,19 @@ def find(token_string: str, hint: str | None = None) -> Token | None:
     row.presented_as = "access_token" if row.access_token_hash == digest else "refresh_token"
     row.grant_state = (bool(found[1]), bool(found[2]), not found[3])
     return row
+
+
+def find_to_read(token_string: str):
+    """``find`` for the endpoints that only read the token (introspection, UserInfo).
+
+    On PostgreSQL: one prepared, autocommitted statement on narrow columns, answered as a
+    read-only ``token_sql.TokenView`` (not bound to the session: it cannot be changed).
+    Elsewhere: ``find``.
+    """
+    if not db.driver_path():
+        return find(token_string)
+    with db.autocommit() as conn:
+        return token_sql.find_token(conn, secret_hash(token_string))
 
 
 def is_live(row: Token) -> bool:

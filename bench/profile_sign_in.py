@@ -1,0 +1,112 @@
+"""Where the CPU of one full sign-in goes, step by step, in-process (no network, no gunicorn).
+
+The flow of bench/login_flow.py through Flask's test client, N times: GET /login, POST
+/login (argon2id), GET /authorize (first-party client: straight to the code), POST /token
+(code + PKCE). Prints the CPU per step and, for comparison, one argon2id verification
+alone at the configured cost. IDP_DATABASE_URL or a temporary SQLite file, as the others.
+
+    python bench/profile_sign_in.py [N]
+    BENCH_PROFILE=1 python bench/profile_sign_in.py [N]   # cProfile of the whole flow
+
+`idp serve` runs with MALLOC_MMAP_THRESHOLD_=1048576 (docs/benchmarks.md, memory); run
+this script with that variable set to see its cost on argon2's buffer.
+"""
+
+from __future__ import annotations
+
+import base64
+import cProfile
+import hashlib
+import os
+import pstats
+import re
+import secrets
+import sys
+import time
+
+from inprocess import service_app
+
+from idp import db
+from idp.auth.users import create_user
+from idp.oauth.clients import create_client
+
+PASSWORD = "bench password " + "x" * 12
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    app, _ = service_app(
+        ISSUER="http://127.0.0.1:8000",
+        RATELIMIT_LOGIN_IP="1000000/minute",
+        RATELIMIT_LOGIN_ACCOUNT="1000000/minute",
+    )
+    with app.app_context():
+        create_user(db.session(), username="bench", password=PASSWORD, name="Bench")
+        client, secret = create_client(
+            db.session(), name="rp", redirect_uris=["https://rp.example/cb"],
+            grant_types=["authorization_code", "refresh_token"],
+            scope="openid profile email offline_access", public=False, first_party=True,
+        )  # fmt: skip
+        db.session().commit()
+        client_id = client.client_id
+    basic = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    steps = {"GET /login": 0.0, "POST /login": 0.0, "GET /authorize": 0.0, "POST /token": 0.0}
+
+    def step(name, call):
+        started = time.process_time()
+        answer = call()
+        steps[name] += time.process_time() - started
+        return answer
+
+    def flow():
+        http = app.test_client()  # a new browser each time
+        page = step("GET /login", lambda: http.get("/login"))
+        csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+        form = {"csrf_token": csrf, "username": "bench", "password": PASSWORD, "next": ""}
+        signed_in = step("POST /login", lambda: http.post("/login", data=form))
+        assert signed_in.status_code == 302, signed_in.status_code
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        query = {"response_type": "code", "client_id": client_id, "state": "s",
+                 "redirect_uri": "https://rp.example/cb", "scope": "openid profile",
+                 "code_challenge": challenge.rstrip(b"=").decode(),
+                 "code_challenge_method": "S256"}  # fmt: skip
+        answer = step("GET /authorize", lambda: http.get("/authorize", query_string=query))
+        code = re.search(r"code=([^&]+)", answer.headers["Location"]).group(1)
+        data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                "redirect_uri": "https://rp.example/cb"}  # fmt: skip
+        headers = {"Authorization": basic}
+        tokens = step("POST /token", lambda: http.post("/token", data=data, headers=headers))
+        assert tokens.status_code == 200, tokens.data
+
+    for _ in range(5):
+        flow()
+    for name in steps:
+        steps[name] = 0.0
+    profiler = cProfile.Profile(time.process_time) if os.environ.get("BENCH_PROFILE") else None
+    if profiler:
+        profiler.enable()
+    started = time.process_time()
+    for _ in range(count):
+        flow()
+    total = (time.process_time() - started) / count * 1000
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    with app.app_context():
+        hasher = app.extensions["idp.passwords"]
+        stored = hasher.hash(PASSWORD)
+        started = time.process_time()
+        for _ in range(20):
+            hasher.verify(stored, PASSWORD)
+        argon2 = (time.process_time() - started) / 20 * 1000
+    threshold = os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset")
+    print(f"{count} sign-in flows, CPU per flow {total:.1f} ms "
+          f"(MALLOC_MMAP_THRESHOLD_={threshold}):")  # fmt: skip
+    for name, seconds in steps.items():
+        print(f"  {seconds / count * 1000:7.2f} ms  {name}")
+    print(f"  {argon2:7.2f} ms  one argon2id verification alone (in POST /login)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The hot-path statements on the ``tokens`` table, run on the driver (psycopg, PostgreSQL).
+
+Token issuance, introspection and UserInfo run one statement each. Through the ORM and the
+session that statement costs more than the rest of the request (hydrating ~50 columns,
+unit of work, BEGIN/COMMIT); here it is built once from the model's own table (so the
+schema keeps one home, ``token.py``), compiled once for psycopg, prepared on each
+connection on first use, and reads only the columns the endpoint needs.
+
+    INSERT_TOKEN  one row, RETURNING id          (autocommitted, or inside the session's
+                                                  transaction when a code or refresh
+                                                  token was used up in it)
+    FIND_TOKEN    a token by the hash of either of its two strings, with its user's claims
+                  and the three liveness facts (session live, consent given, code revoked)
+
+Rows come back as ``TokenView``/``UserView``: plain read-only objects with the attributes
+and TokenMixin methods the endpoints read. A token that must be changed (revocation,
+refresh rotation) is still read through the ORM (``oauth.tokens.find``).
+
+SQLite keeps the SQLAlchemy path (``db.driver_path()`` says which); docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, exists, insert, or_, select
+from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
+
+from .base import utcnow
+from .consent import Consent
+from .grant import AuthorizationCode
+from .session import UserSession
+from .token import Token
+from .user import User
+
+DIALECT = pg_dialect.dialect()
+T = Token.__table__
+U = User.__table__
+
+# Every column but the id, in table order; JSON ones are wrapped for psycopg.
+INSERT_COLUMNS = tuple(c.key for c in T.columns if c.key != "id")
+JSON_COLUMNS = frozenset(c.key for c in T.columns if c.type.__class__.__name__ == "JSON")
+INSERT_TOKEN = str(
+    insert(T)
+    .values({name: bindparam(name) for name in INSERT_COLUMNS})
+    .returning(T.c.id)
+    .compile(dialect=DIALECT)
+)
+
+TOKEN_FIELDS = (
+    "id", "client_id", "user_id", "grant_type", "scope", "granted_scope", "refresh_token_hash",
+    "issued_at", "access_expires_at", "refresh_expires_at", "refresh_used_at", "revoked_at",
+    "family_id", "authorization_code_id", "sid", "jti", "audience", "act", "resources",
+)  # fmt: skip
+# The user's state and the claims UserInfo can release (claims.SCOPE_CLAIMS), nothing else:
+# no password hash, no lockout counters.
+USER_FIELDS = (
+    "id", "sub", "username", "disabled", "updated_at", "email", "email_verified", "name",
+    "given_name", "family_name", "middle_name", "nickname", "profile", "picture", "website",
+    "gender", "birthdate", "zoneinfo", "locale", "phone_number", "phone_number_verified",
+    "address",
+)  # fmt: skip
+
+_digest = bindparam("digest")
+FIND_TOKEN = str(
+    select(
+        *(T.c[name] for name in TOKEN_FIELDS),
+        (T.c.access_token_hash == _digest).label("is_access"),
+        or_(
+            T.c.sid.is_(None),
+            exists().where(UserSession.sid == T.c.sid, UserSession.ended_at.is_(None)),
+        ).label("session_live"),
+        or_(
+            T.c.user_id.is_(None),
+            exists().where(Consent.user_id == T.c.user_id, Consent.client_id == T.c.client_id),
+        ).label("consent_given"),
+        exists()
+        .where(
+            AuthorizationCode.id == T.c.authorization_code_id,
+            AuthorizationCode.used_at.is_not(None),
+            AuthorizationCode.expires_at <= AuthorizationCode.used_at,
+        )
+        .label("code_revoked"),
+        *(U.c[name].label("u_" + name) for name in USER_FIELDS),
+    )
+    .select_from(T.outerjoin(U, U.c.id == T.c.user_id))
+    .where(or_(T.c.access_token_hash == _digest, T.c.refresh_token_hash == _digest))
+    .compile(dialect=DIALECT)
+)
+_N = len(TOKEN_FIELDS)
+
+
+def insert_token(conn, row: Token) -> int:
+    """INSERT the values set on a new row (on ``conn``, a psycopg connection); its id."""
+    from psycopg.types.json import Json
+
+    values = row.__dict__
+    params = {}
+    for name in INSERT_COLUMNS:
+        value = values.get(name)
+        params[name] = Json(value) if value is not None and name in JSON_COLUMNS else value
+    return conn.execute(INSERT_TOKEN, params, prepare=True).fetchone()[0]
+
+
+def find_token(conn, digest: str) -> TokenView | None:
+    """The token whose access or refresh token hashes to ``digest``, as a read-only view."""
+    found = conn.execute(FIND_TOKEN, {"digest": digest}, prepare=True).fetchone()
+    if found is None:
+        return None
+    view = TokenView()
+    for name, value in zip(TOKEN_FIELDS, found, strict=False):
+        setattr(view, name, value)
+    is_access, session_live, consent_given, code_revoked = found[_N : _N + 4]
+    view.presented_as = "access_token" if is_access else "refresh_token"
+    view.grant_state = (bool(session_live), bool(consent_given), not code_revoked)
+    if found[_N + 4] is not None:
+        user = UserView()
+        for name, value in zip(USER_FIELDS, found[_N + 4 :], strict=True):
+            setattr(user, name, value)
+        view.user = user
+    return view
+
+
+class TokenView:
+    """A token row as introspection and UserInfo read it (Token's TokenMixin methods)."""
+
+    __slots__ = (*TOKEN_FIELDS, "presented_as", "grant_state", "user")
+
+    def __init__(self):
+        self.user = None
+
+    def check_client(self, client) -> bool:
+        return self.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return int((self.access_expires_at - self.issued_at).total_seconds())
+
+    def is_expired(self) -> bool:
+        return self.access_expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def get_user(self):
+        return self.user
+
+    def refresh_is_usable(self) -> bool:
+        return (
+            self.revoked_at is None
+            and self.refresh_used_at is None
+            and self.refresh_expires_at is not None
+            and self.refresh_expires_at > utcnow()
+        )
+
+
+class UserView:
+    """A user as the liveness rule and the claims read it (the columns of USER_FIELDS)."""
+
+    __slots__ = USER_FIELDS
+
+    @property
+    def is_active(self) -> bool:
+        return not self.disabled
+
+    @property
+    def groups(self):
+        """The groups claim is rare: read through the ORM when a scope asks for it."""
+        from .. import db
+
+        return db.session().get(User, self.id).groups
