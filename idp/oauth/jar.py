@@ -47,7 +47,7 @@ from joserfc.errors import JoseError
 
 from .. import audit, db
 from ..models import Client, PushedAuthorizationRequest, secret_hash, utcnow
-from . import par, server
+from . import par
 from .client_auth import LEEWAY, SIGNATURE_ALGORITHMS, client_keys, first_use
 from .responses import deliver
 
@@ -222,6 +222,10 @@ def _record_refusal(client_id: str, error: OAuth2Error, endpoint: str) -> None:
     db.session().commit()
 
 
+def _query_client(client_id: str) -> Client | None:
+    return current_app.extensions["idp.oauth"].query_client(client_id)
+
+
 # --- the PAR endpoint (RFC 9126 §3) --------------------------------------------------------
 
 
@@ -291,7 +295,7 @@ def authorization_request():
     values = request.values
     has_request, request_uri = "request" in values, values.get("request_uri")
     if not has_request and request_uri is None:
-        client = server.query_client(values.get("client_id") or "")
+        client = _query_client(values.get("client_id") or "")
         if client is None or not signed_required(client):
             return None  # Authlib's grant reports an unknown client
         error: OAuth2Error = InvalidRequestError(
@@ -302,12 +306,12 @@ def authorization_request():
     if not has_request:
         if request_uri.startswith(par.REQUEST_URI_PREFIX):
             return None  # PAR's (par.PushedAuthorization resolves it)
-        client = server.query_client(values.get("client_id") or "")
+        client = _query_client(values.get("client_id") or "")
         # §5.2: this server does not fetch request objects from URLs (SSRF, §10.4).
         return _error_response(
             RequestUriNotSupportedError(description="Only request_uri values from PAR."), client
         )
-    client = server.query_client(values.get("client_id") or "")
+    client = _query_client(values.get("client_id") or "")
     if client is None:
         # §5: client_id is required next to request, and must name a client.
         return _error_response(
@@ -330,3 +334,15 @@ def authorization_request():
     pushed_uri = _store(params, client)
     target = url_for("oauth.authorize", client_id=client.client_id, request_uri=pushed_uri)
     return redirect(target, 303)
+
+
+def _push_hook(server, lists: dict[str, list[str]], client: Client) -> None:
+    replaced = pushed_params(lists, client)
+    if replaced is not lists:
+        lists.clear()
+        lists.update(replaced)
+
+
+def register(server) -> None:
+    """PAR hands what is pushed to this module through a server hook (par.py sits below)."""
+    server.register_hook("before_push_authorization_request", _push_hook)

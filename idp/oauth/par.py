@@ -27,7 +27,7 @@ from authlib.consts import default_json_headers
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
-from authlib.oauth2.rfc9101.errors import InvalidRequestUriError
+from authlib.oauth2.rfc9101.errors import InvalidRequestUriError, RequestNotSupportedError
 from flask import current_app, g
 from flask import request as flask_request
 from flask import session as flask_session
@@ -36,7 +36,7 @@ from werkzeug.datastructures import MultiDict
 
 from .. import audit, db
 from ..models import Client, PushedAuthorizationRequest, secret_hash, utcnow
-from . import jar, prompts
+from . import prompts
 from .client_auth import ALL_METHODS
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
@@ -138,7 +138,10 @@ class PushedAuthorizationEndpoint:
         lists["client_id"] = [client.client_id]
         if "request_uri" in lists:
             raise InvalidRequestError("request_uri must not be pushed (RFC 9126 section 2.1).")
-        lists = jar.pushed_params(lists, client)  # RFC 9126 §3: a request object (RFC 9101)
+        # RFC 9126 §3: a request object replaces the pushed parameters (jar.py, RFC 9101).
+        self.server.execute_hook("before_push_authorization_request", lists, client)
+        if "request" in lists:
+            raise RequestNotSupportedError()
         self.validate(lists, client)
 
         request_uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
