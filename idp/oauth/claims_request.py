@@ -145,7 +145,11 @@ def _pick(parsed: dict | None, target: str, user: User, scope: str) -> dict:
 
 
 def id_token_claims(parsed: dict | None, user: User, scope: str) -> dict:
-    """The individually requested claims to add to the ID token (§5.5 "id_token")."""
+    """The individually requested claims to add to the ID token (§5.5 "id_token").
+
+    Today ``oidc.issue_id_token`` already puts every consented claim in the ID token, so this
+    adds nothing yet; it matters once claims beyond the granted scopes can be consented to.
+    """
     return _pick(parsed, "id_token", user, scope)
 
 

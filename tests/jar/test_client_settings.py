@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from idp import db
+from idp.cli import cli
 from idp.models import Client
 
 from ..admin.conftest import admin, admin_client  # noqa: F401
@@ -128,3 +129,31 @@ def test_admin_form_refuses_keys_nobody_uses(admin_client, rsa_key):  # noqa: F8
     response = post(admin_client, "/admin/clients/new", form)
     assert response.status_code == 400
     assert "Only for private_key_jwt clients or signed request objects" in response.text
+
+
+def test_cli_creates_a_client_that_must_sign(app, runner, tmp_path, rsa_key):
+    # `idp clients create` offers the same two settings; the keys are required with them.
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(public_jwks(rsa_key)))
+    base = ["clients", "create", "--name", "Bank CLI", "--redirect-uri", "https://bank.example/cb"]
+    refused = runner.invoke(cli, [*base, "--require-signed-request-object"])
+    assert refused.exit_code != 0 and "needs --jwks-uri or --jwks-file" in refused.output
+    result = runner.invoke(
+        cli,
+        [
+            *base,
+            "--require-signed-request-object",
+            "--request-object-alg",
+            "PS256",
+            "--jwks-file",
+            str(path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    assert created["require_signed_request_object"] is True
+    row = stored_client(app, created["client_id"])
+    assert row.request_object_signing_alg == "PS256" and row.require_signed_request_object
+    assert row.client_metadata["jwks"] == public_jwks(rsa_key)
+    assert row.token_endpoint_auth_method == "client_secret_basic"
