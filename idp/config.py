@@ -104,6 +104,11 @@ DEFAULTS: dict[str, object] = {
     # whether every client must push its authorization requests (§5; also per client).
     "PAR_LIFETIME": 60,
     "REQUIRE_PUSHED_AUTHORIZATION_REQUESTS": False,
+    # JWT-secured authorization requests (RFC 9101): the longest a request object may live
+    # (exp at most this far ahead, nbf at most this far back, exp - nbf at most this;
+    # FAPI 2.0 caps it at 60 minutes), and whether every client must send one (§10.5).
+    "REQUEST_OBJECT_MAX_LIFETIME": 3600,
+    "REQUIRE_SIGNED_REQUEST_OBJECT": False,
     # JWT client authentication (RFC 7523 §3, OIDC Core §9): the furthest in the future a
     # client assertion's exp may lie (seconds; its jti is remembered until then), and the
     # timeout and cache lifetime for fetching a client's jwks_uri.
@@ -340,6 +345,7 @@ def check(config) -> None:
         "DEVICE_CODE_LIFETIME",
         "DEVICE_POLL_INTERVAL",
         "PAR_LIFETIME",
+        "REQUEST_OBJECT_MAX_LIFETIME",
         "CLIENT_ASSERTION_MAX_LIFETIME",
         "CLIENT_JWKS_TIMEOUT",
         "CLIENT_JWKS_CACHE_SECONDS",

@@ -43,6 +43,8 @@ CLIENT_FIELDS = (
     "refresh_token_lifetime",
     "id_token_signed_response_alg",
     "access_token_format",
+    "request_object_signing_alg",
+    "require_signed_request_object",
     "token_exchange_policy",
     "backchannel_logout_uri",
     "backchannel_logout_session_required",

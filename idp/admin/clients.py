@@ -98,20 +98,43 @@ def metadata_problems(form: ClientForm, public: bool) -> dict[str, list[str]]:
     return problems
 
 
+def uses_keys(form: ClientForm) -> bool:
+    """Does the client sign with its own keys: private_key_jwt (RFC 7523 §2.2) or request
+    objects (RFC 9101 §6.2)?"""
+    return (
+        form.token_endpoint_auth_method.data == PRIVATE_KEY_JWT
+        or bool(form.request_object_signing_alg.data)
+        or form.require_signed_request_object.data
+    )
+
+
 def key_problems(form: ClientForm, public: bool) -> dict[str, str]:
-    """private_key_jwt (RFC 7523 §2.2) needs the client's public keys: jwks_uri or jwks,
-    never both (RFC 7591 §2); other methods take neither."""
+    """private_key_jwt and signed request objects need the client's public keys: jwks_uri
+    or jwks, never both (RFC 7591 §2); other clients take neither."""
     uri, text = form.jwks_uri.data, form.jwks.data
-    if public or form.token_endpoint_auth_method.data != PRIVATE_KEY_JWT:
+    if public:
+        # The form shows neither keys nor request object settings for public clients.
+        found = {
+            "jwks_uri": uri,
+            "jwks": text,
+            "request_object_signing_alg": form.request_object_signing_alg.data,
+            "require_signed_request_object": form.require_signed_request_object.data,
+        }
+        return {k: "Only for confidential clients." for k, v in found.items() if v}
+    if not uses_keys(form):
         found = {"jwks_uri": uri, "jwks": text}
-        return {k: "Only for private_key_jwt clients." for k, v in found.items() if v}
+        return {
+            k: "Only for private_key_jwt clients or signed request objects."
+            for k, v in found.items()
+            if v
+        }
     if uri and text:
         return {"jwks": "Give the JWK Set URL or the JWK Set, not both."}
     if uri:
         problem = web_url_problem(uri, loopback_http=True)
         return {"jwks_uri": f"The URL {problem}."} if problem else {}
     if not text:
-        return {"jwks_uri": "private_key_jwt needs the client's public keys."}
+        return {"jwks_uri": "private_key_jwt and request objects need the client's public keys."}
     try:
         jwks = json.loads(text)
         keys = jwks["keys"]
@@ -126,7 +149,7 @@ def key_problems(form: ClientForm, public: bool) -> dict[str, str]:
 def key_metadata(form: ClientForm) -> dict:
     """The client_metadata members this form owns; the others (from registration) stay."""
     metadata = {}
-    if form.token_endpoint_auth_method.data == PRIVATE_KEY_JWT and not form.is_public:
+    if uses_keys(form) and not form.is_public:
         if form.jwks_uri.data:
             metadata["jwks_uri"] = form.jwks_uri.data
         elif form.jwks.data:
@@ -166,6 +189,8 @@ def apply(client: Client, form: ClientForm) -> None:
     client.refresh_token_lifetime = form.refresh_token_lifetime.data
     client.id_token_signed_response_alg = form.id_token_signed_response_alg.data or None
     client.access_token_format = form.access_token_format.data or None
+    client.request_object_signing_alg = form.request_object_signing_alg.data or None
+    client.require_signed_request_object = form.require_signed_request_object.data
     for name in LOGOUT_FIELDS:
         setattr(client, name, getattr(form, name).data)
     kept = {k: v for k, v in (client.client_metadata or {}).items() if k not in FORM_METADATA}
@@ -191,6 +216,8 @@ def form_data(client: Client) -> dict:
         "refresh_token_lifetime": client.refresh_token_lifetime,
         "id_token_signed_response_alg": client.id_token_signed_response_alg or "",
         "access_token_format": client.access_token_format or "",
+        "request_object_signing_alg": client.request_object_signing_alg or "",
+        "require_signed_request_object": client.require_signed_request_object,
         **{name: getattr(client, name) for name in LOGOUT_FIELDS},
         "jwks_uri": metadata.get("jwks_uri"),
         "jwks": json.dumps(metadata["jwks"], indent=2) if metadata.get("jwks") else None,

@@ -40,6 +40,7 @@ from ..auth.forms import MinimumLengthHint, PasswordPolicy
 from ..auth.passwords import PasswordTooLong, check_length
 from ..oauth.claims import OIDC_SCOPES
 from ..oauth.client_auth import CONFIDENTIAL_METHODS
+from ..oauth.jar import SIGNING_ALG_VALUES as REQUEST_OBJECT_ALGS
 from ..oauth.keys import ALGORITHMS
 from ..oauth.server import GRANT_TYPES
 from ..oauth.token_exchange import GRANT_TYPE as TOKEN_EXCHANGE
@@ -261,18 +262,28 @@ class ClientForm(FlaskForm):
         description="Confidential clients only. private_key_jwt needs the client's public keys.",
     )
     jwks_uri = StringField(
-        "JWK Set URL (private_key_jwt)",
+        "JWK Set URL (private_key_jwt, request objects)",
         filters=[none_if_blank],
         description="Where the client publishes its public keys; or paste them below.",
     )
     jwks = TextAreaField(
-        "JWK Set (private_key_jwt)", filters=[none_if_blank], description="Public keys only."
+        "JWK Set (private_key_jwt, request objects)",
+        filters=[none_if_blank],
+        description="Public keys only.",
     )
     require_par = BooleanField("Require pushed authorization requests (RFC 9126 §6)")
     require_dpop = BooleanField(
         "Require DPoP-bound access tokens (RFC 9449 §5.2)",
         description="Token requests without a DPoP proof are refused.",
     )
+    # RFC 9101 (oauth/jar.py): request objects are checked with the client's keys above.
+    request_object_signing_alg = SelectField(
+        "Request object signing algorithm",
+        choices=[SelectChoice("", "Any the server accepts"), *REQUEST_OBJECT_ALGS],
+        default="",
+        description="Signed request objects (RFC 9101) must use this algorithm.",
+    )
+    require_signed_request_object = BooleanField("Require signed request objects (RFC 9101 §10.5)")
     redirect_uris = TextAreaField(
         "Redirect URIs",
         # The matching rule of idp.urls.redirect_uri_matches, in the operator's words.

@@ -52,6 +52,16 @@ def clients():
 @click.option(
     "--require-par", is_flag=True, help="Only pushed authorization requests (RFC 9126 §6)."
 )
+@click.option(
+    "--request-object-alg",
+    type=click.Choice(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]),
+    help="Signed request objects (RFC 9101) must use this algorithm; needs the client's keys.",
+)
+@click.option(
+    "--require-signed-request-object",
+    is_flag=True,
+    help="Only signed request objects (RFC 9101 §10.5); needs the client's keys.",
+)
 @click.option("--first-party", is_flag=True, help="Skip the consent page.")
 @click.option("--id-token-alg", type=click.Choice(keys.ALGORITHMS))
 @click.option(
@@ -78,11 +88,14 @@ def clients_create(
     jwks_uri,
     jwks_file,
     require_par,
+    request_object_alg,
+    require_signed_request_object,
     as_json,
     **logout_metadata,
 ):
     """Register a client; prints its id and, once, its secret."""
-    key_metadata = client_key_metadata(public, auth_method, jwks_uri, jwks_file)
+    signs_requests = bool(request_object_alg or require_signed_request_object)
+    key_metadata = client_key_metadata(public, auth_method, jwks_uri, jwks_file, signs_requests)
     from ..oauth.logout import invalid_backchannel_logout_uri, invalid_frontchannel_logout_uri
     from ..oauth.redirects import invalid_redirect_uri
 
@@ -123,6 +136,8 @@ def clients_create(
     client.client_metadata = dict(key_metadata)
     if require_par:
         client.client_metadata["require_pushed_authorization_requests"] = True
+    client.request_object_signing_alg = request_object_alg
+    client.require_signed_request_object = require_signed_request_object
     uris = logout_metadata["post_logout_redirect_uris"]
     logout_metadata["post_logout_redirect_uris"] = list(uris)
     for field, value in logout_metadata.items():
@@ -139,6 +154,8 @@ def clients_create(
         **logout_metadata,
         **client.client_metadata,
         "require_pushed_authorization_requests": require_par,
+        "request_object_signing_alg": request_object_alg,
+        "require_signed_request_object": require_signed_request_object,
     }
     emit(
         as_json,
@@ -148,8 +165,9 @@ def clients_create(
     )
 
 
-def client_key_metadata(public, auth_method, jwks_uri, jwks_file) -> dict:
-    """jwks_uri or jwks for private_key_jwt (RFC 7591 §2: never both), checked."""
+def client_key_metadata(public, auth_method, jwks_uri, jwks_file, signs_requests=False) -> dict:
+    """jwks_uri or jwks for private_key_jwt or signed request objects (RFC 7591 §2: never
+    both), checked."""
     from joserfc.errors import JoseError
     from joserfc.jwk import KeySet
 
@@ -158,10 +176,13 @@ def client_key_metadata(public, auth_method, jwks_uri, jwks_file) -> dict:
 
     if jwks_uri and jwks_file:
         raise click.ClickException("use --jwks-uri or --jwks-file, not both")
-    if public or auth_method != PRIVATE_KEY_JWT:
+    if public and signs_requests:
+        raise click.ClickException("signed request objects are for confidential clients")
+    if public or (auth_method != PRIVATE_KEY_JWT and not signs_requests):
         if jwks_uri or jwks_file:
             raise click.ClickException(
-                "--jwks-uri and --jwks-file need --auth-method private_key_jwt"
+                "--jwks-uri and --jwks-file need --auth-method private_key_jwt "
+                "or signed request objects"
             )
         return {}
     if jwks_uri:
@@ -170,7 +191,8 @@ def client_key_metadata(public, auth_method, jwks_uri, jwks_file) -> dict:
             raise click.ClickException(f"--jwks-uri {problem}")
         return {"jwks_uri": jwks_uri}
     if not jwks_file:
-        raise click.ClickException("private_key_jwt needs --jwks-uri or --jwks-file")
+        who = "private_key_jwt" if auth_method == PRIVATE_KEY_JWT else "signed request objects"
+        raise click.ClickException(f"{who} needs --jwks-uri or --jwks-file")
     try:
         jwks = json.load(jwks_file)
         keys_ = jwks["keys"]

@@ -48,6 +48,10 @@ class Client(ClientMixin, Base):
         String(64), default="client_secret_basic"
     )
     id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
+    # RFC 9101 (oauth/jar.py): the one algorithm the client signs request objects with
+    # (OIDC Registration §2; None: any of the server's), and whether it must (§10.5).
+    request_object_signing_alg: Mapped[str | None] = mapped_column(String(16))
+    require_signed_request_object: Mapped[bool] = mapped_column(default=False)
     first_party: Mapped[bool] = mapped_column(default=False)
     # Sign-in to this client needs a second factor (step-up at /authorize, oauth.acr).
     require_mfa: Mapped[bool] = mapped_column(default=False)

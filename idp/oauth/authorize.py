@@ -32,7 +32,7 @@ from ..auth.forms import ConsentForm
 from ..auth.session import current_authentication
 from ..models import Client, Consent, utcnow
 from ..security import allow_form_action
-from . import acr, par, prompts
+from . import acr, jar, par, prompts
 from .claims import SCOPE_DESCRIPTIONS
 from .responses import added_params, deliver
 from .server import query_client, server
@@ -113,6 +113,8 @@ def response_mode(params: dict[str, str]) -> str:
 
 
 def authorize():
+    if (replaced := jar.authorization_request()) is not None:
+        return replaced  # RFC 9101: a request object goes on as a pushed request
     params = oauth_params()
     user = current_user._get_current_object() if current_user.is_authenticated else None
     try:

@@ -9,7 +9,7 @@ what the server advertises. Omitted fields get their defaults here, which is wha
 RFC 7592 §2.2 update its full-replacement meaning.
 
 Fields the server understands but does not implement (encryption, signed UserInfo, request
-objects, pairwise subjects, ``default_max_age``, ``acr``...) are refused rather than silently
+URIs, pairwise subjects, ``default_max_age``, ``acr``...) are refused rather than silently
 ignored, so a client never relies on behaviour it will not get. Unknown fields, language-tagged
 variants (``client_name#fr``, RFC 7591 §2.2) and ``software_statement`` are ignored (§2, §2.3).
 
@@ -324,6 +324,9 @@ class OpenIDClientMetadata(_OpenIDClaims):
         # OpenID Connect Front-Channel Logout 1.0 §2
         "frontchannel_logout_uri",
         "frontchannel_logout_session_required",
+        # OIDC Registration §2 / RFC 9101 §10.5: signed request objects (oauth/jar.py)
+        "request_object_signing_alg",
+        "require_signed_request_object",
     ]
     # Understood but not implemented: refused so that a client does not count on them
     # (token_endpoint_auth_signing_alg: assertions may use any algorithm the server lists in
@@ -338,7 +341,6 @@ class OpenIDClientMetadata(_OpenIDClaims):
         "userinfo_encrypted_response_enc",
         "default_max_age",
         "default_acr_values",
-        "request_object_signing_alg",
         "request_object_encryption_alg",
         "request_object_encryption_enc",
         "request_uris",
@@ -365,6 +367,8 @@ class OpenIDClientMetadata(_OpenIDClaims):
         self.validate_post_logout_redirect_uris()
         self.validate_backchannel_logout_uri()
         self.validate_frontchannel_logout_uri()
+        self.validate_request_object_signing_alg()
+        self.validate_require_signed_request_object()
 
     def validate_application_type(self):
         # §2: web (the default) or native. Redirect URIs follow the same rules for both:
@@ -424,6 +428,24 @@ class OpenIDClientMetadata(_OpenIDClaims):
         flag = "frontchannel_logout_session_required"
         _boolean(flag, self.setdefault(flag, False))
 
+    def validate_request_object_signing_alg(self):
+        # OIDC Registration §2: request objects from this client must use this algorithm;
+        # "none" is never offered (RFC 9101 §10.8), and checking needs the client's keys.
+        field = "request_object_signing_alg"
+        supported = self.supported.get("request_object_signing_alg_values_supported", [])
+        if field in self and self[field] not in supported:
+            raise metadata_error(field, "must be one of " + ", ".join(supported))
+        if self.get(field) and not ("jwks" in self or "jwks_uri" in self):
+            raise metadata_error(field, "needs the client's keys: jwks or jwks_uri")
+
+    def validate_require_signed_request_object(self):
+        # RFC 9101 §10.5: the server refuses this client's requests without a request object.
+        field = "require_signed_request_object"
+        if _boolean(field, self.setdefault(field, False)) and not (
+            "jwks" in self or "jwks_uri" in self
+        ):
+            raise metadata_error(field, "needs the client's keys: jwks or jwks_uri")
+
     def _redirect_uris(self) -> list[str]:
         uris = self.get("redirect_uris")
         return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
@@ -454,6 +476,8 @@ COLUMNS = {
     "backchannel_logout_session_required": False,
     "frontchannel_logout_uri": None,
     "frontchannel_logout_session_required": False,
+    "request_object_signing_alg": None,
+    "require_signed_request_object": False,
 }
 
 

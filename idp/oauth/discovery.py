@@ -13,6 +13,7 @@ from .acr import LEVELS
 from .claims import CLAIMS_SUPPORTED, OIDC_SCOPES
 from .client_auth import CONFIDENTIAL_METHODS, SIGNING_ALG_VALUES
 from .grants import CLIENT_AUTH, RESPONSE_MODES
+from .jar import SIGNING_ALG_VALUES as REQUEST_OBJECT_ALG_VALUES
 from .keys import ALGORITHMS
 from .paths import PATHS, SERVICE_DOCUMENTATION, registration_enabled
 from .server import GRANT_TYPES
@@ -50,8 +51,13 @@ def metadata() -> dict:
         prompt_values_supported=["none", "login", "consent"],
         # OIDC Core §5.5: honoured for id_token.acr (step-up); other claims follow scopes.
         claims_parameter_supported=True,
-        request_parameter_supported=False,
+        # RFC 9101 (oauth/jar.py): signed request objects by value, and by reference only
+        # through PAR (request_uri values to fetch are not supported); never encrypted.
+        request_parameter_supported=True,
         request_uri_parameter_supported=False,
+        request_object_signing_alg_values_supported=list(REQUEST_OBJECT_ALG_VALUES),
+        # RFC 9101 §10.5: whether every client must send signed request objects.
+        require_signed_request_object=bool(current_app.config["REQUIRE_SIGNED_REQUEST_OBJECT"]),
         authorization_response_iss_parameter_supported=True,
         # Front-Channel Logout 1.0 §3 and Back-Channel Logout 1.0 §2.1 (oauth/logout.py):
         # both run for every client that registers the URI, with iss and sid.

@@ -139,6 +139,8 @@ class PushedAuthorizationEndpoint:
         lists["client_id"] = [client.client_id]
         if "request_uri" in lists:
             raise InvalidRequestError("request_uri must not be pushed (RFC 9126 section 2.1).")
+        # RFC 9126 §3: a request object replaces the pushed parameters (jar.py, RFC 9101).
+        self.server.execute_hook("before_push_authorization_request", lists, client)
         if "request" in lists:
             raise RequestNotSupportedError()
         dpop.bind_pushed(lists)  # RFC 9449 §10.1: a proof here binds the code to its key

@@ -15,7 +15,7 @@ from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from flask import Flask, current_app
 
 from ..models import Client
-from . import client_auth, dpop, endpoints, par, token_exchange, tokens
+from . import client_auth, dpop, endpoints, jar, par, token_exchange, tokens
 from .cache import registry
 from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
 from .oidc import OpenIDCode, OpenIDRefresh
@@ -86,6 +86,7 @@ def build(app: Flask) -> AuthorizationServer:
     # RFC 8628's endpoint and grant: routes.init_app registers them (device.register), as
     # device.py also holds the user-code page, which sits above this module.
     par.register(server)  # RFC 9126: PAR endpoint, request_uri at /authorize
+    jar.register(server)  # RFC 9101: request objects pushed to PAR (/authorize: authorize.py)
     server.register_endpoint(endpoints.RevocationEndpoint)
     server.register_endpoint(endpoints.IntrospectionEndpoint)
     return server

@@ -94,9 +94,10 @@ def test_advertised_capabilities(metadata):
     assert metadata["subject_types_supported"] == ["public"]
     # RFC 9207 §3: iss is added to authorization responses.
     assert metadata["authorization_response_iss_parameter_supported"] is True
-    # OIDC Discovery §3: request_uri is not supported (its default would be true).
+    # OIDC Discovery §3: request_uri is not supported (its default would be true); signed
+    # request objects by value are (RFC 9101, tests/jar).
     assert metadata["request_uri_parameter_supported"] is False
-    assert metadata["request_parameter_supported"] is False
+    assert metadata["request_parameter_supported"] is True
 
 
 def test_introspection_auth_methods_exclude_none(metadata):

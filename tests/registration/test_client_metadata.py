@@ -235,7 +235,6 @@ def test_unimplemented_oidc_options_are_refused(client, registrar):
         ("userinfo_signed_response_alg", "RS256"),
         ("userinfo_encrypted_response_alg", "RSA-OAEP"),
         ("id_token_encrypted_response_alg", "RSA-OAEP"),
-        ("request_object_signing_alg", "RS256"),
         ("request_uris", ["https://rp.example/req"]),
         ("token_endpoint_auth_signing_alg", "RS256"),
         ("sector_identifier_uri", "https://rp.example/sector.json"),
