@@ -26,6 +26,8 @@ SCHEMAS = SPEC["components"]["schemas"]
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # Routes every app has that the description leaves out: the UI and its blueprints.
 NOT_PROTOCOL = ("static", "auth.", "account.", "admin.", "device.", "demo.", "docs.")
+# The pages' own packages (sign-in, account flows, admin): their routes are the UI's.
+PAGE_MODULES = ("idp.account.", "idp.admin.", "idp.demo")
 
 
 def described() -> dict[str, set[str]]:
@@ -40,7 +42,8 @@ def routes(app) -> dict[str, set[str]]:
     """Flask rule -> methods, for every route that is not a page of the UI."""
     found: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith(NOT_PROTOCOL):
+        module = getattr(app.view_functions[rule.endpoint], "__module__", "")
+        if rule.endpoint.startswith(NOT_PROTOCOL) or module.startswith(PAGE_MODULES):
             continue
         found.setdefault(rule.rule, set()).update(rule.methods - {"HEAD", "OPTIONS"})
     return found

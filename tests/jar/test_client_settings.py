@@ -20,6 +20,13 @@ from .conftest import authorization_claims, authorize_url, public_jwks, request_
 
 
 @pytest.fixture
+def app_config(app_config):
+    # The admin UI here, signed in with the password alone (admin MFA: tests/mfa/).
+    app_config["MFA_REQUIRED_FOR_ADMINS"] = False
+    return app_config
+
+
+@pytest.fixture
 def registrar(client):
     return Registrar(client)
 
