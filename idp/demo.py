@@ -87,7 +87,9 @@ def banner(info: dict) -> str:
         f"  discovery:     {issuer}/.well-known/openid-configuration\n"
         f"  sign in as:    {info['username']} / {info['password']}   (new password each run)\n"
         f"  demo client:   {info['client_id']} (public, PKCE)\n"
-        f"  mail goes to:  {info['mail']}\n\n"
+        f"  mail goes to:  {info['mail']}\n"
+        "  second factor: admins need one (MFA_REQUIRED_FOR_ADMINS): the first sign-in asks\n"
+        "                 you to add an authenticator app (TOTP) or, later, a passkey\n\n"
         f"  Open {issuer}/demo/ to sign in through the demo relying party,\n"
         f"  or {issuer}/account/ to see your account page.\n"
     )
