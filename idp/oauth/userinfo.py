@@ -10,6 +10,7 @@ from flask import jsonify, request
 
 from .. import db
 from .claims import user_claims
+from .resource_metadata import with_resource_metadata
 from .tokens import find, is_live
 
 
@@ -74,5 +75,9 @@ def _error(status: int, headers, body: dict):
     if "WWW-Authenticate" not in response.headers and body.get("error"):
         # RFC 6750 §3: a refused request carries a Bearer challenge with the error code.
         response.headers["WWW-Authenticate"] = f'Bearer error="{body["error"]}"'
+    if "WWW-Authenticate" in response.headers:
+        # RFC 9728 §5.1: where to learn how to call this resource.
+        challenge = response.headers["WWW-Authenticate"]
+        response.headers["WWW-Authenticate"] = with_resource_metadata(challenge)
     response.headers["Cache-Control"] = "no-store"
     return response
