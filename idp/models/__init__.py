@@ -13,6 +13,7 @@ from .mail import MailMessage
 from .registration import RegistrationToken
 from .resource import Resource, resource_clients
 from .session import LogoutDelivery, SessionClient, UserSession
+from .subject import PairwiseSubject
 from .token import Token
 from .user import User
 
@@ -28,6 +29,7 @@ __all__ = [
     "JWTReplay",
     "LogoutDelivery",
     "MailMessage",
+    "PairwiseSubject",
     "PushedAuthorizationRequest",
     "RegistrationToken",
     "Resource",

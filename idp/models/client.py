@@ -48,6 +48,12 @@ class Client(ClientMixin, Base):
         String(64), default="client_secret_basic"
     )
     id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
+    # OIDC Core §5.3.2: RS256/ES256 signs UserInfo answers (application/jwt); None: JSON.
+    userinfo_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
+    # OIDC Core §8: "public" (None) or "pairwise" subject identifiers (oauth/subjects.py);
+    # the sector is the host of sector_identifier_uri, else of the redirect URIs (§8.1).
+    subject_type: Mapped[str | None] = mapped_column(String(16))
+    sector_identifier_uri: Mapped[str | None] = mapped_column(Text)
     first_party: Mapped[bool] = mapped_column(default=False)
     disabled: Mapped[bool] = mapped_column(default=False)
     # Per-client token lifetimes in seconds; None means the server default.

@@ -6,10 +6,11 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
 from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
-from flask import jsonify, request
+from flask import Response, current_app, jsonify, request
 
 from .. import db
 from .claims import user_claims
+from .keys import sign
 from .resource_metadata import with_resource_metadata
 from .tokens import find, is_live
 
@@ -61,9 +62,19 @@ def userinfo():
         return _error(error.status_code, error.get_headers(), dict(error.get_body()))
     except OAuth2Error as error:  # pragma: no cover - every raise above is one of those
         return _error(401, error.get_headers(), dict(error.get_body()))
-    response = jsonify(user_claims(token.user, token.scope))
+    claims = user_claims(token.user, token.scope, token.client)
+    alg = token.client.userinfo_signed_response_alg
+    if alg:
+        response = Response(signed(claims, token.client, alg), mimetype="application/jwt")
+    else:
+        response = jsonify(claims)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def signed(claims: dict, client, alg: str) -> str:
+    """OIDC Core §5.3.2: a JWS of the claims with iss and aud (the client) added."""
+    return sign({**claims, "iss": current_app.config["ISSUER"], "aud": client.client_id}, alg)
 
 
 def _error(status: int, headers, body: dict):

@@ -88,9 +88,7 @@ def test_cli_prints_the_document_of_a_registered_resource(runner, api):
         "bearer_methods_supported": ["header"],
     }
     # §3.1: the well-known string goes between the host and the path.
-    assert (
-        "https://api.example.com/.well-known/oauth-protected-resource/orders" in result.stderr
-    )
+    assert "https://api.example.com/.well-known/oauth-protected-resource/orders" in result.stderr
 
 
 def test_cli_unknown_resource_fails(runner, app):
