@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import db
 from ..models import Client, PairwiseSubject, User
@@ -80,17 +81,19 @@ def remember(client: Client | None, user: User) -> str:
     sub = subject_for(client, user)
     if sub == user.sub:
         return sub
+    # The ID token is built after the token endpoint committed its transaction, so the
+    # record is written on its own autocommitted connection; a concurrent first sign-in
+    # inserting the same pair is ignored (ON CONFLICT DO NOTHING).
     session = db.session()
-    sector = sector_identifier(client)
-    known = select(PairwiseSubject.id).where(
-        PairwiseSubject.sector == sector, PairwiseSubject.subject == sub
-    )
-    if session.scalar(known) is None:
-        try:
-            with session.begin_nested():  # a concurrent first sign-in may insert it too
-                session.add(PairwiseSubject(sector=sector, subject=sub, user_id=user.id))
-        except IntegrityError:
-            pass
+    values = {"sector": sector_identifier(client), "subject": sub, "user_id": user.id}
+    with session.get_bind().connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        known = select(PairwiseSubject.id).where(
+            PairwiseSubject.sector == values["sector"], PairwiseSubject.subject == sub
+        )
+        if conn.scalar(known) is None:
+            insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            conn.execute(insert(PairwiseSubject).values(**values).on_conflict_do_nothing())
     return sub
 
 
