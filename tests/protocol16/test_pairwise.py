@@ -218,3 +218,16 @@ def test_several_hosts_need_a_sector_identifier_uri(client):
     one_host = register(client, redirect_uris=["https://a.example/cb"], subject_type="pairwise")
     assert one_host.status_code == 201
     assert one_host.get_json()["subject_type"] == "pairwise"
+
+
+def test_refresh_keeps_the_pairwise_sub(app, client, auth, user, factory):
+    # OIDC Core §12.2: the ID token on refresh has the same sub.
+    rp = pairwise_client(app, factory, "https://a.example/cb")
+    auth.login()
+    tokens = auth.tokens(rp, scope="openid offline_access")
+    refreshed = auth.token(
+        rp, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.get_json()
+    sub = decode(client, tokens["id_token"])["sub"]
+    assert decode(client, refreshed.get_json()["id_token"])["sub"] == sub != user.sub
