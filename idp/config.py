@@ -32,6 +32,10 @@ DEFAULTS: dict[str, object] = {
     # Flask's signing key for the session cookie and CSRF tokens. Required outside
     # development; `idp init` writes a random one into instance/config.py.
     "SECRET_KEY": None,
+    # The key of pairwise subject identifiers (OIDC Core §8, oauth/subjects.py); None: one
+    # derived from SECRET_KEY. Changing it (or SECRET_KEY without it) changes every pairwise
+    # sub, so relying parties see new users: set it once, and keep it when rotating SECRET_KEY.
+    "PAIRWISE_SECRET": None,
     # Development mode relaxes the start-up checks (no secret key: a random one per process).
     "DEVELOPMENT": False,
     # Lifetimes in seconds.
@@ -330,6 +334,8 @@ def check(config) -> None:
             "IDP_SECRET_KEY is not set. Run `idp init` (writes one into instance/config.py) "
             "or set IDP_SECRET_KEY to a long random value."
         )
+    if config.get("PAIRWISE_SECRET") is not None and len(str(config["PAIRWISE_SECRET"])) < 32:
+        raise ConfigError("IDP_PAIRWISE_SECRET must be at least 32 characters (a random value)")
     for name, minimum in MIN_ARGON2.items():
         if int(config[name]) < minimum:
             raise ConfigError(f"IDP_{name}={config[name]} is below the OWASP minimum {minimum}")

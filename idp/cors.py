@@ -26,6 +26,7 @@ from .models import Client
 CORS_ENDPOINTS = {
     "oauth.well_known": "GET",
     "oauth.jwks": "GET",
+    "oauth.protected_resource_metadata": "GET",  # RFC 9728 §3
     "oauth.openapi": "GET",
     "oauth.token": "POST",
     "oauth.userinfo": "GET, POST",

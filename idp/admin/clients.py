@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select
 
 from .. import db
 from ..models import Client, Consent, Token, utcnow
+from ..oauth import subjects
 from ..oauth.claims import OIDC_SCOPES
 from ..oauth.client_auth import CLIENT_SECRET_JWT, PRIVATE_KEY_JWT, set_client_secret
 from ..oauth.client_metadata import web_url_problem
@@ -95,6 +96,15 @@ def metadata_problems(form: ClientForm, public: bool) -> dict[str, list[str]]:
         problems.setdefault("frontchannel_logout_uri", []).append(problem)
     for name, problem in key_problems(form, public).items():
         problems.setdefault(name, []).append(problem)
+    if not problems.get("redirect_uris"):
+        # OIDC Core §8.1: fetches sector_identifier_uri, which must list every redirect URI.
+        subject = subjects.subject_problem(
+            form.subject_type.data, form.sector_identifier_uri.data, form.redirect_uri_list
+        )
+        if subject:
+            name, reason = subject
+            label = "sector identifier URI" if name == "sector_identifier_uri" else "subject type"
+            problems.setdefault(name, []).append(f"The {label} {reason} (OIDC Core §8.1).")
     return problems
 
 
@@ -188,6 +198,9 @@ def apply(client: Client, form: ClientForm) -> None:
     client.access_token_lifetime = form.access_token_lifetime.data
     client.refresh_token_lifetime = form.refresh_token_lifetime.data
     client.id_token_signed_response_alg = form.id_token_signed_response_alg.data or None
+    client.userinfo_signed_response_alg = form.userinfo_signed_response_alg.data or None
+    client.subject_type = form.subject_type.data if form.subject_type.data != "public" else None
+    client.sector_identifier_uri = form.sector_identifier_uri.data or None
     client.access_token_format = form.access_token_format.data or None
     client.request_object_signing_alg = form.request_object_signing_alg.data or None
     client.require_signed_request_object = form.require_signed_request_object.data
@@ -215,6 +228,9 @@ def form_data(client: Client) -> dict:
         "access_token_lifetime": client.access_token_lifetime,
         "refresh_token_lifetime": client.refresh_token_lifetime,
         "id_token_signed_response_alg": client.id_token_signed_response_alg or "",
+        "userinfo_signed_response_alg": client.userinfo_signed_response_alg or "",
+        "subject_type": client.subject_type or "public",
+        "sector_identifier_uri": client.sector_identifier_uri,
         "access_token_format": client.access_token_format or "",
         "request_object_signing_alg": client.request_object_signing_alg or "",
         "require_signed_request_object": client.require_signed_request_object,

@@ -354,6 +354,29 @@ class ClientForm(FlaskForm):
         choices=[SelectChoice("", "Server default"), *ALGORITHMS],
         default="",
     )
+    # OIDC Core §5.3.2 and §8 (issue 16).
+    userinfo_signed_response_alg = SelectField(
+        "UserInfo answer",
+        choices=[SelectChoice("", "JSON (not signed)"), *ALGORITHMS],
+        default="",
+        description="Signed: UserInfo answers as a JWT (application/jwt) with iss and aud.",
+    )
+    subject_type = SelectField(
+        "Subject identifier",
+        choices=[
+            SelectChoice("public", "Public: the same sub for every client"),
+            SelectChoice("pairwise", "Pairwise: a sub of its own for this client's sector"),
+        ],
+        default="public",
+        description="OIDC Core §8. Changing it gives the client's users new sub values.",
+    )
+    sector_identifier_uri = StringField(
+        "Sector identifier URI",
+        filters=[none_if_blank],
+        validators=[Length(max=2048)],
+        description="https URL of a JSON array listing every redirect URI; clients sharing "
+        "its host see the same pairwise sub. Needed when redirect URIs use several hosts.",
+    )
     submit = SubmitField("Save client")
 
     def validate_extra_scopes(self, field):

@@ -8,7 +8,9 @@ which clients may request it and which client its server introspects as. The val
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+import json
+
+from flask import Response, abort, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import delete, select
 from wtforms import BooleanField, IntegerField, SelectField, StringField, SubmitField
@@ -17,7 +19,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Vali
 
 from .. import db
 from ..models import Client, Resource
-from ..oauth import resources, token_exchange
+from ..oauth import resource_metadata, resources, token_exchange
 from ..oauth.claims import OIDC_SCOPES
 from . import changes
 from .access import admin_required, bp
@@ -219,7 +221,15 @@ def resource(resource_id: int):
         flash("Resource saved.")
         return redirect(url_for("admin.resource", resource_id=row.id))
     status = 400 if form.errors else 200
-    return render_template("admin/resources/form.html", form=form, resource=row), status
+    return (
+        render_template(
+            "admin/resources/form.html",
+            form=form,
+            resource=row,
+            metadata_url=resource_metadata.well_known_url(row.identifier),
+        ),
+        status,
+    )
 
 
 @bp.route("/resources/<int:resource_id>/delete", methods=["GET", "POST"])
@@ -302,3 +312,15 @@ def token_exchange_policy(client_id: str):
             return redirect(url_for("admin.client", client_id=client_id))
     status = 400 if form.errors else 200
     return render_template("admin/resources/policy.html", form=form, client=client), status
+
+
+@bp.get("/resources/<int:resource_id>/metadata.json")
+@admin_required
+def resource_metadata_document(resource_id: int):
+    """RFC 9728 §2: the metadata document the resource's server should serve, as a download."""
+    row = find_resource(resource_id)
+    body = json.dumps(resource_metadata.resource_document(row), indent=2) + "\n"
+    response = Response(body, mimetype="application/json")
+    response.headers["Content-Disposition"] = 'attachment; filename="oauth-protected-resource.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -158,3 +158,21 @@ def resources_list(as_json):
         for d in data
     ]
     emit(as_json, data, "\n".join(lines) if lines else "no resources")
+
+
+@resources_group.command("metadata")
+@click.argument("identifier")
+@with_appcontext
+def resources_metadata(identifier):
+    """Print the RFC 9728 metadata document the resource's server should publish.
+
+    The document goes to standard output (JSON); where to serve it, the well-known URL of
+    the identifier (RFC 9728 section 3.1), goes to standard error.
+    """
+    import json
+
+    from ..oauth import resource_metadata
+
+    row = _resource_or_fail(identifier)
+    click.echo(json.dumps(resource_metadata.resource_document(row), indent=2))
+    click.echo(f"serve at {resource_metadata.well_known_url(row.identifier)}", err=True)

@@ -15,6 +15,7 @@ from .own_data import DeletionRequest, KnownDevice
 from .registration import RegistrationToken
 from .resource import Resource, resource_clients
 from .session import LogoutDelivery, SessionClient, UserSession
+from .subject import PairwiseSubject
 from .token import Token
 from .user import User
 from .webauthn import WebAuthnChallengeReplay, WebAuthnCredential
@@ -33,6 +34,7 @@ __all__ = [
     "KnownDevice",
     "LogoutDelivery",
     "MailMessage",
+    "PairwiseSubject",
     "PushedAuthorizationRequest",
     "RecoveryCode",
     "TOTPCredential",

@@ -52,6 +52,12 @@ class Client(ClientMixin, Base):
     # (OIDC Registration §2; None: any of the server's), and whether it must (§10.5).
     request_object_signing_alg: Mapped[str | None] = mapped_column(String(16))
     require_signed_request_object: Mapped[bool] = mapped_column(default=False)
+    # OIDC Core §5.3.2: RS256/ES256 signs UserInfo answers (application/jwt); None: JSON.
+    userinfo_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
+    # OIDC Core §8: "public" (None) or "pairwise" subject identifiers (oauth/subjects.py);
+    # the sector is the host of sector_identifier_uri, else of the redirect URIs (§8.1).
+    subject_type: Mapped[str | None] = mapped_column(String(16))
+    sector_identifier_uri: Mapped[str | None] = mapped_column(Text)
     first_party: Mapped[bool] = mapped_column(default=False)
     # Sign-in to this client needs a second factor (step-up at /authorize, oauth.acr).
     require_mfa: Mapped[bool] = mapped_column(default=False)

@@ -123,10 +123,11 @@ def find_token(conn, digest: str) -> TokenView | None:
 class TokenView:
     """A token row as introspection and UserInfo read it (Token's TokenMixin methods)."""
 
-    __slots__ = (*TOKEN_FIELDS, "presented_as", "grant_state", "user")
+    __slots__ = (*TOKEN_FIELDS, "presented_as", "grant_state", "user", "client")
 
     def __init__(self):
         self.user = None
+        self.client = None  # set by oauth.tokens.find_to_read (the per-worker client cache)
 
     def check_client(self, client) -> bool:
         return self.client_id == client.get_client_id()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749.util import scope_to_list
 
-from ..models import User
+from ..models import Client, User
+from .subjects import subject_for
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "openid": ("sub",),
@@ -47,10 +48,12 @@ OIDC_SCOPES = ("openid", "profile", "email", "address", "phone", "groups", "offl
 CLAIMS_SUPPORTED = sorted({c for claims in SCOPE_CLAIMS.values() for c in claims})
 
 
-def user_claims(user: User, scope: str | None) -> dict:
-    """The claims the granted scope releases, leaving out those the user has no value for."""
+def user_claims(user: User, scope: str | None, client: Client | None = None) -> dict:
+    """The claims the granted scope releases, leaving out those the user has no value for;
+    ``sub`` as ``client`` sees it (public or pairwise, OIDC Core §8)."""
+    sub = subject_for(client, user)
     values = {
-        "sub": user.sub,
+        "sub": sub,
         "preferred_username": user.username,
         "updated_at": int(user.updated_at.timestamp()) if user.updated_at else None,
     }
@@ -66,5 +69,5 @@ def user_claims(user: User, scope: str | None) -> dict:
     for flag, base in (("email_verified", "email"), ("phone_number_verified", "phone_number")):
         if base not in claims:
             claims.pop(flag, None)
-    claims["sub"] = user.sub
+    claims["sub"] = sub
     return claims

@@ -8,8 +8,8 @@ discovery document (the endpoint passes it in as ``params``), so registration ac
 what the server advertises. Omitted fields get their defaults here, which is what gives an
 RFC 7592 §2.2 update its full-replacement meaning.
 
-Fields the server understands but does not implement (encryption, signed UserInfo, request
-URIs, pairwise subjects, ``default_max_age``, ``acr``...) are refused rather than silently
+Fields the server understands but does not implement (encryption, request URIs to fetch,
+``default_max_age``, ``acr``...) are refused rather than silently
 ignored, so a client never relies on behaviour it will not get. Unknown fields, language-tagged
 variants (``client_name#fr``, RFC 7591 §2.2) and ``software_statement`` are ignored (§2, §2.3).
 
@@ -29,6 +29,7 @@ from joserfc.jwk import KeySet
 
 from ..models import Client
 from ..urls import is_loopback
+from . import subjects
 from .redirects import invalid_redirect_uri
 
 MAX_URIS = 20
@@ -313,7 +314,9 @@ class OpenIDClientMetadata(_OpenIDClaims):
     REGISTERED_CLAIMS = [
         "application_type",
         "subject_type",
+        "sector_identifier_uri",
         "id_token_signed_response_alg",
+        "userinfo_signed_response_alg",
         "require_auth_time",
         "initiate_login_uri",
         # OpenID Connect RP-Initiated Logout 1.0 §3.1
@@ -333,10 +336,8 @@ class OpenIDClientMetadata(_OpenIDClaims):
     # token_endpoint_auth_signing_alg_values_supported; one cannot be pinned per client).
     UNSUPPORTED = (
         "token_endpoint_auth_signing_alg",
-        "sector_identifier_uri",
         "id_token_encrypted_response_alg",
         "id_token_encrypted_response_enc",
-        "userinfo_signed_response_alg",
         "userinfo_encrypted_response_alg",
         "userinfo_encrypted_response_enc",
         "default_max_age",
@@ -362,6 +363,7 @@ class OpenIDClientMetadata(_OpenIDClaims):
         self.validate_application_type()
         self.validate_subject_type()
         self.validate_id_token_signed_response_alg()
+        self.validate_userinfo_signed_response_alg()
         self.validate_require_auth_time()
         self.validate_initiate_login_uri()
         self.validate_post_logout_redirect_uris()
@@ -381,6 +383,22 @@ class OpenIDClientMetadata(_OpenIDClaims):
         supported = self.supported.get("subject_types_supported", [])
         if "subject_type" in self and self["subject_type"] not in supported:
             raise metadata_error("subject_type", "must be one of " + ", ".join(supported))
+        if "sector_identifier_uri" in self:
+            _https("sector_identifier_uri", self["sector_identifier_uri"], loopback_http=True)
+        # OIDC Core §8.1 / Registration §2: the sector URI is fetched and must list every
+        # redirect URI; pairwise redirect URIs on several hosts need one.
+        problem = subjects.subject_problem(
+            self.get("subject_type"), self.get("sector_identifier_uri"), self._redirect_uris()
+        )
+        if problem:
+            raise metadata_error(*problem)
+
+    def validate_userinfo_signed_response_alg(self):
+        # §2: omitted means JSON; "none" is never offered (OIDC Core §5.3.2).
+        supported = self.supported.get("userinfo_signing_alg_values_supported", [])
+        field = "userinfo_signed_response_alg"
+        if field in self and self[field] not in supported:
+            raise metadata_error(field, "must be one of " + ", ".join(supported))
 
     def validate_id_token_signed_response_alg(self):
         # §2: "none" is never offered; omitted means the server default (ID_TOKEN_SIGNING_ALG).
@@ -471,6 +489,9 @@ COLUMNS = {
     "scope": "",
     "token_endpoint_auth_method": "client_secret_basic",
     "id_token_signed_response_alg": None,
+    "userinfo_signed_response_alg": None,
+    "subject_type": None,
+    "sector_identifier_uri": None,
     "post_logout_redirect_uris": [],
     "backchannel_logout_uri": None,
     "backchannel_logout_session_required": False,

@@ -17,6 +17,7 @@ from .jar import SIGNING_ALG_VALUES as REQUEST_OBJECT_ALG_VALUES
 from .keys import ALGORITHMS
 from .paths import PATHS, SERVICE_DOCUMENTATION, registration_enabled
 from .server import GRANT_TYPES
+from .subjects import SUBJECT_TYPES
 
 
 def metadata() -> dict:
@@ -28,8 +29,10 @@ def metadata() -> dict:
         response_types_supported=["code"],
         response_modes_supported=list(RESPONSE_MODES),
         grant_types_supported=list(GRANT_TYPES),
-        subject_types_supported=["public"],
+        subject_types_supported=list(SUBJECT_TYPES),  # OIDC Core §8 (oauth/subjects.py)
         id_token_signing_alg_values_supported=list(ALGORITHMS),
+        # OIDC Core §5.3.2: UserInfo as a JWS for clients with userinfo_signed_response_alg.
+        userinfo_signing_alg_values_supported=list(ALGORITHMS),
         token_endpoint_auth_methods_supported=list(CLIENT_AUTH),
         revocation_endpoint_auth_methods_supported=list(CLIENT_AUTH),
         introspection_endpoint_auth_methods_supported=list(CONFIDENTIAL_METHODS),

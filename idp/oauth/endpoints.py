@@ -11,6 +11,7 @@ from .. import audit, db
 from ..models import Token
 from . import dpop, resources, tokens
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
+from .subjects import subject_for
 
 
 class RevocationEndpoint(_RevocationEndpoint):
@@ -72,7 +73,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
             "iss": current_app.config["ISSUER"],
         }
         if token.user is not None:
-            payload["sub"] = token.user.sub
+            payload["sub"] = subject_for(token.client, token.user)  # what the client sees
             payload["username"] = token.user.username
         else:
             payload["sub"] = token.client_id  # RFC 9068 §2.2: no user, the client is the subject

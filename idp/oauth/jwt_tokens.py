@@ -22,6 +22,7 @@ from ..models import Client, Resource, Token, User, secret_hash
 from . import keys, resources
 from .acr import level
 from .paths import PATHS
+from .subjects import subject_for
 
 TYP = "at+jwt"  # RFC 9068 §2.1
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # RFC 8693 §3
@@ -51,7 +52,7 @@ def claims(row: Token, client: Client, user: User | None, scope: str) -> dict:
         "exp": int(row.access_expires_at.timestamp()),
         "aud": aud[0] if len(aud) == 1 else aud,
         # §2.2: the resource owner's subject, or the client's id when no user is involved.
-        "sub": user.sub if user is not None else client.client_id,
+        "sub": subject_for(client, user) if user is not None else client.client_id,
         "client_id": client.client_id,
         "iat": int(row.issued_at.timestamp()),
         "jti": row.jti,

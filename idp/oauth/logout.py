@@ -35,6 +35,7 @@ from .. import audit, db
 from ..background import Worker, seconds_until_due
 from ..models import Client, LogoutDelivery, SessionClient, User, UserSession, utcnow
 from ..urls import is_loopback
+from .subjects import subject_for
 
 log = logging.getLogger("idp.logout")
 
@@ -78,13 +79,13 @@ def session_clients(row: UserSession) -> list[Client]:
 def queue_backchannel(row: UserSession) -> int:
     """Queue a logout token for every client of the session that has a back-channel URI."""
     s = db.session()
-    sub = s.scalar(select(User.sub).where(User.id == row.user_id))
+    user = s.get(User, row.user_id)
     queued = 0
     for client in session_clients(row):
         if not client.backchannel_logout_uri:
             continue
         try:
-            token = logout_token(client, sub, row.sid)
+            token = logout_token(client, subject_for(client, user), row.sid)
         except Exception:  # e.g. no signing key: the user's sign-out must still succeed
             log.exception("no logout token for client %s", client.client_id)
             continue

@@ -18,8 +18,9 @@ from sqlalchemy import exists, select
 
 from .. import db
 from ..models import AuthorizationCode, Client, Consent, User, UserSession
-from . import keys, tokens
+from . import keys, subjects, tokens
 from .acr import level
+from .cache import registry
 from .claims import user_claims
 from .keys import sign
 
@@ -44,7 +45,8 @@ def issue_id_token(
 ) -> str:
     alg = signing_alg(client)
     now = int(time.time())
-    claims = user_claims(user, scope)
+    claims = user_claims(user, scope, client)
+    claims["sub"] = subjects.remember(client, user)  # a pairwise sub must map back (hints)
     claims.update(
         iss=current_app.config["ISSUER"],
         aud=client.client_id,
@@ -84,9 +86,18 @@ def decode_id_token(value: str) -> dict | None:
         return None
     if claims.get("iss") != current_app.config["ISSUER"] or not claims.get("sub"):
         return None
-    if not audiences(claims):
+    if not audiences(claims) or "exp" not in claims:
+        return None  # every ID token has exp (§2); a signed UserInfo answer has none
+    # OIDC Core §8: a pairwise sub names the user only for its client; callers compare
+    # and look up the local sub.
+    local = subjects.local_sub(registry().client(issued_to(claims)), claims["sub"])
+    if local is None:
         return None
-    return claims
+    return {**claims, "sub": local}
+
+
+def issued_to(claims: dict) -> str:
+    return claims.get("azp") or audiences(claims)[0]
 
 
 def audiences(claims: dict) -> list[str]:
@@ -105,7 +116,7 @@ def live_subject(claims: dict) -> User | None:
         if sid
         else None
     )
-    client_id = claims.get("azp") or audiences(claims)[0]
+    client_id = issued_to(claims)
     consent = exists().where(Consent.user_id == User.id, Consent.client_id == client_id)
     columns = [User, consent] + ([session_live] if session_live is not None else [])
     found = db.session().execute(select(*columns).where(User.sub == claims["sub"])).first()
@@ -136,7 +147,7 @@ class OpenIDCode(oidc_grants.OpenIDCode):
         )
 
     def generate_user_info(self, user, scope):
-        return user_claims(user, scope)
+        return user_claims(user, scope)  # unused: encode_id_token builds the claims
 
     def encode_id_token(self, token, request) -> str:
         code = request.authorization_code

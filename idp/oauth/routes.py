@@ -19,6 +19,7 @@ from . import (
     logout,
     openapi,
     registration,
+    resource_metadata,
     service_documentation,
     session_end,
 )
@@ -163,6 +164,14 @@ def jwks():
 @bp.get("/.well-known/oauth-authorization-server")
 def well_known():
     response = jsonify(discovery.metadata())
+    response.headers["Cache-Control"] = f"public, max-age={DISCOVERY_MAX_AGE}"
+    return response
+
+
+@bp.get(resource_metadata.WELL_KNOWN)
+def protected_resource_metadata():
+    # RFC 9728 §3: UserInfo's metadata; its resource identifier is the issuer.
+    response = jsonify(resource_metadata.userinfo_document())
     response.headers["Cache-Control"] = f"public, max-age={DISCOVERY_MAX_AGE}"
     return response
 

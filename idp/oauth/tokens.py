@@ -307,7 +307,12 @@ def find_to_read(token_string: str):
     if not db.driver_path():
         return find(token_string)
     with db.autocommit() as conn:
-        return token_sql.find_token(conn, secret_hash(token_string))
+        view = token_sql.find_token(conn, secret_hash(token_string))
+    if view is not None:
+        # The client's settings (pairwise subjects, signed UserInfo) from the per-worker
+        # cache; None for a disabled client, whose tokens is_live refuses anyway.
+        view.client = registry().client(view.client_id)
+    return view
 
 
 def is_live(row: Token) -> bool:

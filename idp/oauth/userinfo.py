@@ -6,11 +6,13 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
 from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
-from flask import jsonify, request
+from flask import Response, current_app, jsonify, request
 
 from .. import db
 from . import dpop
 from .claims import user_claims
+from .keys import sign
+from .resource_metadata import with_resource_metadata
 from .tokens import find_to_read, is_live
 
 
@@ -75,7 +77,12 @@ def userinfo():
         return _error(error.status_code, error.get_headers(), dict(error.get_body()))
     except OAuth2Error as error:  # pragma: no cover - every raise above is one of those
         return _error(401, error.get_headers(), dict(error.get_body()))
-    response = jsonify(user_claims(token.user, token.scope))
+    claims = user_claims(token.user, token.scope, token.client)
+    alg = token.client.userinfo_signed_response_alg
+    if alg:
+        response = Response(signed(claims, token.client, alg), mimetype="application/jwt")
+    else:
+        response = jsonify(claims)
     response.headers["Cache-Control"] = "no-store"
     return dpop.add_nonce(response)
 
@@ -83,6 +90,11 @@ def userinfo():
 def _scheme() -> str:
     """The authentication scheme the request used: "bearer" (header or body) or "dpop"."""
     return request.headers.get("Authorization", "").partition(" ")[0].lower() or "bearer"
+
+
+def signed(claims: dict, client, alg: str) -> str:
+    """OIDC Core §5.3.2: a JWS of the claims with iss and aud (the client) added."""
+    return sign({**claims, "iss": current_app.config["ISSUER"], "aud": client.client_id}, alg)
 
 
 def _error(status: int, headers, body: dict):
@@ -94,5 +106,9 @@ def _error(status: int, headers, body: dict):
     if "WWW-Authenticate" not in response.headers and body.get("error"):
         # RFC 6750 §3: a refused request carries a Bearer challenge with the error code.
         response.headers["WWW-Authenticate"] = f'Bearer error="{body["error"]}"'
+    if "WWW-Authenticate" in response.headers:
+        # RFC 9728 §5.1: where to learn how to call this resource.
+        challenge = response.headers["WWW-Authenticate"]
+        response.headers["WWW-Authenticate"] = with_resource_metadata(challenge)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -91,7 +91,7 @@ def test_advertised_capabilities(metadata):
     assert "none" not in metadata["id_token_signing_alg_values_supported"]
     assert set(metadata["response_modes_supported"]) == {"query", "form_post"}
     assert "openid" in metadata["scopes_supported"]
-    assert metadata["subject_types_supported"] == ["public"]
+    assert metadata["subject_types_supported"] == ["public", "pairwise"]  # OIDC Core §8
     # RFC 9207 §3: iss is added to authorization responses.
     assert metadata["authorization_response_iss_parameter_supported"] is True
     # OIDC Discovery §3: request_uri is not supported (its default would be true); signed

@@ -19,6 +19,7 @@ from idp.oauth import client_auth, keys, openapi, token_exchange
 from idp.oauth.client_metadata import OpenIDClientMetadata
 from idp.oauth.grants import RESPONSE_MODES
 from idp.oauth.server import GRANT_TYPES
+from idp.oauth.subjects import SUBJECT_TYPES
 
 ISSUER = "http://localhost"
 SPEC = json.loads(openapi.SPEC_PATH.read_text(encoding="utf-8"))
@@ -98,6 +99,8 @@ def test_the_enumerations_are_the_servers_own():
         client_auth.ALL_METHODS
     )
     assert set(metadata["id_token_signed_response_alg"]["enum"]) - {None} == set(keys.ALGORITHMS)
+    assert set(metadata["userinfo_signed_response_alg"]["enum"]) - {None} == set(keys.ALGORITHMS)
+    assert set(metadata["subject_type"]["enum"]) - {None} == set(SUBJECT_TYPES)
     refused = {name for name, schema in metadata.items() if schema.get("type") == "null"}
     assert refused == set(OpenIDClientMetadata.UNSUPPORTED)
     assert set(SCHEMAS["TokenType"]["enum"]) == set(token_exchange.TOKEN_TYPES.values())

@@ -38,6 +38,7 @@ CORS_REQUESTS = [
     ("GET", "/.well-known/oauth-authorization-server", {}),
     ("GET", "/jwks.json", {}),
     ("GET", "/openapi.json", {}),
+    ("GET", "/.well-known/oauth-protected-resource", {}),  # RFC 9728 §3
     ("POST", "/token", {"data": {"grant_type": "authorization_code", "code": "x"}}),
     ("GET", "/userinfo", {"headers": {"Authorization": "Bearer nothing"}}),
     ("POST", "/revoke", {"data": {"token": "x"}}),

@@ -232,22 +232,21 @@ def test_unimplemented_oidc_options_are_refused(client, registrar):
     # OIDC Registration §2: the server must honour what it registers; these it cannot,
     # so they are refused rather than silently dropped, and discovery does not offer them.
     for field, value in [
-        ("userinfo_signed_response_alg", "RS256"),
         ("userinfo_encrypted_response_alg", "RSA-OAEP"),
         ("id_token_encrypted_response_alg", "RSA-OAEP"),
         ("request_uris", ["https://rp.example/req"]),
         ("token_endpoint_auth_signing_alg", "RS256"),
-        ("sector_identifier_uri", "https://rp.example/sector.json"),
         ("default_max_age", 300),
         ("default_acr_values", ["urn:mace:incommon:iap:silver"]),
     ]:
         refused(registrar, "invalid_client_metadata", field, **{field: value})
     advertised = client.get("/.well-known/openid-configuration").get_json()
-    assert "userinfo_signing_alg_values_supported" not in advertised
+    assert "userinfo_encryption_alg_values_supported" not in advertised
 
 
 def test_subject_type_must_be_supported(registrar):
-    refused(registrar, "invalid_client_metadata", "subject_type", subject_type="pairwise")
+    # Issue 16: pairwise is supported now (tests/protocol16/test_pairwise.py).
+    refused(registrar, "invalid_client_metadata", "subject_type", subject_type="secret")
     assert registrar.registered(subject_type="public")["subject_type"] == "public"
 
 
