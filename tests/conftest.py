@@ -130,12 +130,12 @@ def url_builders_compiled_once():
 
 
 @pytest.fixture(autouse=True)
-def instance_folder(tmp_path, monkeypatch):
+def instance_folder(tmp_path_factory, monkeypatch):
     """An instance folder of each test's own (IDP_INSTANCE_PATH): nothing a test writes
     there (mail outbox, config) is seen by another test or a parallel worker, and a
-    developer's instance/config.py never changes a test. A conftest may override it."""
-    folder = tmp_path / "default-instance"  # "instance" is left to the tests' own fixtures
-    folder.mkdir()
+    developer's instance/config.py never changes a test. A conftest may override it.
+    Outside tmp_path, which a test may expect to find empty."""
+    folder = tmp_path_factory.mktemp("instance")
     monkeypatch.setenv("IDP_INSTANCE_PATH", str(folder))
     return folder
 
