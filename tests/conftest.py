@@ -3,17 +3,30 @@
 The suite runs on SQLite by default and on PostgreSQL when IDP_TEST_DATABASE_URL is set
 (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test). The schema is built once per
 run with the real Alembic migrations; each test then gets an empty database (a copy of the
-migrated SQLite file, or truncated PostgreSQL tables).
+migrated SQLite file, or emptied PostgreSQL tables).
+
+Run in parallel with ``pytest -n auto`` (pytest-xdist, as the README and CI do): each worker
+process then has a PostgreSQL database of its own, ``<db>_gw0``, ``<db>_gw1`` ... (created
+on first use next to the configured one), and its own SQLite template. docs/testing.md has
+the measurements behind these fixtures.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
+import tempfile
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from werkzeug.routing.rules import Rule
 
 from idp import create_app, db
 from idp.mail import delivery
@@ -24,8 +37,60 @@ from idp.oauth import keys
 from .factories import Factory
 from .helpers import Auth
 
-PG_URL = os.environ.get("IDP_TEST_DATABASE_URL")
 ISSUER = "http://localhost"
+# pytest-xdist names its worker processes gw0, gw1 ... (unset without -n).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+MAX_AUTO_WORKERS = 4
+
+
+def worker_database_url(url: str | None) -> str | None:
+    """The configured test database, or under pytest-xdist one of this worker's own."""
+    if not url or not XDIST_WORKER:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{XDIST_WORKER}").render_as_string(
+        hide_password=False
+    )
+
+
+CONFIGURED_PG_URL = os.environ.get("IDP_TEST_DATABASE_URL")
+PG_URL = worker_database_url(CONFIGURED_PG_URL)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core, at most MAX_AUTO_WORKERS (each holds a database's
+    connections and a Chromium). PYTEST_XDIST_AUTO_NUM_WORKERS still overrides it."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
+
+
+# A test module defining a fixture shared by its tests (a gunicorn pair, a Redis server).
+SHARED_FIXTURE = re.compile(r"""scope\s*=\s*["'](?:module|class|package)["']""")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` (pyproject addopts): tests go one by one to whichever worker is
+    free, except those of a module with a module- or class-scoped fixture, which all run on
+    one worker so that the fixture is set up once. (xdist's own grouping by ``xdist_group``
+    marks rewrites node ids, which pytest 9.2 no longer allows: pytest-xdist issue 1386.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    @functools.cache
+    def shares_fixtures(module: str) -> bool:
+        path = config.rootpath / module
+        return path.is_file() and bool(SHARED_FIXTURE.search(path.read_text()))
+
+    class SharedFixtureScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return module if shares_fixtures(module) else super()._split_scope(nodeid)
+
+    return SharedFixtureScheduling(config, log)
 
 
 def base_config(tmp_path, database_url) -> dict:
@@ -38,25 +103,101 @@ def base_config(tmp_path, database_url) -> dict:
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def url_builders_compiled_once():
+    """Werkzeug compiles two URL builders (Python source, ``compile()``) for every route of
+    every app: three quarters of create_app's time once argon2's dummy hash is shared, and
+    every test builds an app. A builder depends only on its rule (the rule text, its parsed
+    parts, defaults and converters), so the compiled function is shared between apps;
+    binding it to each app's Rule object is still Werkzeug's own code."""
+    original = Rule._compile_builder
+    compiled: dict = {}
+
+    def compile_builder(self, append_unknown=True):
+        key = (
+            self.rule,
+            append_unknown,
+            tuple(self._trace),
+            tuple(sorted((name, repr(value)) for name, value in (self.defaults or {}).items())),
+            tuple(sorted((name, type(conv)) for name, conv in self._converters.items())),
+        )
+        if key not in compiled:
+            compiled[key] = original(self, append_unknown)
+        return compiled[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Rule, "_compile_builder", compile_builder)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def instance_folder(tmp_path_factory, monkeypatch):
+    """An instance folder of each test's own (IDP_INSTANCE_PATH): nothing a test writes
+    there (mail outbox, config) is seen by another test or a parallel worker, and a
+    developer's instance/config.py never changes a test. A conftest may override it.
+    Outside tmp_path, which a test may expect to find empty."""
+    folder = tmp_path_factory.mktemp("instance")
+    monkeypatch.setenv("IDP_INSTANCE_PATH", str(folder))
+    return folder
+
+
+def create_database(url: str) -> None:
+    """CREATE DATABASE for a worker's URL, from a connection to the configured database."""
+    name = make_url(url).database
+    admin = create_engine(CONFIGURED_PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
+            if not exists:
+                # template0: CREATE DATABASE from template1 fails while anyone is connected
+                # to template1, as a parallel worker creating its own database may be.
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    finally:
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory):
+def migrated_database(tmp_path_factory, sqlite_folder):
     """A database at the head migration: the SQLite template file, or the PG URL."""
     if PG_URL:
-        engine = create_engine(PG_URL)
-        with engine.begin() as conn:
+        if PG_URL != CONFIGURED_PG_URL:
+            create_database(PG_URL)
+        engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
+            # A commit here need not wait for the disk (a crash loses test data only);
+            # every reader still sees it at once. Set on the database, as an owner may.
+            try:
+                name = make_url(PG_URL).database
+                conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+            except DBAPIError:
+                pass
         engine.dispose()
         app = create_app(base_config(None, PG_URL))
         upgrade(app)
         db.engine(app).dispose()
         return PG_URL
-    folder = tmp_path_factory.mktemp("template")
-    url = f"sqlite:///{folder}/template.sqlite3"
+    url = f"sqlite:///{sqlite_folder}/template.sqlite3"
     app = create_app(base_config(None, url))
     upgrade(app)
     db.engine(app).dispose()
-    return str(folder / "template.sqlite3")
+    return str(sqlite_folder / "template.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def sqlite_folder(tmp_path_factory):
+    """Where the SQLite test databases live: in memory (/dev/shm) when it has room, where a
+    commit costs no fsync (5-20 ms each on a busy disk, several per test), else in tmp."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2**30:
+        folder = Path(tempfile.mkdtemp(prefix="idp-tests-", dir=shm))
+        yield folder
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        yield tmp_path_factory.mktemp("databases")
 
 
 @pytest.fixture(scope="session")
@@ -67,42 +208,58 @@ def signing_key_rows():
 
 @pytest.fixture(scope="session")
 def emptying(migrated_database):
-    """Empty every table of the PG test database, sequences back to 1. DELETE in reverse
-    dependency order and ALTER SEQUENCE ... RESTART take about 15 ms where one TRUNCATE of
-    every table took 120 (its per-table file work), which cost PG runs minutes."""
+    """Empty every table of the PG test database, sequences back to 1, in one round trip.
+
+    A superuser empties the tables with DELETE in replication-replica mode, which skips
+    triggers: the append-only trigger of audit_events (so no TRUNCATE, whose per-table file
+    work cost 40-60 ms) and the foreign-key checks. Others DELETE in reverse dependency
+    order and TRUNCATE audit_events only when it has rows. Only the sequences used are
+    reset, with setval (ALTER SEQUENCE ... RESTART took 25-50 ms for all of them)."""
     engine = create_engine(PG_URL, pool_pre_ping=True)
-    with engine.connect() as conn:
-        sequences = conn.execute(
-            text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
-        ).scalars()
-        restarts = "; ".join(f'ALTER SEQUENCE "{name}" RESTART' for name in sequences)
-    # audit_events is append-only (a trigger refuses DELETE, not TRUNCATE).
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    deletes = "; ".join(
-        f'TRUNCATE "{name}"' if name == "audit_events" else f'DELETE FROM "{name}"'
-        for name in tables
-    )
+    with engine.connect() as conn:
+        superuser = conn.execute(
+            text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        ).scalar()
+    deletes = [f'DELETE FROM "{name}";' for name in tables if name != "audit_events"]
+    if superuser:
+        preamble = "SET LOCAL session_replication_role = replica;"
+        audit = 'DELETE FROM "audit_events";'
+    else:
+        preamble = ""
+        audit = 'IF EXISTS (SELECT FROM "audit_events") THEN TRUNCATE "audit_events"; END IF;'
+    empty_sql = f"""
+        SET LOCAL synchronous_commit = off;
+        {preamble}
+        DO $$
+        BEGIN
+            {audit}
+            {" ".join(deletes)}
+            PERFORM setval(quote_ident(sequencename)::regclass, 1, false)
+               FROM pg_sequences WHERE schemaname = 'public' AND last_value IS NOT NULL;
+        END $$;
+    """
 
     def empty() -> None:
         with engine.begin() as conn:
-            conn.exec_driver_sql(deletes)
-            if restarts:
-                conn.exec_driver_sql(restarts)
+            conn.exec_driver_sql(empty_sql)
 
     yield empty
     engine.dispose()
 
 
 @pytest.fixture
-def database_url(migrated_database, tmp_path, request):
+def database_url(migrated_database, sqlite_folder, request):
     if PG_URL:
         empty = request.getfixturevalue("emptying")
         yield PG_URL
         empty()
         return
-    path = tmp_path / "idp.sqlite3"
+    path = sqlite_folder / f"{uuid.uuid4().hex}.sqlite3"
     shutil.copy(migrated_database, path)
     yield f"sqlite:///{path}"
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ unknown user burns the dummy hash as many times as a known one would be tried.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
@@ -29,7 +31,18 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["idp.passwords"] = hasher
     # Verified when a username is unknown, so a miss costs the same as a wrong password.
-    app.extensions["idp.passwords.dummy"] = hasher.hash("not-a-password-of-anyone")
+    app.extensions["idp.passwords.dummy"] = dummy_hash(
+        hasher.memory_cost, hasher.time_cost, hasher.parallelism
+    )
+
+
+@lru_cache(maxsize=8)
+def dummy_hash(memory_cost: int, time_cost: int, parallelism: int) -> str:
+    """The hash of no one's password, made once per process and parameter set: it only has
+    to cost what a real verification costs (its parameters), and one argon2 hash per app
+    was half of create_app's time (every test builds an app)."""
+    hasher = PasswordHasher(memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism)
+    return hasher.hash("not-a-password-of-anyone")
 
 
 def _hasher() -> PasswordHasher:
