@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from . import db
 from .models import (
+    AccountLink,
     AuthorizationCode,
     Base,
     DeviceCode,
@@ -101,6 +102,9 @@ def rules(config, now: datetime) -> dict[str, tuple]:
         ),
         "logout_deliveries": (LogoutDelivery, LogoutDelivery.created_at < cutoff - logout_lifetime),
         "mail_messages": (MailMessage, MailMessage.sent_at < cutoff),
+        # Reset, verification, invitation and registration links (auth.links): dead once
+        # expired, used or not; the admin UI's invitation state reads the latest one.
+        "account_links": (AccountLink, AccountLink.expires_at < cutoff),
         # RFC 8628 device codes and RFC 9126 pushed requests: short-lived, like codes.
         "device_codes": (DeviceCode, DeviceCode.expires_at < cutoff),
         "pushed_authorization_requests": (

@@ -46,7 +46,8 @@ from ..auth.forms import (
     password_feedback,
 )
 from ..auth.login import find_user, is_locked, record_failure
-from ..models import User, utcnow
+from ..auth.users import notify_password_changed
+from ..models import User
 from ..oauth import tokens
 
 bp = Blueprint("password", __name__)
@@ -66,22 +67,6 @@ def set_password(user: User, new_password: str) -> None:
     user.password_hash = passwords.hash_password(new_password)
     user.failed_logins = 0
     user.locked_until = None
-
-
-def notify_changed(user: User, how: str) -> None:
-    """Mail "your password was changed" to the user's address, if there is one."""
-    if not user.email:
-        return
-    mail.send(
-        user.email,
-        "Your password was changed",
-        "password_changed",
-        name=user.name or user.username,
-        username=user.username,
-        how=how,
-        when=utcnow().strftime("%Y-%m-%d %H:%M UTC"),
-        forgot_url=links.external_url("password.forgot"),
-    )
 
 
 # --- change ---------------------------------------------------------------------------------
@@ -109,7 +94,7 @@ def change():
                 user.id, "password changed", except_sid=user_session.current_sid()
             )
             audit.record("password.changed", actor=user.sub, sessions_ended=len(ended))
-            notify_changed(user, "changed on your account page")
+            notify_password_changed(user, "changed on your account page")
             db.session().commit()
             flash(
                 "Your password was changed."
@@ -225,7 +210,7 @@ def reset():
         audit.record(
             "password.reset", actor=user.sub, sessions_ended=len(ended), tokens_revoked=revoked
         )
-        notify_changed(user, "reset with a link sent to this address")
+        notify_password_changed(user, "reset with a link sent to this address")
         db.session().commit()
         session.pop(RESET_TOKEN, None)
         flash("Your password was changed. Sign in with your new password.")

@@ -25,6 +25,7 @@ from ..auth import session as sessions
 from ..auth import users as accounts
 from ..auth.forms import ConfirmForm
 from ..auth.passwords import hash_password
+from ..auth.users import notify_password_changed
 from ..models import Consent, Group, Token, User, UserSession, utcnow
 from ..oauth import tokens
 from . import changes, invitations  # noqa: F401  (invitations: its views register on bp)
@@ -393,6 +394,7 @@ def set_password(user_id: int):
             sign_out_everywhere(user, "password set by admin") if form.end_sessions.data else {}
         )
         changes.record("user.password_set", user.sub, **effects)
+        notify_password_changed(user, "set by an administrator")
         db.session().commit()
         flash("Password set." + (" The user was signed out everywhere." if effects else ""))
         return back_to(user)

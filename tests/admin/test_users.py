@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from idp import db
-from idp.models import AuditEvent, Consent, Group, Token, User, UserSession, utcnow
+from idp.models import AuditEvent, Consent, Group, MailMessage, Token, User, UserSession, utcnow
 
 from ..factories import PASSWORD
 from ..helpers import Auth, basic_auth
@@ -217,6 +217,11 @@ def test_setting_a_password_replaces_it_and_signs_the_user_out(app, admin_client
     [event] = events(app, "admin.user.password_set")
     assert event.details["sessions_ended"] == 1
     assert_no_secret_in_audit(app, NEW_PASSWORD)
+    # Issue #14 (notifications): the user hears of every password change, an admin's too.
+    with app.app_context():
+        queued = db.session().scalars(select(MailMessage)).all()
+    [notice] = [m for m in queued if m.subject == "Your password was changed"]
+    assert notice.to_address == "alice@example.com"
 
 
 def test_the_set_password_page_never_shows_a_password(app, admin_client, user):

@@ -202,3 +202,18 @@ def test_automatic_purging_can_be_turned_off(app, client, world):
     with client.get("/healthz"):
         pass
     assert count(app, AuthorizationCode) == 3
+
+
+def test_dead_account_links_are_purged_and_live_ones_stay(app, runner, user):
+    # Issue #14: reset, verification and invitation links are single-use and expire; once
+    # dead past the retention they are deleted, like codes.
+    from idp.auth import links
+
+    with app.app_context():
+        live = links.issue("reset", "alice@example.com", 1800, user=user)
+        links.issue("invite", "alice@example.com", -2 * 86400, user=user)  # long expired
+        db.session().commit()
+    deleted = json.loads(runner.invoke(cli, ["purge", "--json"]).output)["deleted"]
+    assert deleted["account_links"] == 1
+    with app.app_context():
+        assert links.find("reset", live) is not None
