@@ -15,6 +15,9 @@ from ..factories import PASSWORD
 from ..mail.conftest import instance, mailbox, smtp_server, stop_sender  # noqa: F401
 from .a11y import expect
 
+# The admin approves with the password alone here (admin MFA: tests/mfa/).
+pytestmark = pytest.mark.config(MFA_REQUIRED_FOR_ADMINS=False)
+
 
 def sign_in(page, base: str, username: str, password: str = PASSWORD) -> None:
     page.goto(base + "/login")

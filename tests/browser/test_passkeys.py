@@ -16,7 +16,7 @@ from . import a11y
 from .a11y import expect
 from .test_pages import sign_in
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.config(MFA_REQUIRED_FOR_ADMINS=False)]
 
 
 @pytest.fixture

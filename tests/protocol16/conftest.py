@@ -64,3 +64,10 @@ def sector_server():
     server = SectorServer()
     yield server
     server.close()
+
+
+@pytest.fixture
+def app_config(app_config):
+    # The admin UI here is signed in with the password alone (admin MFA: tests/mfa/).
+    app_config["MFA_REQUIRED_FOR_ADMINS"] = False
+    return app_config

@@ -15,7 +15,7 @@ from idp.models import Resource
 from tests.browser.a11y import expect
 from tests.browser.test_pages import sign_in
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.config(MFA_REQUIRED_FOR_ADMINS=False)]
 
 
 @pytest.fixture
