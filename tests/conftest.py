@@ -72,23 +72,37 @@ SHARED_FIXTURE = re.compile(r"""scope\s*=\s*["'](?:module|class|package)["']""")
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadgroup`` (pyproject addopts): tests go one by one to whichever worker is
-    free, except those of a module with a module- or class-scoped fixture, which all run on
-    one worker so that the fixture is set up once. (xdist's own grouping by ``xdist_group``
-    marks rewrites node ids, which pytest 9.2 no longer allows: pytest-xdist issue 1386.)"""
+    """``--dist loadgroup`` (pyproject addopts): xdist's ``load`` (tests go in small batches
+    to whichever worker is free), except that the tests of a module with a module- or
+    class-scoped fixture all go to one worker, so that the fixture is set up once. Items
+    are tracked by index, as in ``load``: schemathesis yields several items with one node
+    id, which a scope-keyed scheduler (loadscope, loadfile, loadgroup) silently runs once.
+    (xdist's own ``xdist_group`` marks rewrite node ids, which pytest 9.2 no longer allows:
+    pytest-xdist issue 1386.)"""
     if config.getvalue("dist") != "loadgroup":
         return None
-    from xdist.scheduler import LoadGroupScheduling
+    from xdist.scheduler import LoadScheduling
 
     @functools.cache
-    def shares_fixtures(module: str) -> bool:
+    def shared_module(nodeid: str) -> str | None:
+        module = nodeid.split("::")[0]
         path = config.rootpath / module
-        return path.is_file() and bool(SHARED_FIXTURE.search(path.read_text()))
+        shares = path.is_file() and SHARED_FIXTURE.search(path.read_text())
+        return module if shares else None
 
-    class SharedFixtureScheduling(LoadGroupScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::")[0]
-            return module if shares_fixtures(module) else super()._split_scope(nodeid)
+    class SharedFixtureScheduling(LoadScheduling):
+        def _send_tests(self, node, num: int) -> None:
+            tests = self.pending[:num]
+            modules = {shared_module(self.collection[i]) for i in tests} - {None}
+            if modules:  # the rest of such a module goes along
+                tests += [
+                    i for i in self.pending[num:] if shared_module(self.collection[i]) in modules
+                ]
+            if tests:
+                chosen = set(tests)
+                self.pending[:] = [i for i in self.pending if i not in chosen]
+                self.node2pending[node].extend(tests)
+                node.send_runtest_some(tests)
 
     return SharedFixtureScheduling(config, log)
 
