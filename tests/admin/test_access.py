@@ -116,11 +116,13 @@ def test_anonymous_visitors_are_sent_to_sign_in_on_every_admin_route(app, client
 
 
 def test_signed_in_users_without_the_admin_role_get_403_on_every_admin_route(
-    app, client, auth, targets
+    app, client, auth, factory, targets
 ):
     # OWASP ASVS §4.2.1: the role is checked on the server; a valid CSRF token is sent so
-    # that the refusal comes from the role check and not from the CSRF check.
-    auth.login()
+    # that the refusal comes from the role check and not from the CSRF check. (Bob signs in:
+    # Alice owns the target passkey, so her sign-in would stop at the second factor.)
+    factory.user(username="bob", email="bob@example.com")
+    assert auth.login("bob").status_code == 302
     wrong = []
     for method, rule in admin_routes(app):
         path = url(rule, targets)

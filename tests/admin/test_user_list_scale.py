@@ -111,7 +111,8 @@ def test_100000_users_first_middle_and_last_pages_and_search(
     # Keyset pages: no OFFSET to skip rows, no COUNT over the table, each an index scan.
     queries = list_queries(statements)
     assert len(queries) == 7
-    assert not any("count(" in s.lower() for s, _ in statements)
+    # (The one COUNT is of pending deletion requests, a small table the list links to.)
+    assert not any("count(" in s.lower() and "deletion_requests" not in s for s, _ in statements)
     for statement, parameters in queries:
         assert offset_of(statement, parameters) == 0
         steps = plan(app, statement, parameters)

@@ -54,6 +54,7 @@ from idp.models import (
     Base,
     Client,
     Consent,
+    DeletionRequest,
     DeviceCode,
     Group,
     Resource,
@@ -317,6 +318,15 @@ class World:
                 s.add(passkey)
                 s.flush()
                 self.ids["passkey"] = passkey.id
+            deletion = s.get(DeletionRequest, self.ids.get("deletion", 0))
+            if deletion is None or deletion.status != "pending":
+                deletion = s.scalar(
+                    select(DeletionRequest).where(DeletionRequest.user_id == alice.id,
+                                                  DeletionRequest.status == "pending")
+                ) or DeletionRequest(user_id=alice.id)  # fmt: skip
+                s.add(deletion)
+                s.flush()
+                self.ids["deletion"] = deletion.id
             pending = s.scalar(
                 select(DeviceCode.id).where(DeviceCode.status == "pending",
                                             DeviceCode.user_code_hash == secret_hash("BCDFGHJK"))
@@ -416,6 +426,7 @@ class World:
                 "session_id": sessions,
                 "token_id": list(s.scalars(select(Token.id).limit(4))),
                 "passkey_id": list(s.scalars(select(WebAuthnCredential.id).limit(4))),
+                "request_id": list(s.scalars(select(DeletionRequest.id).limit(4))),
                 "client_id": list(s.scalars(select(Client.client_id).limit(6))),
                 "filename": ["css/app.css", "js/form_post.js", "../idp/config.py", "img"],
                 "usernames": list(s.scalars(select(User.username).limit(6))),
@@ -878,7 +889,7 @@ def test_forms_posted_without_a_valid_csrf_token_get_the_friendly_400(app, world
     targets = {"user_id": ids["alice"], "group_id": ids["group"], "token_id": ids["token"],
                "resource_id": ids["resource"], "client_id": ids["rp"],
                "session_id": world.known()["session_id"][0],
-               "passkey_id": ids["passkey"]}  # fmt: skip
+               "passkey_id": ids["passkey"], "request_id": ids["deletion"]}  # fmt: skip
     before = snapshot(app)
     wrong = []
     for rule in post_routes(app):
