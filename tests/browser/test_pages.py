@@ -153,7 +153,7 @@ def test_the_pages_fit_a_phone(browser, live_server, root, factory):
     expect(sign_out).to_have_count(2)
     for i in range(2):
         assert single_line(sign_out.nth(i)), "Sign out wraps"
-    assert single_line(page.locator(".tag"))
+    assert single_line(page.locator(".sessions .tag"))
     page.goto(live_server + "/logout")
     # A short card page fills the screen below the top bar without scrolling.
     assert page.evaluate("document.documentElement.scrollHeight") <= PHONE["height"]

@@ -14,6 +14,7 @@ from idp import db
 from idp.models import Resource
 from tests.browser.a11y import expect
 from tests.browser.test_pages import sign_in
+from tests.protocol16.conftest import sector_server  # noqa: F401, F811
 
 pytestmark = [pytest.mark.browser, pytest.mark.config(MFA_REQUIRED_FOR_ADMINS=False)]
 
@@ -24,7 +25,10 @@ def root(factory):
 
 
 def test_client_form_refuses_a_sector_uri_that_lists_other_redirect_uris(
-    live_server, page, root, sector_server
+    live_server,
+    page,
+    root,
+    sector_server,  # noqa: F811
 ):
     sector = sector_server.serve("/s.json", json.dumps(["https://other.example/cb"]).encode())
     sign_in(page, live_server, "root")
