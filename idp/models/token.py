@@ -18,7 +18,43 @@ from .client import Client
 from .user import User
 
 
-class Token(TokenMixin, Base):
+class TokenMethods(TokenMixin):
+    """Authlib's TokenMixin over the token columns: shared by the ORM row (``Token``) and
+    the hot path's read-only view (``token_sql.TokenView``), which have the same names."""
+
+    __slots__ = ()
+
+    def check_client(self, client) -> bool:
+        return self.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return int((self.access_expires_at - self.issued_at).total_seconds())
+
+    def is_expired(self) -> bool:
+        return self.access_expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def get_user(self) -> User | None:
+        return self.user
+
+    def get_client(self) -> Client:
+        return self.client
+
+    def refresh_is_usable(self) -> bool:
+        return (
+            self.revoked_at is None
+            and self.refresh_used_at is None
+            and self.refresh_expires_at is not None
+            and self.refresh_expires_at > utcnow()
+        )
+
+
+class Token(TokenMethods, Base):
     __tablename__ = "tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -63,35 +99,6 @@ class Token(TokenMixin, Base):
     user: Mapped[User | None] = relationship(lazy="joined")
     client: Mapped[Client] = relationship(lazy="joined")
 
-    # --- authlib TokenMixin ---
+    # (authlib TokenMixin: the methods are TokenMethods.)
     # Which of the row's two tokens a request presented (set by tokens.find, not stored).
     presented_as = "access_token"
-
-    def check_client(self, client) -> bool:
-        return self.client_id == client.get_client_id()
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_expires_in(self) -> int:
-        return int((self.access_expires_at - self.issued_at).total_seconds())
-
-    def is_expired(self) -> bool:
-        return self.access_expires_at <= utcnow()
-
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
-
-    def get_user(self) -> User | None:
-        return self.user
-
-    def get_client(self) -> Client:
-        return self.client
-
-    def refresh_is_usable(self) -> bool:
-        return (
-            self.revoked_at is None
-            and self.refresh_used_at is None
-            and self.refresh_expires_at is not None
-            and self.refresh_expires_at > utcnow()
-        )

@@ -24,11 +24,10 @@ from __future__ import annotations
 from sqlalchemy import bindparam, exists, insert, or_, select
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
-from .base import utcnow
 from .consent import Consent
 from .grant import AuthorizationCode
 from .session import UserSession
-from .token import Token
+from .token import Token, TokenMethods
 from .user import User
 
 DIALECT = pg_dialect.dialect()
@@ -120,7 +119,7 @@ def find_token(conn, digest: str) -> TokenView | None:
     return view
 
 
-class TokenView:
+class TokenView(TokenMethods):
     """A token row as introspection and UserInfo read it (Token's TokenMixin methods)."""
 
     __slots__ = (*TOKEN_FIELDS, "presented_as", "grant_state", "user", "client")
@@ -128,32 +127,6 @@ class TokenView:
     def __init__(self):
         self.user = None
         self.client = None  # set by oauth.tokens.find_to_read (the per-worker client cache)
-
-    def check_client(self, client) -> bool:
-        return self.client_id == client.get_client_id()
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_expires_in(self) -> int:
-        return int((self.access_expires_at - self.issued_at).total_seconds())
-
-    def is_expired(self) -> bool:
-        return self.access_expires_at <= utcnow()
-
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
-
-    def get_user(self):
-        return self.user
-
-    def refresh_is_usable(self) -> bool:
-        return (
-            self.revoked_at is None
-            and self.refresh_used_at is None
-            and self.refresh_expires_at is not None
-            and self.refresh_expires_at > utcnow()
-        )
 
 
 class UserView:
