@@ -33,11 +33,11 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, EqualTo, Length, Regexp
+from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from .. import audit, db, mail
 from ..auth import links, policy
-from ..auth.forms import new_password_field, password_feedback
+from ..auth.forms import new_password_field, password_feedback, username_field
 from ..auth.passwords import PasswordTooLong, check_length
 from ..auth.users import create_user
 from ..config import registration_domains
@@ -45,8 +45,6 @@ from ..models import User
 from .email import address_taken, dead_link
 
 bp = Blueprint("account_register", __name__, url_prefix="/account/register")
-
-USERNAME = r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$"  # as admin.forms
 
 
 def strip(value):
@@ -74,16 +72,7 @@ class StartForm(FlaskForm):
 
 class CompleteForm(FlaskForm):
     token = HiddenField()
-    username = StringField(
-        "Username",
-        filters=[strip],
-        validators=[
-            DataRequired(),
-            Length(max=150),
-            Regexp(USERNAME, message="Letters, digits and . _ @ + - only."),
-        ],
-        render_kw={"autocomplete": "username"},
-    )
+    username = username_field(filters=[strip])
     name = StringField(
         "Full name",
         filters=[lambda v: strip(v) or None],

@@ -36,7 +36,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..auth.forms import MinimumLengthHint, PasswordPolicy
+from ..auth.forms import MinimumLengthHint, PasswordPolicy, username_field
 from ..auth.passwords import PasswordTooLong, check_length
 from ..oauth.claims import OIDC_SCOPES
 from ..oauth.client_auth import CONFIDENTIAL_METHODS
@@ -47,7 +47,6 @@ from ..oauth.token_exchange import GRANT_TYPE as TOKEN_EXCHANGE
 
 # NIST SP 800-63B §5.1.1.2: at least 8 characters for a password a person chooses.
 PASSWORD_MIN_LENGTH = 8
-USERNAME = r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$"
 # OIDC Core §5.1: phone_number SHOULD be E.164, with an optional RFC 3966 extension.
 E164 = r"^\+[1-9][0-9]{1,14}(;ext=[0-9]{1,10})?$"
 # OIDC Core §5.1: locale is a BCP47 language tag (a dash or, commonly, an underscore).
@@ -107,16 +106,7 @@ def password_fields(required: bool):
 
 
 class UserCreateForm(FlaskForm):
-    username = StringField(
-        "Username",
-        filters=[strip],
-        validators=[
-            DataRequired(),
-            Length(max=150),
-            Regexp(USERNAME, message="Letters, digits and . _ @ + - only."),
-        ],
-        render_kw={"autocomplete": "off"},
-    )
+    username = username_field(filters=[strip], autocomplete="off")
     email = StringField(
         "Email", filters=[none_if_blank], validators=[Optional(), Length(max=320), Email()]
     )

@@ -14,17 +14,17 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from wtforms import StringField, SubmitField
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Email, Length
 
 from .. import db
 from ..account import email as verification
 from ..account import invitation
-from ..auth.forms import ConfirmForm
+from ..auth.forms import ConfirmForm, username_field
 from ..models import User
 from . import changes
 from .access import admin_required, bp
 from .confirm import confirmation_page
-from .forms import USERNAME, none_if_blank, strip
+from .forms import none_if_blank, strip
 
 
 class InviteForm(FlaskForm):
@@ -34,16 +34,11 @@ class InviteForm(FlaskForm):
         validators=[DataRequired(), Length(max=320), Email()],
         description="The invitation is mailed here; accepting it verifies the address.",
     )
-    username = StringField(
-        "Username",
+    username = username_field(
+        required=False,
         filters=[none_if_blank],
-        validators=[
-            Optional(),
-            Length(max=150),
-            Regexp(USERNAME, message="Letters, digits and . _ @ + - only."),
-        ],
+        autocomplete="off",
         description="Leave empty to use the beginning of the email address.",
-        render_kw={"autocomplete": "off"},
     )
     name = StringField("Full name", filters=[none_if_blank], validators=[Length(max=255)])
     submit = SubmitField("Send invitation")

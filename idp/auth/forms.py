@@ -3,7 +3,7 @@
 from flask_wtf import FlaskForm
 from markupsafe import escape
 from wtforms import HiddenField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from .policy import Strength, check_password, setting, strength
 
@@ -33,6 +33,26 @@ class ConfirmForm(FlaskForm):
 
 
 # --- choosing a new password (change, reset, admin, invitation, registration) ---------------
+
+
+# Usernames: what every form that names a new account accepts (admin, invitation,
+# self-registration). Letters, digits and . _ @ + -, not starting with a sign.
+USERNAME = r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$"
+
+
+def username_field(*, required=True, filters=(), autocomplete="username", **kwargs):
+    """A username field with the one rule above; ``required=False`` leaves it optional."""
+    return StringField(
+        "Username",
+        filters=list(filters),
+        validators=[
+            DataRequired() if required else Optional(),
+            Length(max=150),
+            Regexp(USERNAME, message="Letters, digits and . _ @ + - only."),
+        ],
+        render_kw={"autocomplete": autocomplete},
+        **kwargs,
+    )
 
 
 def password_context(form) -> dict:

@@ -44,8 +44,9 @@ from sqlalchemy import select
 from wtforms.fields.core import UnboundField
 
 from idp import db
-from idp.admin.forms import GROUP_NAME, USERNAME
+from idp.admin.forms import GROUP_NAME
 from idp.auth import session as user_session
+from idp.auth.forms import USERNAME
 from idp.auth.passwords import hash_password
 from idp.demo import DEMO_CLIENT_NAME
 from idp.errors import JSON_PATHS
