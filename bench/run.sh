@@ -12,6 +12,11 @@
 #   BENCH_PIN_DATABASE=1   also pin the PostgreSQL server's processes to the load
 #                    generator's core for the run, so the worker's core runs the worker
 #                    alone (affinity restored to all cores at the end)
+#   BENCH_WORKER_QUOTA=P   give each worker its own CPU cgroup (v1, /sys/fs/cgroup/cpu) capped at
+#                    P % of one core and pin worker i to core i, so that 1 and N workers are
+#                    compared with the load generator and PostgreSQL on the capacity left over
+#                    (the two-worker row on a 2-core machine; needs root)
+#   BENCH_SCENARIOS  space-separated subset to run (default: all), e.g. "introspection refresh"
 #   BENCH_SERVER     idp (default: `idp serve`, gunicorn) or granian: the same app under
 #                    granian's native HTTP parser, 4 blocking threads per worker, for
 #                    comparison only (`.venv/bin/pip install granian`; not a dependency)
@@ -34,6 +39,7 @@ OUT=bench/out
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/idp-bench.XXXXXX)
 TICKS=$(getconf CLK_TCK)
+CGROUPS=()
 
 cpu_ticks() {  # user + system CPU ticks of the given processes (those still alive)
   local total=0 pid stat fields
@@ -85,6 +91,11 @@ cleanup() {
   if [ "${BENCH_PIN_DATABASE:-0}" = 1 ]; then
     for pid in $(database_pids); do taskset -a -p -c "0-$LAST" "$pid" >/dev/null 2>&1 || true; done
   fi
+  for group in "${CGROUPS[@]}"; do
+    # moving the last process out first lets the (now empty) group be removed
+    while read -r pid; do echo "$pid" >/sys/fs/cgroup/cpu/cgroup.procs; done <"$group/cgroup.procs"
+    rmdir "$group" 2>/dev/null || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -98,6 +109,21 @@ for _ in $(seq 1 100); do
 done
 
 eval "$("$PY" bench/prepare.py "$IDP_ISSUER" "$WORK/refresh_tokens.txt" $((CONNECTIONS * 2)))"
+
+if [ -n "${BENCH_WORKER_QUOTA:-}" ]; then
+  i=0
+  for pid in $(ps -o pid= --ppid "$SERVER"); do
+    group=/sys/fs/cgroup/cpu/idp-bench-$i
+    mkdir -p "$group"
+    echo 100000 >"$group/cpu.cfs_period_us"
+    echo $((BENCH_WORKER_QUOTA * 1000)) >"$group/cpu.cfs_quota_us"
+    echo "$pid" >"$group/cgroup.procs"
+    taskset -a -p -c $((i % CORES)) "$pid" >/dev/null
+    CGROUPS+=("$group")
+    i=$((i + 1))
+  done
+fi
+wanted() { [ -z "${BENCH_SCENARIOS:-}" ] || [[ " $BENCH_SCENARIOS " == *" $1 "* ]]; }
 
 run_wrk() {  # scenario script [path]
   export BENCH_SCENARIO=$1 BENCH_PATH=${3:-/}
@@ -140,17 +166,22 @@ status=0
 for scenario in "discovery get.lua /.well-known/openid-configuration" "jwks get.lua /jwks.json" \
   "client_credentials client_credentials.lua" "introspection introspect.lua" \
   "userinfo userinfo.lua"; do
+  wanted "${scenario%% *}" || continue
   # shellcheck disable=SC2086
   line=$(run_wrk $scenario) || status=1
   results+=("$line")
 done
-# Refresh needs fresh tokens after its warm-up used some: regenerate them first.
-eval "$("$PY" bench/prepare.py "$IDP_ISSUER" "$WORK/refresh_tokens.txt" $((CONNECTIONS * 2)))"
-export BENCH_SCENARIO=refresh
-line=$(measured wrk_once refresh bench/lua/refresh.lua) || status=1
-results+=("$line")
-line=$(measured login_flow) || status=1
-results+=("$line")
+if wanted refresh; then
+  # Refresh needs fresh tokens after its warm-up used some: regenerate them first.
+  eval "$("$PY" bench/prepare.py "$IDP_ISSUER" "$WORK/refresh_tokens.txt" $((CONNECTIONS * 2)))"
+  export BENCH_SCENARIO=refresh
+  line=$(measured wrk_once refresh bench/lua/refresh.lua) || status=1
+  results+=("$line")
+fi
+if wanted login_flow; then
+  line=$(measured login_flow) || status=1
+  results+=("$line")
+fi
 
 # Resident memory of each worker (the children of the gunicorn master) after the runs.
 rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%d", sep, $1/1024; sep=","}')
@@ -159,7 +190,7 @@ for line in "${results[@]}"; do
   echo "${line#RESULT }" | "$PY" -c "
 import json, sys
 row = json.loads(sys.stdin.read())
-row.update(database='$DB', workers=$WORKERS, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
+row.update(database='$DB', workers=$WORKERS, worker_quota_percent=${BENCH_WORKER_QUOTA:-None}, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
            server='${BENCH_SERVER:-idp}', database_pinned=${BENCH_PIN_DATABASE:-0} == 1,
            worker_rss_mb=[int(x) for x in '$rss'.split(',') if x])
 print(json.dumps(row))" | tee -a "$OUT/results.jsonl" >>"$WORK/rows.jsonl"
@@ -171,7 +202,9 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 if rows:
     r = rows[0]
     print(f"\n{r['database']}, {r['workers']} worker(s), {r['connections']} connections, "
-          f"{r['seconds']} s per scenario; worker RSS MB: {r['worker_rss_mb']}")
+          f"{r['seconds']} s per scenario; worker RSS MB: {r['worker_rss_mb']}"
+          + (f"; each worker capped at {r['worker_quota_percent']} % of a core"
+             if r.get('worker_quota_percent') else ""))
 print("| scenario | requests/s | p50 ms | p99 ms | errors | server CPU ms/req | database CPU ms/req |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
