@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The floor under idp serve: bench/lean.sh [SECONDS] [THREADS]
+#
+# Serves bench/lean_reference.py (issue 17's lean Flask app: Basic auth, RS256 with
+# cryptography, one psycopg prepared statement) with gunicorn, 1 gthread worker pinned to
+# core 0 (2 threads as in the issue, or THREADS), and runs the same wrk scripts as
+# bench/run.sh on the last core, 32 connections, so its rows compare with run.sh's.
+#   LEAN_DATABASE_URL  PostgreSQL database (default .../bench; its lean_tokens table is replaced)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN=${1:-10}
+THREADS=${2:-2}
+PORT=${BENCH_PORT:-8802}
+LAST=$(($(nproc) - 1))
+PY=${PYTHON:-.venv/bin/python}
+TICKS=$(getconf CLK_TCK)
+export LEAN_ISSUER="http://127.0.0.1:$PORT" BENCH_LUA="$PWD/bench/lua"
+eval "$(cd bench && "../$PY" lean_reference.py setup)"
+
+(cd bench && exec taskset -c 0 "../$PY" -m gunicorn --workers 1 --worker-class gthread \
+  --threads "$THREADS" --bind "127.0.0.1:$PORT" --log-level warning lean_reference:app) &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -s -o /dev/null "http://127.0.0.1:$PORT/token" && break
+  sleep 0.1
+done
+worker_ticks() {
+  local total=0 pid fields
+  for pid in $(ps -o pid= --ppid "$SERVER"); do
+    read -r -a fields <<<"$(cut -d')' -f2- "/proc/$pid/stat")"
+    total=$((total + fields[11] + fields[12]))  # utime, stime
+  done
+  echo "$total"
+}
+echo "| scenario | requests/s | p50 ms | p99 ms | errors | server CPU ms/req |"
+echo "|---|---|---|---|---|---|"
+for scenario in "client_credentials client_credentials.lua" "introspection introspect.lua"; do
+  set -- $scenario
+  export BENCH_SCENARIO=$1
+  taskset -c "$LAST" wrk -t1 -c32 -d2s -s "bench/lua/$2" "$LEAN_ISSUER" >/dev/null || true
+  before=$(worker_ticks)
+  line=$(taskset -c "$LAST" wrk -t1 -c32 -d"${SECONDS_PER_RUN}s" --latency -s "bench/lua/$2" \
+    "$LEAN_ISSUER" | grep '^RESULT')
+  after=$(worker_ticks)
+  echo "${line#RESULT }" | "$PY" -c "
+import json, sys
+r = json.loads(sys.stdin.read())
+cpu = ($after - $before) * 1000 / $TICKS / max(r['requests'], 1)
+print(f\"| lean {r['scenario']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {cpu:.3f} |\")"
+done
