@@ -27,6 +27,7 @@ from authlib.oidc.registration import ClientMetadataClaims as _OpenIDClaims
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from .. import outbound
 from ..models import Client
 from ..urls import is_loopback
 from . import subjects
@@ -269,6 +270,10 @@ class OAuthClientMetadata(_OAuthClaims):
     def validate_jwks_uri(self):
         if "jwks_uri" in self:
             self["jwks_uri"] = _https("jwks_uri", self["jwks_uri"])
+            # RFC 7591 §5: a URL the server fetches must not point into its own network.
+            problem = outbound.problem(self["jwks_uri"])
+            if problem:
+                raise metadata_error("jwks_uri", problem)
 
     def validate_jwks(self):
         if self["token_endpoint_auth_method"] in KEY_METHODS and not (
