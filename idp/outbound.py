@@ -114,9 +114,11 @@ def kind_of(address: Address) -> str | None:
         return "multicast"
     if address.version == 4 and address in _CGNAT:
         return "shared (CGNAT)"
+    if address.is_reserved:
+        return "reserved"
     if address.is_private or getattr(address, "is_site_local", False):
         return "private"
-    if address.is_reserved or not address.is_global:
+    if not address.is_global:
         return "reserved"
     return None
 
