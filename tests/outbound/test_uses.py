@@ -174,7 +174,8 @@ FORM = {
 
 
 @pytest.mark.config(OUTBOUND_ALLOWED_NETWORKS=[], MFA_REQUIRED_FOR_ADMINS=False)
-def test_the_admin_form_shows_a_refused_address_as_a_field_error(app, admin_client):
+def test_the_admin_form_shows_a_refused_address_as_a_field_error(app, admin_client, target):
+    target.body = ["https://internal.example/cb"]
     response = post(
         admin_client,
         "/admin/clients/new",
@@ -182,10 +183,16 @@ def test_the_admin_form_shows_a_refused_address_as_a_field_error(app, admin_clie
             **FORM,
             "jwks_uri": "http://127.0.0.1:9/jwks.json",
             "backchannel_logout_uri": "https://[fd00::5]/logout",
+            "subject_type": "pairwise",
+            "sector_identifier_uri": target.url("/sector", host="localhost"),
         },
     )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
-    assert "resolves to a loopback address, which this server does not call" in page
+    assert "The URL resolves to a loopback address, which this server does not call" in page
     assert "resolves to a private address, which this server does not call" in page
-    assert rows(app, Client) == []
+    assert (
+        "The sector identifier URI resolves to a loopback address, which this server does not "
+        "call (OIDC Core section 8.1)" in page.replace("§", "section ")
+    )
+    assert rows(app, Client) == [] and target.seen == []
