@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from flask import Config, Flask
 
+from .outbound import LOOPBACK_NETWORKS, parse_networks
 from .urls import is_loopback
 
 DEFAULTS: dict[str, object] = {
@@ -119,6 +120,12 @@ DEFAULTS: dict[str, object] = {
     "CLIENT_ASSERTION_MAX_LIFETIME": 300,
     "CLIENT_JWKS_TIMEOUT": 3,
     "CLIENT_JWKS_CACHE_SECONDS": 300,
+    # Networks (CIDRs) the server may call at URLs clients register (jwks_uri,
+    # sector_identifier_uri, backchannel_logout_uri; idp/outbound.py). Every other address
+    # that is not public unicast (loopback, private, link-local, CGNAT...) is refused, so
+    # nobody can make the server fetch from its own network (SSRF). None: no network, but
+    # loopback when the issuer is itself on loopback (`idp demo`, `idp run`); [] is none.
+    "OUTBOUND_ALLOWED_NETWORKS": None,
     # DPoP (RFC 9449): how old a proof's iat may be (§4.3 item 11; its jti is remembered that
     # long), the clock skew allowed either way, whether proofs must carry a server nonce
     # (§8, §9: use_dpop_nonce, DPoP-Nonce) and how long one nonce lives (seconds).
@@ -290,6 +297,10 @@ def load(app: Flask, overrides: dict | None) -> None:
         app.config["DATABASE_URL"] = f"sqlite:///{app.instance_path}/idp.sqlite3"
     if app.config["ISSUER"]:
         app.config["ISSUER"] = str(app.config["ISSUER"]).rstrip("/")
+    if app.config["OUTBOUND_ALLOWED_NETWORKS"] is None:
+        # A server reachable only on this machine may call relying parties on it.
+        local = bool(app.config["ISSUER"]) and is_loopback(urlsplit(app.config["ISSUER"]).hostname)
+        app.config["OUTBOUND_ALLOWED_NETWORKS"] = list(LOOPBACK_NETWORKS) if local else []
     if app.config["SESSION_COOKIE_SECURE"] is None and app.config["ISSUER"]:
         app.config["SESSION_COOKIE_SECURE"] = app.config["ISSUER"].startswith("https://")
     check(app.config)
@@ -380,6 +391,7 @@ def check(config) -> None:
         if float(config[name]) < 0:
             raise ConfigError(f"IDP_{name} must not be negative")
     check_dpop(config)
+    check_outbound(config)
     check_password_policy(config)
     check_mail(config)
     check_user_registration(config)
@@ -409,6 +421,15 @@ def check_dpop(config) -> None:
         raise ConfigError("IDP_DPOP_CLOCK_SKEW must be 0..60 seconds")
     if not 10 <= int(config["DPOP_NONCE_LIFETIME"]) <= 3600:
         raise ConfigError("IDP_DPOP_NONCE_LIFETIME must be 10..3600 seconds")
+
+
+def check_outbound(config) -> None:
+    """OUTBOUND_ALLOWED_NETWORKS: CIDRs (a list, or a comma-separated string), kept as a list."""
+    try:
+        networks = parse_networks(config.get("OUTBOUND_ALLOWED_NETWORKS"))
+    except ValueError as exc:
+        raise ConfigError(f"IDP_OUTBOUND_ALLOWED_NETWORKS: {exc}") from None
+    config["OUTBOUND_ALLOWED_NETWORKS"] = [str(n) for n in networks]
 
 
 def check_password_policy(config) -> None:

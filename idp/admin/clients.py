@@ -19,7 +19,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import delete, func, select
 
-from .. import db
+from .. import db, outbound
 from ..models import Client, Consent, Token, utcnow
 from ..oauth import subjects
 from ..oauth.claims import OIDC_SCOPES
@@ -141,7 +141,7 @@ def key_problems(form: ClientForm, public: bool) -> dict[str, str]:
     if uri and text:
         return {"jwks": "Give the JWK Set URL or the JWK Set, not both."}
     if uri:
-        problem = web_url_problem(uri, loopback_http=True)
+        problem = web_url_problem(uri, loopback_http=True) or outbound.problem(uri)
         return {"jwks_uri": f"The URL {problem}."} if problem else {}
     if not text:
         return {"jwks_uri": "private_key_jwt and request objects need the client's public keys."}

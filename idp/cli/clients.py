@@ -171,6 +171,7 @@ def client_key_metadata(public, auth_method, jwks_uri, jwks_file, signs_requests
     from joserfc.errors import JoseError
     from joserfc.jwk import KeySet
 
+    from .. import outbound
     from ..oauth.client_auth import PRIVATE_KEY_JWT
     from ..oauth.client_metadata import web_url_problem
 
@@ -186,7 +187,7 @@ def client_key_metadata(public, auth_method, jwks_uri, jwks_file, signs_requests
             )
         return {}
     if jwks_uri:
-        problem = web_url_problem(jwks_uri, loopback_http=True)
+        problem = web_url_problem(jwks_uri, loopback_http=True) or outbound.problem(jwks_uri)
         if problem:
             raise click.ClickException(f"--jwks-uri {problem}")
         return {"jwks_uri": jwks_uri}

@@ -30,8 +30,6 @@ import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -48,7 +46,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OctKey
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .. import audit, db
+from .. import audit, db, outbound
 from ..models import Client, JWTReplay, secret_hash, utcnow
 from ..urls import is_loopback
 from .paths import PATHS
@@ -184,24 +182,32 @@ def _jwks_cache() -> _JWKSCache:
     return current_app.extensions["idp.client_jwks"]
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # a jwks_uri is fetched where it was registered, nowhere else
-
-
 def fetch_jwks(uri: str) -> KeySet:
+    """The JWK Set at a client's jwks_uri: not followed through redirects, at most 64 KiB,
+    never from an address outbound requests may not reach (idp/outbound.py)."""
     parts = urlsplit(uri)
     if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))):
         raise InvalidClientError(description="The client's jwks_uri must use https.")
-    opener = urllib.request.build_opener(_NoRedirects)
-    req = urllib.request.Request(uri, headers={"Accept": "application/json"})
     try:
-        with opener.open(req, timeout=float(current_app.config["CLIENT_JWKS_TIMEOUT"])) as resp:
-            body = resp.read(JWKS_MAX_BYTES + 1)
-        if len(body) > JWKS_MAX_BYTES:
+        answer = outbound.fetch(
+            uri,
+            timeout=float(current_app.config["CLIENT_JWKS_TIMEOUT"]),
+            max_bytes=JWKS_MAX_BYTES,
+            headers={"Accept": "application/json"},
+        )
+    except outbound.Refused as exc:
+        log.warning("a client's jwks_uri was refused", extra={"error": str(exc)})
+        raise InvalidClientError(description=f"The client's jwks_uri {exc}.") from exc
+    except (OSError, ValueError) as exc:
+        log.warning("could not fetch a client's jwks_uri", extra={"error": str(exc)[:200]})
+        raise InvalidClientError(description="The client's jwks_uri could not be read.") from exc
+    try:
+        if not answer.ok:
+            raise ValueError(f"HTTP {answer.status}")
+        if len(answer.body) > JWKS_MAX_BYTES:
             raise ValueError("JWK Set too large")
-        return KeySet.import_key_set(json.loads(body))
-    except (OSError, ValueError, JoseError, TypeError, KeyError, RecursionError) as exc:
+        return KeySet.import_key_set(json.loads(answer.body))
+    except (ValueError, JoseError, TypeError, KeyError, RecursionError) as exc:
         log.warning("could not fetch a client's jwks_uri", extra={"error": str(exc)[:200]})
         raise InvalidClientError(description="The client's jwks_uri could not be read.") from exc
 

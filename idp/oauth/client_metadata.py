@@ -27,6 +27,7 @@ from authlib.oidc.registration import ClientMetadataClaims as _OpenIDClaims
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from .. import outbound
 from ..models import Client
 from ..urls import is_loopback
 from . import subjects
@@ -122,6 +123,15 @@ def _https(field: str, value, *, loopback_http: bool = False) -> str:
     if problem:
         raise metadata_error(field, problem)
     return value
+
+
+def _called(field: str, url: str) -> str:
+    """RFC 7591 §5: a URL the server will call must not point into its own network
+    (idp/outbound.py); sector_identifier_uri is checked when it is fetched."""
+    problem = outbound.problem(url)
+    if problem:
+        raise metadata_error(field, problem)
+    return url
 
 
 def _drop_nulls(claims: dict) -> None:
@@ -268,7 +278,7 @@ class OAuthClientMetadata(_OAuthClaims):
 
     def validate_jwks_uri(self):
         if "jwks_uri" in self:
-            self["jwks_uri"] = _https("jwks_uri", self["jwks_uri"])
+            self["jwks_uri"] = _called("jwks_uri", _https("jwks_uri", self["jwks_uri"]))
 
     def validate_jwks(self):
         if self["token_endpoint_auth_method"] in KEY_METHODS and not (
@@ -430,7 +440,10 @@ class OpenIDClientMetadata(_OpenIDClaims):
     def validate_backchannel_logout_uri(self):
         # Back-Channel Logout §2.2: absolute URL, no fragment.
         if "backchannel_logout_uri" in self:
-            _https("backchannel_logout_uri", self["backchannel_logout_uri"], loopback_http=True)
+            uri = _https(
+                "backchannel_logout_uri", self["backchannel_logout_uri"], loopback_http=True
+            )
+            _called("backchannel_logout_uri", uri)
         field = "backchannel_logout_session_required"
         _boolean(field, self.setdefault(field, False))
 

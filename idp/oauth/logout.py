@@ -22,8 +22,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-import urllib.error
-import urllib.request
 from datetime import timedelta
 from urllib.parse import urlencode, urlsplit
 
@@ -31,7 +29,7 @@ from authlib.common.urls import add_params_to_uri
 from flask import Flask, current_app
 from sqlalchemy import event, select, update
 
-from .. import audit, db
+from .. import audit, db, outbound
 from ..background import Worker, seconds_until_due
 from ..models import Client, LogoutDelivery, SessionClient, User, UserSession, utcnow
 from ..urls import is_loopback
@@ -41,6 +39,7 @@ log = logging.getLogger("idp.logout")
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYP = "logout+jwt"  # §2.4: explicit typing of logout tokens
+REFUSED = "address refused"  # last_error of a delivery to an address never called
 
 
 # --- logout tokens (§2.4) ---------------------------------------------------------------
@@ -109,42 +108,36 @@ def kick_after_commit() -> None:
 # --- delivery (§2.5, §2.8) ----------------------------------------------------------------
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect answer is a failed delivery: the token goes only to the registered URI."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 def post_logout_token(uri: str, token: str, timeout: float) -> tuple[bool, str | None]:
-    """POST the token; (delivered, error). §2.8: the RP answers 200 (204 accepted too)."""
-    request = urllib.request.Request(
-        uri,
-        data=urlencode({"logout_token": token}).encode("ascii"),
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-        method="POST",
-    )
+    """POST the token; (delivered, error). §2.8: the RP answers 200 (204 accepted too).
+    A redirect answer is a failed delivery: the token goes only to the registered URI; an
+    address outbound requests may not reach (idp/outbound.py) is never called."""
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        exc.close()
+        answer = outbound.fetch(
+            uri,
+            data=urlencode({"logout_token": token}).encode("ascii"),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+            timeout=timeout,
+            max_bytes=0,
+        )
+    except outbound.Refused as exc:
+        return False, f"{REFUSED}: {exc}"
     except TimeoutError:
         return False, "timed out"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return False, "timed out" if isinstance(reason, TimeoutError) else str(reason)[:200]
-    if 200 <= status < 300:
+    if answer.ok:
         return True, None
-    return False, f"HTTP {status}"
+    return False, f"HTTP {answer.status}"
 
 
 def permanent(error: str) -> bool:
-    """A 4xx answer (but 408/429) says the RP refused the token: sending it again won't help."""
+    """A 4xx answer (but 408/429) says the RP refused the token: sending it again won't help;
+    nor will it when the URI's address is one the server does not call."""
+    if error.startswith(REFUSED):
+        return True
     if not error.startswith("HTTP 4"):
         return False
     return error not in ("HTTP 408", "HTTP 429")
@@ -328,8 +321,9 @@ def _web_uri_problem(uri: str) -> str | None:
 
 
 def invalid_backchannel_logout_uri(uri: str) -> str | None:
-    """None if uri may be a backchannel_logout_uri (Back-Channel Logout 1.0 §2.2)."""
-    return _web_uri_problem(uri)
+    """None if uri may be a backchannel_logout_uri (Back-Channel Logout 1.0 §2.2) that the
+    server will call (not on a private address, idp/outbound.py)."""
+    return _web_uri_problem(uri) or outbound.problem(uri)
 
 
 def invalid_frontchannel_logout_uri(uri: str, redirect_uris: list[str]) -> str | None:

@@ -18,7 +18,8 @@ it back to the user.
 
 ``sector_identifier_uri`` (§8.1, OIDC Registration §5): an https URL of a JSON array that
 must contain every registered redirect URI; fetched at registration and in the admin UI
-without redirects, with a short timeout and a size limit, like a client's jwks_uri.
+without redirects, with a short timeout and a size limit, like a client's jwks_uri, and
+never from a private address (``idp.outbound``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import hashlib
 import hmac
 import json
 import logging
-import urllib.request
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -36,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .. import db
+from .. import db, outbound
 from ..models import Client, PairwiseSubject, User
 from ..urls import is_loopback
 
@@ -111,24 +111,27 @@ def local_sub(client: Client | None, sub: str) -> str | None:
 # --- sector_identifier_uri (§8.1) ---------------------------------------------------------
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # read where it was registered, nowhere else
-
-
 def sector_problem(uri: str, redirect_uris: list[str]) -> str | None:
     """Why ``uri`` is not a usable sector_identifier_uri for these redirect URIs, or None."""
     parts = urlsplit(uri)
     if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))):
         return "must be an https URL"
-    opener = urllib.request.build_opener(_NoRedirects)
-    request = urllib.request.Request(uri, headers={"Accept": "application/json"})
     try:
-        with opener.open(request, timeout=SECTOR_TIMEOUT) as response:
-            body = response.read(SECTOR_MAX_BYTES + 1)
+        answer = outbound.fetch(
+            uri,
+            timeout=SECTOR_TIMEOUT,
+            max_bytes=SECTOR_MAX_BYTES,
+            headers={"Accept": "application/json"},
+        )
+    except outbound.Refused as exc:
+        return str(exc)
     except (OSError, ValueError) as exc:
         log.warning("could not fetch a sector_identifier_uri", extra={"error": str(exc)[:200]})
         return "could not be fetched"
+    if not answer.ok:  # a redirect included: the URI is read where it was registered
+        log.warning("could not fetch a sector_identifier_uri", extra={"error": answer.status})
+        return "could not be fetched"
+    body = answer.body
     if len(body) > SECTOR_MAX_BYTES:
         return f"is larger than {SECTOR_MAX_BYTES // 1024} KiB"
     try:

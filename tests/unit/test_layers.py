@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "idp.config",
             "idp.urls",
+            "idp.outbound",
             "idp.background",
             "idp.db",
             "idp.migrate",
