@@ -149,10 +149,14 @@ def _registry(alg: str) -> jws.JWSRegistry:
     return registry
 
 
-def check_proof(proof: str, htm: str, htu: str, access_token: str | None = None) -> str:
+def check_proof(
+    proof: str, htm: str, htu: str, access_token: str | None = None, *, server_nonce: bool = True
+) -> str:
     """Check one DPoP proof JWT as §4.3 lists; its key's thumbprint (jkt). Raises DPoPError.
 
     ``access_token`` is given at resources: then ``ath`` must be its hash (item 12).
+    ``server_nonce`` False skips item 10 for a proof a resource server received: the nonce
+    it carries is that server's own (§9), never one this server provided.
     """
     # 2. a well-formed JWS in compact serialisation.
     if len(proof) > MAX_PROOF_BYTES or proof.count(".") != 2:
@@ -195,7 +199,7 @@ def check_proof(proof: str, htm: str, htu: str, access_token: str | None = None)
     if not isinstance(claims["htu"], str) or normalise_uri(claims["htu"]) != normalise_uri(htu):
         raise DPoPError("The DPoP proof's htu does not match the request URI.")
     # 10. the server's nonce, when this server asks for one.
-    if nonce_required() and not nonce_is_valid(claims.get("nonce")):
+    if server_nonce and nonce_required() and not nonce_is_valid(claims.get("nonce")):
         raise DPoPError(
             "Use the nonce of the DPoP-Nonce header.", error="use_dpop_nonce", nonce=current_nonce()
         )
@@ -329,13 +333,30 @@ def at_resource(endpoint: str, scheme: str, access_token: str, row) -> None:
         return
     try:
         proof = header_proof()
-        if proof is None:
+    except DPoPError as error:
+        raise ResourceError(error.error, error.description, error.nonce) from None
+    check_presented(proof, request.method, endpoint_url(endpoint), access_token, row)
+
+
+def check_presented(
+    proof: str | None, htm: str, htu: str, access_token: str, row, *, server_nonce: bool = True
+) -> None:
+    """§7 and §4.3: ``proof``, received with ``access_token`` on the request ``htm htu`` at a
+    resource: every proof check, ``ath`` the token's hash (item 12), and the proof's key the
+    one the token is bound to. The one check for UserInfo and for the proofs resource servers
+    send to introspection (``endpoints.IntrospectionEndpoint``). Raises ResourceError.
+
+    ``row`` None (an unknown token) checks the proof alone; the caller refuses the token.
+    """
+    try:
+        if not proof:
             raise DPoPError("A DPoP proof is required.")
-        jkt = check_proof(proof, request.method, endpoint_url(endpoint), access_token)
+        jkt = check_proof(proof, htm, htu, access_token, server_nonce=server_nonce)
     except DPoPError as error:
         raise ResourceError(error.error, error.description, error.nonce) from None
     if row is None:
         return  # the caller answers invalid_token for an unknown token
+    bound = getattr(row, "jkt", None)
     if not bound:
         raise ResourceError("invalid_token", "This access token is not DPoP-bound.")
     if not hmac.compare_digest(jkt, bound):
