@@ -9,6 +9,8 @@
               same checks plus ath (§4.3 item 12, §7) and the token's jkt; errors as
               ``WWW-Authenticate: DPoP error=..., algs=...`` (§7.1)
     client ──POST /par with dpop_jkt or a proof──► the code is bound to that key (§10)
+    resource server ──POST /introspect token, dpop_proof, dpop_method, dpop_uri──►
+              ``check_presented`` (UserInfo's check, without this server's nonce)
 
 A proof's ``jti`` is recorded until the proof's ``iat`` window has passed, in the store that
 client assertions use (``client_auth.first_use``: the database's ``jwt_replay`` table or
