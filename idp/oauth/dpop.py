@@ -198,7 +198,11 @@ def check_proof(
     # 8. htm; 9. htu, both normalised, without query and fragment.
     if claims["htm"] != htm:
         raise DPoPError("The DPoP proof's htm does not match the request method.")
-    if not isinstance(claims["htu"], str) or normalise_uri(claims["htu"]) != normalise_uri(htu):
+    try:  # a malformed htu ("http://[", a bad port) is a mismatch, not an error
+        same = isinstance(claims["htu"], str) and normalise_uri(claims["htu"]) == normalise_uri(htu)
+    except ValueError:
+        same = False
+    if not same:
         raise DPoPError("The DPoP proof's htu does not match the request URI.")
     # 10. the server's nonce, when this server asks for one.
     if server_nonce and nonce_required() and not nonce_is_valid(claims.get("nonce")):

@@ -128,6 +128,10 @@ BROKEN = {
     "no iat (item 3)": lambda p, at: p.proof("GET", CALL_URL, access_token=at, iat=None),
     "htm (item 8)": lambda p, at: p.proof("POST", CALL_URL, access_token=at),
     "htu (item 9)": lambda p, at: p.proof("GET", PAYMENTS + "/invoices/8", access_token=at),
+    "malformed htu (item 9)": lambda p, at: p.proof("GET", "https://[", access_token=at),
+    "htu with a bad port (item 9)": lambda p, at: p.proof(
+        "GET", "https://api.example:99999/payments/invoices/7", access_token=at
+    ),
     "iat too old (item 11)": lambda p, at: p.proof(
         "GET", CALL_URL, access_token=at, iat=int(time.time()) - 3600
     ),
