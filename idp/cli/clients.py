@@ -1,5 +1,10 @@
-"""`idp clients`: register clients (``oauth.clients.create_client``), list, disable and
-enable them, set their token format and token exchange policy (RFC 9068, RFC 8693)."""
+"""`idp clients`: register clients (``oauth.clients.create_client``), list and show them,
+disable and enable them, set their token format and token exchange policy (RFC 9068,
+RFC 8693).
+
+The settings of issue 16 (pairwise subjects, signed UserInfo, DPoP-bound tokens, signed
+request objects) are checked by the same functions as registration and the admin form
+(``oauth.subjects.subject_problem``, the algorithm lists discovery advertises)."""
 
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ from sqlalchemy import select
 
 from .. import db
 from ..models import Client
-from ..oauth import keys
+from ..oauth import keys, subjects
 from ..oauth.claims import OIDC_SCOPES
 from ..oauth.clients import create_client
+from ..oauth.jar import SIGNING_ALG_VALUES as REQUEST_OBJECT_ALGS
 from ..oauth.server import GRANT_TYPES
 from .common import TOKEN_FORMAT_CHOICE, emit
 
@@ -53,14 +59,35 @@ def clients():
     "--require-par", is_flag=True, help="Only pushed authorization requests (RFC 9126 §6)."
 )
 @click.option(
+    "--request-object-signing-alg",
     "--request-object-alg",
-    type=click.Choice(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]),
+    "request_object_alg",
+    type=click.Choice(REQUEST_OBJECT_ALGS),
     help="Signed request objects (RFC 9101) must use this algorithm; needs the client's keys.",
 )
 @click.option(
     "--require-signed-request-object",
     is_flag=True,
     help="Only signed request objects (RFC 9101 §10.5); needs the client's keys.",
+)
+@click.option(
+    "--dpop-bound-access-tokens",
+    is_flag=True,
+    help="Refuse token requests without a DPoP proof (RFC 9449 §5.2).",
+)
+@click.option(
+    "--subject-type",
+    type=click.Choice(subjects.SUBJECT_TYPES),
+    help="sub values: the same for every client (public, the default) or pairwise (OIDC Core §8).",
+)
+@click.option(
+    "--sector-identifier-uri",
+    help="https URL of a JSON array listing every redirect URI (OIDC Core §8.1); fetched now.",
+)
+@click.option(
+    "--userinfo-signed-response-alg",
+    type=click.Choice(keys.ALGORITHMS),
+    help="UserInfo answers as a JWT signed with this algorithm (OIDC Core §5.3.2).",
 )
 @click.option("--first-party", is_flag=True, help="Skip the consent page.")
 @click.option("--id-token-alg", type=click.Choice(keys.ALGORITHMS))
@@ -90,6 +117,10 @@ def clients_create(
     require_par,
     request_object_alg,
     require_signed_request_object,
+    dpop_bound_access_tokens,
+    subject_type,
+    sector_identifier_uri,
+    userinfo_signed_response_alg,
     as_json,
     **logout_metadata,
 ):
@@ -121,6 +152,12 @@ def clients_create(
             raise click.ClickException(f"{uri}: {problem}")
     if public and "client_credentials" in grant_types:
         raise click.ClickException("public clients cannot use client_credentials")
+    # OIDC Core §8.1, the rule registration and the admin form apply: the sector URI is
+    # fetched and must list every redirect URI; pairwise needs one host or a sector URI.
+    problem = subjects.subject_problem(subject_type, sector_identifier_uri, list(redirect_uris))
+    if problem:
+        field, reason = problem
+        raise click.UsageError(f"--{field.replace('_', '-')} {reason} (OIDC Core section 8.1)")
     session = db.session()
     client, secret = create_client(
         session,
@@ -136,6 +173,12 @@ def clients_create(
     client.client_metadata = dict(key_metadata)
     if require_par:
         client.client_metadata["require_pushed_authorization_requests"] = True
+    if dpop_bound_access_tokens:
+        client.client_metadata["dpop_bound_access_tokens"] = True  # RFC 9449 §5.2
+    # Stored as the admin form stores them: public is the default (None).
+    client.subject_type = subject_type if subject_type != "public" else None
+    client.sector_identifier_uri = sector_identifier_uri or None
+    client.userinfo_signed_response_alg = userinfo_signed_response_alg
     client.request_object_signing_alg = request_object_alg
     client.require_signed_request_object = require_signed_request_object
     uris = logout_metadata["post_logout_redirect_uris"]
@@ -156,6 +199,10 @@ def clients_create(
         "require_pushed_authorization_requests": require_par,
         "request_object_signing_alg": request_object_alg,
         "require_signed_request_object": require_signed_request_object,
+        "dpop_bound_access_tokens": dpop_bound_access_tokens,
+        "subject_type": subject_type or "public",
+        "sector_identifier_uri": client.sector_identifier_uri,
+        "userinfo_signed_response_alg": userinfo_signed_response_alg,
     }
     emit(
         as_json,
@@ -230,6 +277,46 @@ def clients_list(as_json):
         for c in rows
     ]
     emit(as_json, data, "\n".join(lines) if lines else "no clients")
+
+
+@clients.command("show")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def clients_show(client_id, as_json):
+    """Show a client's settings (its registered metadata, RFC 7591 §2); never its secret."""
+    from ..oauth.client_metadata import from_client
+
+    client = db.session().scalar(select(Client).where(Client.client_id == client_id))
+    if client is None:
+        raise click.ClickException(f"no client {client_id}")
+    metadata = from_client(client)
+    data = {
+        "client_id": client.client_id,
+        "type": "public" if client.is_public else "confidential",
+        "disabled": client.disabled,
+        "first_party": client.first_party,
+        "dynamically_registered": client.dynamically_registered,
+        **metadata,
+        # The defaults spelled out (absent from the stored metadata when not set).
+        "subject_type": client.subject_type or "public",
+        "userinfo_signed_response_alg": client.userinfo_signed_response_alg,
+        "dpop_bound_access_tokens": bool(metadata.get("dpop_bound_access_tokens")),
+        "require_signed_request_object": bool(client.require_signed_request_object),
+        "request_object_signing_alg": client.request_object_signing_alg,
+    }
+    lines = [f"{name}: {_shown(value)}" for name, value in data.items()]
+    emit(as_json, data, "\n".join(lines))
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
 
 
 def _set_client_disabled(client_id: str, disabled: bool) -> None:

@@ -9,6 +9,8 @@
               same checks plus ath (§4.3 item 12, §7) and the token's jkt; errors as
               ``WWW-Authenticate: DPoP error=..., algs=...`` (§7.1)
     client ──POST /par with dpop_jkt or a proof──► the code is bound to that key (§10)
+    resource server ──POST /introspect token, dpop_proof, dpop_method, dpop_uri──►
+              ``check_presented`` (UserInfo's check, without this server's nonce)
 
 A proof's ``jti`` is recorded until the proof's ``iat`` window has passed, in the store that
 client assertions use (``client_auth.first_use``: the database's ``jwt_replay`` table or
@@ -149,10 +151,14 @@ def _registry(alg: str) -> jws.JWSRegistry:
     return registry
 
 
-def check_proof(proof: str, htm: str, htu: str, access_token: str | None = None) -> str:
+def check_proof(
+    proof: str, htm: str, htu: str, access_token: str | None = None, *, server_nonce: bool = True
+) -> str:
     """Check one DPoP proof JWT as §4.3 lists; its key's thumbprint (jkt). Raises DPoPError.
 
     ``access_token`` is given at resources: then ``ath`` must be its hash (item 12).
+    ``server_nonce`` False skips item 10 for a proof a resource server received: the nonce
+    it carries is that server's own (§9), never one this server provided.
     """
     # 2. a well-formed JWS in compact serialisation.
     if len(proof) > MAX_PROOF_BYTES or proof.count(".") != 2:
@@ -192,10 +198,14 @@ def check_proof(proof: str, htm: str, htu: str, access_token: str | None = None)
     # 8. htm; 9. htu, both normalised, without query and fragment.
     if claims["htm"] != htm:
         raise DPoPError("The DPoP proof's htm does not match the request method.")
-    if not isinstance(claims["htu"], str) or normalise_uri(claims["htu"]) != normalise_uri(htu):
+    try:  # a malformed htu ("http://[", a bad port) is a mismatch, not an error
+        same = isinstance(claims["htu"], str) and normalise_uri(claims["htu"]) == normalise_uri(htu)
+    except ValueError:
+        same = False
+    if not same:
         raise DPoPError("The DPoP proof's htu does not match the request URI.")
     # 10. the server's nonce, when this server asks for one.
-    if nonce_required() and not nonce_is_valid(claims.get("nonce")):
+    if server_nonce and nonce_required() and not nonce_is_valid(claims.get("nonce")):
         raise DPoPError(
             "Use the nonce of the DPoP-Nonce header.", error="use_dpop_nonce", nonce=current_nonce()
         )
@@ -329,13 +339,30 @@ def at_resource(endpoint: str, scheme: str, access_token: str, row) -> None:
         return
     try:
         proof = header_proof()
-        if proof is None:
+    except DPoPError as error:
+        raise ResourceError(error.error, error.description, error.nonce) from None
+    check_presented(proof, request.method, endpoint_url(endpoint), access_token, row)
+
+
+def check_presented(
+    proof: str | None, htm: str, htu: str, access_token: str, row, *, server_nonce: bool = True
+) -> None:
+    """§7 and §4.3: ``proof``, received with ``access_token`` on the request ``htm htu`` at a
+    resource: every proof check, ``ath`` the token's hash (item 12), and the proof's key the
+    one the token is bound to. The one check for UserInfo and for the proofs resource servers
+    send to introspection (``endpoints.IntrospectionEndpoint``). Raises ResourceError.
+
+    ``row`` None (an unknown token) checks the proof alone; the caller refuses the token.
+    """
+    try:
+        if not proof:
             raise DPoPError("A DPoP proof is required.")
-        jkt = check_proof(proof, request.method, endpoint_url(endpoint), access_token)
+        jkt = check_proof(proof, htm, htu, access_token, server_nonce=server_nonce)
     except DPoPError as error:
         raise ResourceError(error.error, error.description, error.nonce) from None
     if row is None:
         return  # the caller answers invalid_token for an unknown token
+    bound = getattr(row, "jkt", None)
     if not bound:
         raise ResourceError("invalid_token", "This access token is not DPoP-bound.")
     if not hmac.compare_digest(jkt, bound):

@@ -1,7 +1,15 @@
-"""Revocation (RFC 7009) and introspection (RFC 7662) endpoints on the tokens table."""
+"""Revocation (RFC 7009) and introspection (RFC 7662) endpoints on the tokens table.
+
+Introspection also checks, on request, the DPoP proof (RFC 9449) a resource server received
+with the token: this server's extension, docs/fapi.md "DPoP proofs at introspection".
+"""
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
+from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
@@ -9,9 +17,13 @@ from flask import current_app
 
 from .. import audit, db
 from ..models import Token
+from ..urls import is_loopback
 from . import dpop, resources, tokens
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 from .subjects import subject_for
+
+METHOD = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$")  # RFC 9110 §9.1: a token
+MAX_URI = 2048
 
 
 class RevocationEndpoint(_RevocationEndpoint):
@@ -43,8 +55,22 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
     def check_params(self, request, client):
         # §2.1: the hint only narrows the first look-up, and the search MUST go on over every
         # token type; an unknown hint is ignored as at revocation (Authlib answered 401).
-        if "token" not in request.form:
+        form = request.form
+        if "token" not in form:
             raise InvalidRequestError()
+        request.dpop_presented = None
+        # The request a resource server received the token on (this server's extension);
+        # without these parameters nothing more is done.
+        if "dpop_proof" in form or "dpop_method" in form or "dpop_uri" in form:
+            request.dpop_presented = presented_request(form)
+
+    def create_endpoint_response(self, request):
+        client = self.authenticate_endpoint_client(request)
+        token = self.authenticate_token(request, client)
+        body = self.create_introspection_payload(token)
+        if request.dpop_presented is not None and body["active"]:
+            body = check_presented(body, token, client, request)
+        return 200, body, default_json_headers
 
     def query_token(self, token_string, token_type_hint):
         return tokens.find_to_read(token_string)
@@ -88,3 +114,61 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
             if token.jkt:  # RFC 9449 §6.2: a DPoP-bound token and its key
                 payload["token_type"], payload["cnf"] = "DPoP", dpop.cnf(token)
         return payload
+
+
+# --- DPoP proofs a resource server received (RFC 9449 §7; this server's extension) ---------
+
+
+def presented_request(form) -> tuple[str, str, str]:
+    """(dpop_proof, dpop_method, dpop_uri): the request a resource server received the token
+    on. Method and URI are required with them; the URI is absolute, https (http only on a
+    loopback host), without fragment. An absent dpop_proof is "no proof received"."""
+    method, uri = form.get("dpop_method"), form.get("dpop_uri")
+    if not method or not uri:
+        raise InvalidRequestError("dpop_method and dpop_uri are required with dpop_proof.")
+    if not METHOD.match(method):
+        raise InvalidRequestError("dpop_method is not an HTTP method.")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or len(uri) > MAX_URI
+        or not parts.hostname
+        or "#" in uri
+        or not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)))
+    ):
+        raise InvalidRequestError(
+            "dpop_uri must be an absolute https URL (http only on loopback), without fragment."
+        )
+    return form.get("dpop_proof") or "", method, uri
+
+
+def check_presented(body: dict, token, client, request) -> dict:
+    """RFC 9449 §7 for a resource server: the token as it received it. A bound token needs a
+    valid proof by its key (``dpop.check_presented``, shared with UserInfo); a bearer token
+    no proof (§7.2 refuses the other mix); ``dpop_uri`` a URL of a resource the caller serves
+    when the token is for registered resources. Else inactive (RFC 7662 §2.2: not usable for
+    this request), with dpop_error: the §7.1 error code the resource server can answer with.
+    """
+    proof, method, uri = request.dpop_presented
+    try:
+        if token.presented_as != "access_token":
+            raise dpop.ResourceError("invalid_token", "A refresh token is not used at resources.")
+        if not resources.serves_at(client, token, uri):
+            raise dpop.ResourceError("invalid_token", "The token is not meant for dpop_uri.")
+        if proof:
+            dpop.check_presented(
+                proof, method, uri, request.form["token"], token, server_nonce=False
+            )
+        elif token.jkt:  # §7.2: a bound token is not a bearer token
+            raise dpop.ResourceError("invalid_token", "This access token is DPoP-bound.")
+    except dpop.ResourceError as error:
+        return {
+            "active": False,
+            "dpop_error": error.error,
+            "dpop_error_description": error.description,
+        }
+    return body

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from .. import db
 from ..models import Client, Resource
 from .cache import Target, registry
+from .dpop import normalise_uri
 
 
 class InvalidTargetError(OAuth2Error):
@@ -166,6 +167,29 @@ def introspects(client: Client, token) -> bool:
         return False
     targets = find(list(audience)).values()
     return any(r.introspection_client_id == client.client_id for r in targets)
+
+
+def under(uri: str, identifier: str) -> bool:
+    """Whether ``uri`` is the resource ``identifier`` or a URL below it (both normalised:
+    scheme and host case, default port, no query or fragment)."""
+    base = normalise_uri(identifier)
+    target = normalise_uri(uri)
+    return target == base or target.startswith(base if base.endswith("/") else base + "/")
+
+
+def serves_at(client: Client, token, uri: str) -> bool:
+    """Whether a request to ``uri`` may carry ``token`` at a resource ``client`` serves.
+
+    A token for registered resources (its audience, RFC 8707): ``uri`` lies under one of
+    them whose introspection client is ``client``. A token for none of them (the client
+    itself, UserInfo): any ``uri``.
+    """
+    targets = find(list(token.audience or [])).values()
+    if not targets:
+        return True
+    return any(
+        r.introspection_client_id == client.client_id and under(uri, r.identifier) for r in targets
+    )
 
 
 # --- registration (CLI and admin UI) -----------------------------------------------------
