@@ -182,9 +182,10 @@ def main() -> None:
         for _ in range(traced):
             refresh()
         statements, round_trips, kinds = trace.counts()
+        messages = ", ".join(f"{k} {v / traced:.2f}" for k, v in sorted(kinds.items()))
         print(f"{traced} refreshes traced: {statements / traced:.2f} statements and "
               f"{round_trips / traced:.2f} round trips per request; client messages per "
-              f"request: " + ", ".join(f"{k} {v / traced:.2f}" for k, v in sorted(kinds.items())))  # fmt: skip
+              f"request: {messages}")  # fmt: skip
         if os.environ.get("BENCH_SHOW_SQL"):
             for query in trace.queries()[-12:]:
                 print("   ", query)

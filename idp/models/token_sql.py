@@ -269,7 +269,7 @@ def find_refresh(conn, digest: str) -> TokenView | None:
 def rotate(conn, parent_id: int, used_at, row) -> int | None:
     """Consume refresh token ``parent_id`` and INSERT ``row`` (a ``NewToken``) in one
     statement: the new row's id, or None (and nothing written) if the parent was used or
-    revoked meanwhile."""
+    revoked meanwhile. The caller commits."""
     from psycopg.types.json import Json
 
     values = row.__dict__
