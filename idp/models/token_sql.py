@@ -144,3 +144,152 @@ class UserView:
         from .. import db
 
         return db.session().get(User, self.id).groups
+
+
+# --- refresh rotation (RFC 6749 §6, RFC 9700 §4.14.2) -------------------------------------
+#
+#     FIND_REFRESH  the row of a refresh token with its user, and the liveness facts read
+#                   under FOR SHARE row locks (user, session, consent, code: the order in
+#                   which revocations write), held until the rotation commits
+#     ROTATE        one statement: consume the parent (the UPDATE whose row count decides
+#                   the single winner) and INSERT its successor only if it was consumed
+#
+# Both run in one transaction on one pooled connection (``oauth.tokens``: find_to_refresh,
+# rotate); docs/architecture.md "Hot paths" says why that keeps settle's guarantees.
+
+
+def _locked_exists(query):
+    return query.with_for_update(read=True).exists()
+
+
+_refresh_digest = bindparam("digest")
+_LOCKED_USER = U.alias("locked_user")  # the joined users row is read, this one is locked
+FIND_REFRESH = str(
+    select(
+        *(T.c[name] for name in TOKEN_FIELDS),
+        # In the order revocations write (tokens.settle): a revocation that wrote its state
+        # first is waited for and seen; one that writes after waits for this transaction.
+        or_(
+            T.c.user_id.is_(None),
+            _locked_exists(
+                select(_LOCKED_USER.c.id).where(
+                    _LOCKED_USER.c.id == T.c.user_id, _LOCKED_USER.c.disabled.is_(False)
+                )
+            ),
+        ).label("user_live"),
+        or_(
+            T.c.sid.is_(None),
+            _locked_exists(
+                select(UserSession.id).where(
+                    UserSession.sid == T.c.sid, UserSession.ended_at.is_(None)
+                )
+            ),
+        ).label("session_live"),
+        or_(
+            T.c.user_id.is_(None),
+            _locked_exists(
+                select(Consent.id).where(
+                    Consent.user_id == T.c.user_id, Consent.client_id == T.c.client_id
+                )
+            ),
+        ).label("consent_given"),
+        or_(
+            T.c.authorization_code_id.is_(None),
+            # A lock is taken only on a row that matches: the live code; a code purged since
+            # (refresh tokens outlive it) is no mark of revocation.
+            _locked_exists(
+                select(AuthorizationCode.id).where(
+                    AuthorizationCode.id == T.c.authorization_code_id,
+                    ~(
+                        AuthorizationCode.used_at.is_not(None)
+                        & (AuthorizationCode.expires_at <= AuthorizationCode.used_at)
+                    ),
+                )
+            ),
+            ~exists().where(AuthorizationCode.id == T.c.authorization_code_id),
+        ).label("code_live"),
+        *(U.c[name].label("u_" + name) for name in USER_FIELDS),
+    )
+    .select_from(T.outerjoin(U, U.c.id == T.c.user_id))
+    .where(T.c.refresh_token_hash == _refresh_digest)
+    .compile(dialect=DIALECT)
+)
+
+
+def _rotate_statement() -> str:
+    from sqlalchemy import cast, update
+
+    consumed = (
+        update(T)
+        .where(
+            T.c.id == bindparam("parent_id"),
+            T.c.refresh_used_at.is_(None),
+            T.c.revoked_at.is_(None),
+        )
+        .values(refresh_used_at=bindparam("used_at"))
+        .returning(T.c.id)
+        .cte("consumed")
+    )
+    # INSERT ... SELECT: each value cast to its column's type (a NULL parameter has none).
+    values = select(*(cast(bindparam(name), T.c[name].type) for name in INSERT_COLUMNS))
+    return str(
+        insert(T)
+        .from_select(INSERT_COLUMNS, values.select_from(consumed))
+        .returning(T.c.id)
+        .add_cte(consumed)
+        .compile(dialect=DIALECT)
+    )
+
+
+ROTATE = _rotate_statement()
+
+
+def find_refresh(conn, digest: str) -> TokenView | None:
+    """The token whose refresh token hashes to ``digest``, its grant's state locked (FOR
+    SHARE) in ``conn``'s transaction; ``grant_state`` as ``find_token`` gives it, and
+    ``user_live`` (the user's row, locked: not disabled)."""
+    found = conn.execute(FIND_REFRESH, {"digest": digest}, prepare=True).fetchone()
+    if found is None:
+        return None
+    view = RefreshView()
+    for name, value in zip(TOKEN_FIELDS, found, strict=False):
+        setattr(view, name, value)
+    user_live, session_live, consent_given, code_live = found[_N : _N + 4]
+    view.presented_as = "refresh_token"
+    view.grant_state = (bool(session_live), bool(consent_given), bool(code_live))
+    view.user_live = bool(user_live)
+    if found[_N + 4] is not None:
+        user = UserView()
+        for name, value in zip(USER_FIELDS, found[_N + 4 :], strict=True):
+            setattr(user, name, value)
+        view.user = user
+    return view
+
+
+def rotate(conn, parent_id: int, used_at, row) -> int | None:
+    """Consume refresh token ``parent_id`` and INSERT ``row`` (a ``NewToken``) in one
+    statement: the new row's id, or None (and nothing written) if the parent was used or
+    revoked meanwhile. The caller commits."""
+    from psycopg.types.json import Json
+
+    values = row.__dict__
+    params = {"parent_id": parent_id, "used_at": used_at}
+    for name in INSERT_COLUMNS:
+        value = values.get(name)
+        params[name] = Json(value) if value is not None and name in JSON_COLUMNS else value
+    found = conn.execute(ROTATE, params, prepare=True).fetchone()
+    return None if found is None else found[0]
+
+
+class RefreshView(TokenView):
+    """A refresh token's row as the refresh grant reads it (``find_refresh``)."""
+
+    __slots__ = ("user_live",)
+
+
+class NewToken(TokenMethods):
+    """A token about to be stored by ``rotate``: plain attributes named as Token's columns
+    (no ORM instance state; ``oauth.jwt_tokens.shape`` fills it as it fills a Token)."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)

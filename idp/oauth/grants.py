@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 
 from .. import audit, db
 from ..auth.session import current_authentication, current_sid, remember_client
-from ..models import AuthorizationCode, Token, secret_hash, utcnow
+from ..models import AuthorizationCode, Token, secret_hash, token_sql, utcnow
 from . import acr, dpop, resources, tokens
 from .claims import OIDC_SCOPES
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
@@ -209,16 +209,20 @@ class RefreshTokenGrant(ResourceIndicators, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotate on every use
 
     def authenticate_refresh_token(self, refresh_token):
-        row = tokens.find(refresh_token, "refresh_token")
+        # On PostgreSQL the row comes from the driver, with the grant's rows locked until
+        # the rotation commits (tokens.find_to_refresh, tokens.rotate).
+        row = tokens.find_to_refresh(refresh_token)
         if row is None or row.presented_as != "refresh_token":
             return None
         if row.refresh_used_at is not None:
+            db.end_transaction(commit=False)  # the driver's locks: nothing to keep
             tokens.revoke_family(row.family_id, reason="rotated refresh token reused")
             db.session().commit()
             return None
         # RFC 6749 §5.2: a grant that ended (user disabled, signed out, consent revoked,
         # client disabled) is invalid_grant.
-        return row if tokens.is_live(row) else None
+        live = tokens.is_live(row) and getattr(row, "user_live", True)
+        return row if live else None
 
     def authenticate_user(self, refresh_token):
         user = refresh_token.user
@@ -242,6 +246,10 @@ class RefreshTokenGrant(ResourceIndicators, grants.RefreshTokenGrant):
 
     def create_token_response(self):
         old = self.request.refresh_token
+        if isinstance(old, token_sql.RefreshView):
+            # PostgreSQL: consumed and replaced in one statement (tokens.rotate), which
+            # answers invalid_grant itself when another request consumed it first.
+            return super().create_token_response()
         session = db.session()
         won = session.execute(
             update(Token)

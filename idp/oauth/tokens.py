@@ -22,6 +22,7 @@ import secrets
 import uuid
 from datetime import timedelta
 
+from authlib.oauth2.rfc6749 import InvalidGrantError
 from flask import current_app
 from sqlalchemy import and_, bindparam, exists, or_, select, true, update
 from sqlalchemy import insert as sql_insert
@@ -74,7 +75,8 @@ def save_token(token: dict, request) -> Token:
     now = utcnow()
     code = getattr(request, "authorization_code", None)
     parent = getattr(request, "refresh_token", None)
-    row = transient_token(
+    rotating = isinstance(parent, token_sql.RefreshView)  # found on the driver: rotate()
+    row = (token_sql.NewToken if rotating else transient_token)(
         client_id=request.client.client_id,
         user_id=request.user.id if request.user else None,
         grant_type=request.payload.grant_type,
@@ -102,6 +104,9 @@ def save_token(token: dict, request) -> Token:
         row.refresh_expires_at = now + timedelta(seconds=int(lifetime))
     # RFC 9068 / RFC 8707: audience, lifetime and format (JWT or opaque) of the access token.
     jwt_tokens.shape(token, request, row)
+    if rotating:
+        row.id = rotate(parent, row, now)
+        return row
     session = db.session()
     row.id = insert(session, row)
     # Token exchange of an access token joins the subject's family (token_exchange.py).
@@ -148,6 +153,43 @@ def insert(session, row: Token) -> int:
     with session.get_bind().connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         return conn.execute(INSERT_TOKEN, values).scalar_one()
+
+
+def rotate(parent: token_sql.RefreshView, row: token_sql.NewToken, now) -> int:
+    """The refresh grant on PostgreSQL: consume ``parent`` and store ``row`` in one statement,
+    in the transaction ``find_to_refresh`` opened, and commit; the new row's id.
+
+    That transaction holds FOR SHARE locks on the grant's user, session, consent and code
+    rows since the parent was read (``token_sql.FIND_REFRESH``), taken in the order
+    revocations write, before this statement locks the parent: a revocation that wrote its
+    state first was seen there; one that writes after waits for this commit and then sees
+    the new row (so ``settle`` has nothing left to find). A racing use or revocation of the
+    parent holds or waits for the parent's row lock: the loser of the consuming UPDATE
+    stores nothing, and its family revocation, a statement begun after the winner's commit,
+    revokes the winner's new row too (RFC 9700 §4.14.2).
+    """
+    try:
+        new_id = token_sql.rotate(db.transaction(), parent.id, now, row)
+        db.end_transaction(commit=new_id is not None)
+    except Exception as exc:
+        raise db.transaction_error(exc) from exc
+    if new_id is None:
+        revoke_family(parent.family_id, reason="refresh token raced or reused")
+        db.session().commit()
+        raise InvalidGrantError("The refresh token was already used.")
+    return new_id
+
+
+def find_to_refresh(token_string: str):
+    """``find`` for the refresh grant. On PostgreSQL: the refresh token's row, its user and
+    its grant's state read on the driver (``token_sql.find_refresh``) in a transaction that
+    keeps the grant's rows locked until ``rotate`` commits. Elsewhere: ``find`` (ORM)."""
+    if not db.driver_path():
+        return find(token_string, "refresh_token")
+    try:
+        return token_sql.find_refresh(db.transaction(), secret_hash(token_string))
+    except Exception as exc:
+        raise db.transaction_error(exc) from exc
 
 
 TOKEN_COLUMNS = tuple(c.key for c in Token.__table__.columns if c.key != "id")

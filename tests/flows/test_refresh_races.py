@@ -1,0 +1,255 @@
+"""Refresh rotation against what races it (RFC 6749 §6, RFC 9700 §4.14.2, issues 19 and 20).
+
+On PostgreSQL a refresh reads its token with the grant's rows locked and consumes it and
+stores the new tokens in one transaction (tokens.find_to_refresh, tokens.rotate); on SQLite
+it consumes, then stores and re-checks (tokens.settle). Each test forces the other action
+to run at the worst moment of that request: just before the old token is consumed, or
+after the new row was written and before it is committed. The other action runs in its own
+thread, as a second worker would: on PostgreSQL it waits for the refresh's row locks, on
+SQLite for its write lock. Whatever the order, no token of the answer may stay usable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+
+from idp import db
+from idp.models import Token, token_sql
+from idp.oauth import grants, tokens
+
+from ..helpers import Auth, basic_auth, csrf_token
+from .test_revocation_races import (
+    all_tokens,
+    assert_dead,
+    events,
+    refresh,
+    revoke_app,
+    set_disabled,
+)
+
+MOMENTS = ["before_consume", "before_commit"]
+
+
+class Racer:
+    """Runs ``action`` in a thread at one moment of the next token request, and waits until
+    it has finished or is waiting for a lock that request holds."""
+
+    def __init__(self, app, monkeypatch, moment: str, action):
+        self.app, self.action, self.thread, self.result = app, action, None, None
+        if moment == "before_consume":
+            original = grants.RefreshTokenGrant.create_token_response
+
+            def create_token_response(grant):
+                self.start()
+                return original(grant)
+
+            monkeypatch.setattr(
+                grants.RefreshTokenGrant, "create_token_response", create_token_response
+            )
+        else:  # the new row is written, not committed: after the driver's rotate or the INSERT
+
+            def after(original):
+                def racing(*args):
+                    stored = original(*args)
+                    self.start()
+                    return stored
+
+                return racing
+
+            monkeypatch.setattr(token_sql, "rotate", after(token_sql.rotate))
+            monkeypatch.setattr(tokens, "insert", after(tokens.insert))
+
+    def start(self) -> None:
+        if self.thread is not None:
+            return
+
+        def run():
+            try:
+                self.result = self.action()
+            except BaseException as exc:  # reported by join()
+                self.result = exc
+
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+        # On SQLite a waiting writer cannot be seen: a second is long enough to reach it.
+        postgres = db.engine(self.app).dialect.name == "postgresql"
+        deadline = time.monotonic() + (10 if postgres else 1)
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            if self.waiting_for_a_lock():
+                return
+            time.sleep(0.05)
+
+    def waiting_for_a_lock(self) -> bool:
+        engine = db.engine(self.app)
+        if engine.dialect.name != "postgresql":
+            return False  # SQLite: the busy timeout keeps it waiting; give it the full time
+        with engine.connect() as conn:
+            return bool(
+                conn.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
+                    )
+                )
+            )
+
+    def join(self):
+        assert self.thread is not None, "the racing action never ran"
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the racing action hung"
+        assert not isinstance(self.result, BaseException), repr(self.result)
+        return self.result
+
+
+def refused(response) -> bool:
+    return response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_reuse_racing_a_rotation_revokes_the_family_with_the_new_tokens(
+    app, auth, user, oauth_client, monkeypatch, moment
+):
+    # RFC 9700 §4.14.2: two uses of one refresh token: one may get new tokens, the other is
+    # a reuse, and the whole family is revoked, the tokens stored while it ran included.
+    auth.login()
+    first = auth.tokens(oauth_client)
+    racer = Racer(
+        app, monkeypatch, moment, lambda: refresh(app, oauth_client, first["refresh_token"])
+    )
+
+    response = refresh(app, oauth_client, first["refresh_token"])
+
+    other = racer.join()
+    monkeypatch.undo()
+    answers = sorted([response, other], key=lambda r: r.status_code)
+    assert answers[0].status_code == 200 and refused(answers[1])
+    assert_dead(app, oauth_client, answers[0].get_json())
+    assert all(row.revoked_at is not None for row in all_tokens(app))
+    assert len(all_tokens(app)) == 2  # the first issuance and one rotation, never two
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_revoking_the_refresh_token_while_it_is_rotated_revokes_the_new_tokens(
+    app, auth, user, oauth_client, monkeypatch, moment
+):
+    # RFC 7009 §2.1: revoking a refresh token revokes its family (revoke_family); a rotation
+    # running at that moment yields nothing usable.
+    auth.login()
+    first = auth.tokens(oauth_client)
+
+    def revoke():
+        return app.test_client().post(
+            "/revoke",
+            data={"token": first["refresh_token"]},
+            headers=basic_auth(oauth_client.client_id, oauth_client.client_secret),
+        )
+
+    racer = Racer(app, monkeypatch, moment, revoke)
+    response = refresh(app, oauth_client, first["refresh_token"])
+    assert racer.join().status_code == 200
+    monkeypatch.undo()
+    assert response.status_code == 200 or refused(response)
+    if response.status_code == 200:
+        assert_dead(app, oauth_client, response.get_json())
+    assert all(row.revoked_at is not None for row in all_tokens(app))
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_sign_out_while_refreshing_revokes_the_new_tokens(
+    app, client, auth, user, oauth_client, monkeypatch, moment
+):
+    # The sign-out policy (docs/architecture.md "Revocation"): a session's tokens end with
+    # it, also those whose row a refresh was writing when the sign-out listed them.
+    auth.login()
+    first = auth.tokens(oauth_client)
+    racer = Racer(app, monkeypatch, moment, lambda: auth.logout())
+
+    response = refresh(app, oauth_client, first["refresh_token"])
+
+    racer.join()
+    monkeypatch.undo()
+    assert response.status_code == 200 or refused(response)
+    if response.status_code == 200:
+        assert_dead(app, oauth_client, response.get_json())
+    assert all(row.revoked_at is not None for row in all_tokens(app))
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_disabling_the_user_while_refreshing_revokes_the_new_tokens(
+    app, auth, user, oauth_client, monkeypatch, moment
+):
+    auth.login()
+    first = auth.tokens(oauth_client)
+    racer = Racer(app, monkeypatch, moment, lambda: set_disabled(app, user.id, True))
+
+    response = refresh(app, oauth_client, first["refresh_token"])
+
+    racer.join()
+    monkeypatch.undo()
+    set_disabled(app, user.id, False)  # enabling the user again revives nothing
+    assert response.status_code == 200 or refused(response)
+    if response.status_code == 200:
+        assert_dead(app, oauth_client, response.get_json())
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_revoking_access_while_refreshing_revokes_the_new_tokens(
+    app, client, auth, user, oauth_client, monkeypatch, moment
+):
+    # Issue 19 §3: "revoke access" ends the client's whole grant, what is in flight included.
+    auth.login()
+    first = auth.tokens(oauth_client)
+    page = client.get("/account/")
+    token = csrf_token(page.get_data(as_text=True))
+
+    def revoke_access():
+        return client.post(
+            f"/account/apps/{oauth_client.client_id}/revoke", data={"csrf_token": token}
+        )
+
+    racer = Racer(app, monkeypatch, moment, revoke_access)
+    response = refresh(app, oauth_client, first["refresh_token"])
+    assert racer.join().status_code == 302
+    monkeypatch.undo()
+    assert response.status_code == 200 or refused(response)
+    if response.status_code == 200:
+        assert_dead(app, oauth_client, response.get_json())
+    assert all(row.revoked_at is not None for row in all_tokens(app))
+
+
+def test_an_ended_grant_is_refused_before_anything_is_consumed(
+    app, client, auth, user, oauth_client
+):
+    # RFC 6749 §5.2: invalid_grant; the refused request writes nothing.
+    auth.login()
+    first = auth.tokens(oauth_client)
+    revoke_app(client, oauth_client)
+    response = refresh(app, oauth_client, first["refresh_token"])
+    assert refused(response)
+    assert [row.refresh_used_at for row in all_tokens(app)] == [None]
+    assert events(app, "token.family_revoked") == []
+
+
+def test_a_refused_scope_leaves_the_refresh_token_usable(app, auth, user, oauth_client):
+    # RFC 6749 §6: a refresh asking for more than the grant is invalid_scope; the request
+    # consumed nothing (on PostgreSQL its transaction is rolled back), so the client may
+    # ask again.
+    auth.login()
+    first = auth.tokens(oauth_client)
+    wider = Auth(app.test_client()).token(
+        oauth_client,
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "scope": "openid admin",
+        },
+    )
+    assert wider.status_code == 400 and wider.get_json()["error"] == "invalid_scope"
+    again = refresh(app, oauth_client, first["refresh_token"])
+    assert again.status_code == 200
+    with app.app_context():
+        assert db.session().query(Token).count() == 2
