@@ -16,6 +16,7 @@ from sqlalchemy import select
 from idp import db
 from idp.models import AuditEvent, Consent
 from idp.oauth.acr import PWD
+from tests.helpers import csrf_token
 
 from .conftest import (
     EMAIL_AND_NAME,
@@ -269,3 +270,16 @@ def test_a_repeated_parameter_is_invalid_request(client, auth, user, oauth_clien
     params, _ = params_with(auth, oauth_client, EMAIL_AND_NAME)
     url = "/authorize?" + urlencode(params) + "&" + urlencode({"claims": "{}"})
     assert error_of(client.get(url), oauth_client, params) == "invalid_request"
+
+
+def test_the_account_page_and_export_list_the_consented_claims(client, auth, user, oauth_client):
+    # What the user agreed to stays visible where they can revoke it.
+    auth.login()
+    params, _ = params_with(auth, oauth_client, EMAIL_AND_NAME)
+    code_of(allow(client, params))
+    page = client.get("/account/").get_data(as_text=True)
+    assert "Your email address" in page and "Your full name" in page
+    token = csrf_token(page)
+    export = json.loads(client.post("/account/data", data={"csrf_token": token}).data)
+    (consent,) = export["consents"]
+    assert consent["scopes"] == ["openid"] and consent["claims"] == ["email", "name"]
