@@ -82,11 +82,6 @@ def consent_of(user: User, client: Client) -> Consent | None:
     )
 
 
-def granted_scopes(user: User, client: Client) -> set[str]:
-    consent = consent_of(user, client)
-    return consent.scopes if consent else set()
-
-
 def granted_claims(consent: Consent | None) -> set[str]:
     """The claims the user already agreed to release: those of the granted scopes and those
     consented to one by one (OIDC Core §5.5)."""
