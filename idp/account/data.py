@@ -168,6 +168,7 @@ def export(user: User) -> dict:
                 "client_id": row.client_id,
                 "client_name": row.client.client_name,
                 "scopes": row.scope.split(),
+                "claims": sorted(row.claim_names),  # consented one by one (OIDC Core §5.5)
                 "granted_at": plain(row.granted_at),
                 "updated_at": plain(row.updated_at),
             }

@@ -1,4 +1,5 @@
-"""Remembered consent: which scopes a user granted to a client (OIDC Core §3.1.2.4)."""
+"""Remembered consent: which scopes, and which individually requested claims (OIDC Core
+§5.5), a user granted to a client (OIDC Core §3.1.2.4)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class Consent(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     scope: Mapped[str] = mapped_column(Text, default="")
+    # Claims consented to one by one (the claims request parameter, OIDC Core §5.5) beyond
+    # those of the granted scopes: space-separated names, like scope.
+    claims: Mapped[str | None] = mapped_column(Text)
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -27,3 +31,7 @@ class Consent(Base):
     @property
     def scopes(self) -> set[str]:
         return set(self.scope.split())
+
+    @property
+    def claim_names(self) -> set[str]:
+        return set((self.claims or "").split())

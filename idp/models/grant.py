@@ -37,6 +37,9 @@ class AuthorizationCode(AuthorizationCodeMixin, Base):
     # RFC 9449 §10: the dpop_jkt of the authorization request; the token request's proof
     # must be signed by that key.
     dpop_jkt: Mapped[str | None] = mapped_column(String(43))
+    # OIDC Core §5.5: the claims request parameter in its normal form (oauth.claims_request),
+    # kept by the tokens issued from this code.
+    claims_request: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     # Set once, by the single request that wins the redemption (conditional UPDATE).

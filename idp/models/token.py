@@ -95,6 +95,9 @@ class Token(TokenMethods, Base):
     # RFC 9449 §6: the JWK thumbprint (RFC 7638) of the DPoP key the access token, and for a
     # public client the refresh token (§5), is bound to; None for a bearer token.
     jkt: Mapped[str | None] = mapped_column(String(43))
+    # OIDC Core §5.5: the claims request of the authorization (normal form, from the code),
+    # carried forward by refresh: which claims the ID token and UserInfo add to the scopes'.
+    claims_request: Mapped[str | None] = mapped_column(Text)
 
     user: Mapped[User | None] = relationship(lazy="joined")
     client: Mapped[Client] = relationship(lazy="joined")

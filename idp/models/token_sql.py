@@ -48,7 +48,7 @@ TOKEN_FIELDS = (
     "id", "client_id", "user_id", "grant_type", "scope", "granted_scope", "refresh_token_hash",
     "issued_at", "access_expires_at", "refresh_expires_at", "refresh_used_at", "revoked_at",
     "family_id", "authorization_code_id", "sid", "jti", "audience", "act", "resources",
-    "auth_time", "amr", "acr", "jkt",
+    "auth_time", "amr", "acr", "jkt", "claims_request",
 )  # fmt: skip
 # The user's state and the claims UserInfo can release (claims.SCOPE_CLAIMS), nothing else:
 # no password hash, no lockout counters.

@@ -16,15 +16,14 @@ A client with "requires MFA" is an essential ``mfa`` on every request.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import g
 
 from ..auth import mfa
 from ..models import Client, User
+from . import claims_request
 
 PWD = "urn:idp:acr:pwd"
 MFA = "urn:idp:acr:mfa"
@@ -66,25 +65,12 @@ def requested(params) -> Request:
     from ``acr_values`` (voluntary)."""
     values: list[str] = []
     essential = False
-    claims = params.get("claims")
-    if claims:
-        try:
-            parsed = json.loads(claims)
-        except ValueError:
-            raise InvalidRequestError("claims is not a JSON object") from None
-        if not isinstance(parsed, dict):
-            raise InvalidRequestError("claims is not a JSON object")
-        acr = (
-            (parsed.get("id_token") or {}).get("acr")
-            if isinstance(parsed.get("id_token"), dict)
-            else None
-        )
-        if isinstance(acr, dict):
-            essential = acr.get("essential") is True
-            if isinstance(acr.get("value"), str):
-                values.append(acr["value"])
-            if isinstance(acr.get("values"), list):
-                values.extend(v for v in acr["values"] if isinstance(v, str))
+    acr_claim = claims_request.acr_request(claims_request.parse(params.get("claims")))
+    if acr_claim:
+        essential = acr_claim.get("essential") is True
+        if isinstance(acr_claim.get("value"), str):
+            values.append(acr_claim["value"])
+        values.extend(v for v in acr_claim.get("values", []) if isinstance(v, str))
     if not values:
         values = (params.get("acr_values") or "").split()
     return Request(values, essential)

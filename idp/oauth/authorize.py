@@ -4,17 +4,20 @@ validate client, redirect_uri, response_type, scope, PKCE, nonce
   │  error before the redirect URI is trusted → error page, never redirected
   │  any later error → redirected to the client with state and iss
 login needed? no session | prompt=login | max_age | id_token_hint of another user
+  │            | claims asks for another sub (OIDC Core §3.1.2.2, §5.5.1)
   │  prompt=none → login_required; else /login, which comes back here
 stronger sign-in needed? acr_values | claims acr | client requires MFA (acr.decide)
   │  prompt=none → login_required; unreachable essential acr → unmet_authentication_
   │  requirements; else the missing factor (auth.mfa.begin need=), which comes back here
-consent needed? new scopes | prompt=consent (first-party clients skip new scopes)
+consent needed? new scopes | new claims asked for by the claims parameter (OIDC Core §5.5)
+  │            | prompt=consent (first-party clients skip new scopes and claims)
   │  prompt=none → consent_required; else consent page, POSTed back with CSRF token
 issue the code → deliver by response_mode (query | form_post), always with iss
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from authlib.oauth2 import OAuth2Error
@@ -32,10 +35,11 @@ from ..auth.forms import ConsentForm
 from ..auth.session import current_authentication
 from ..models import Client, Consent, utcnow
 from ..security import allow_form_action
-from . import acr, jar, par, prompts
-from .claims import SCOPE_DESCRIPTIONS
+from . import acr, claims_request, jar, par, prompts
+from .claims import CLAIM_DESCRIPTIONS, SCOPE_DESCRIPTIONS
 from .responses import added_params, deliver
 from .server import query_client, server
+from .subjects import subject_for
 
 FORM_FIELDS = {"csrf_token", "allow", "deny"}
 # Parameters that must not repeat (RFC 6749 §3.1); Authlib checks the first five itself.
@@ -135,9 +139,15 @@ def authorize():
         requested = prompts.requested_prompts(params)
         max_age = prompts.max_age(params)
         hint_sub = prompts.id_token_hint_subject(params, client)
+        wanted = claims_request.parse(params.get("claims"))  # OIDC Core §5.5
         auth_time, amr = current_authentication()
 
-        if prompts.login_reasons(user, requested, max_age, auth_time, hint_sub):
+        reasons = prompts.login_reasons(user, requested, max_age, auth_time, hint_sub)
+        # OIDC Core §3.1.2.2: a sub asked for by value names the only user who may answer,
+        # as this client sees its users (pairwise or public, §8).
+        if user is not None and claims_request.subject_mismatch(wanted, subject_for(client, user)):
+            reasons.append("claims_sub_other_user")
+        if reasons:
             if "none" in requested:
                 raise LoginRequiredError()
             return redirect_to_login(params)
@@ -152,17 +162,18 @@ def authorize():
             return response
 
         scopes = scope_to_list(grant.request.scope) or []
-        if prompts.consent_reasons(user, client, scopes, requested):
+        extra = claims_request.beyond_scopes(wanted, scopes)  # OIDC Core §5.5
+        if prompts.consent_reasons(user, client, scopes, requested, extra):
             if "none" in requested:
                 raise ConsentRequiredError()
             form = ConsentForm()
             if not (request.method == "POST" and form.validate_on_submit()):
-                return consent_page(form, client, scopes, params, redirect_uri)
+                return consent_page(form, client, scopes, params, redirect_uri, wanted, extra)
             if form.deny.data:
                 audit.record("consent.denied", actor=user.sub, target=client.client_id)
                 db.session().commit()
                 return finish(grant, None, redirect_uri, params)
-            remember_consent(user, client, scopes)
+            remember_consent(user, client, scopes, extra)
     except OAuth2Error as error:
         return redirect_error(error, redirect_uri, params)
     return finish(grant, user, redirect_uri, params)
@@ -182,10 +193,24 @@ def redirect_to_login(params: dict[str, str]):
     return redirect(url_for("auth.login", **login_args))
 
 
-def consent_page(form, client, scopes, params, redirect_uri: str):
-    granted = prompts.granted_scopes(current_user, client)
+def consent_page(form, client, scopes, params, redirect_uri: str, wanted=None, extra=()):
+    consent = prompts.consent_of(current_user, client)
+    granted = consent.scopes if consent else set()
     items = [
         {"scope": s, "text": SCOPE_DESCRIPTIONS.get(s, s), "new": s not in granted} for s in scopes
+    ]
+    # OIDC Core §5.5: claims asked for one by one, beyond the scopes; essential ones
+    # (§5.5.1) are shown as asked as required (the user may still deny).
+    had = prompts.granted_claims(consent)
+    essential = set(claims_request.essential_claims(wanted))
+    claims = [
+        {
+            "claim": c,
+            "text": CLAIM_DESCRIPTIONS.get(c, c),
+            "essential": c in essential,
+            "new": c not in had,
+        }
+        for c in extra
     ]
     response = make_response(
         render_template(
@@ -193,6 +218,7 @@ def consent_page(form, client, scopes, params, redirect_uri: str):
             form=form,
             client=client,
             scopes=items,
+            claims=claims,
             action=authorize_url(par.link_params(params)),
         )
     )
@@ -203,8 +229,9 @@ def consent_page(form, client, scopes, params, redirect_uri: str):
     return response
 
 
-def remember_consent(user, client, scopes: list[str]) -> None:
-    """Record the user's consent, adding these scopes to what was granted before.
+def remember_consent(user, client, scopes: list[str], claims: Sequence[str] = ()) -> None:
+    """Record the user's consent, adding these scopes, and these claims consented to one by
+    one (the claims parameter, OIDC Core §5.5), to what was granted before.
 
     Two first consents may arrive at once (two tabs, or this page and the device page):
     the row is created with INSERT ... ON CONFLICT DO NOTHING, then read under a row lock
@@ -229,7 +256,12 @@ def remember_consent(user, client, scopes: list[str]) -> None:
         .execution_options(populate_existing=True)
     )
     consent.scope = " ".join(sorted(consent.scopes | set(scopes)))
-    audit.record("consent.granted", actor=user.sub, target=client.client_id, scope=consent.scope)
+    if claims:
+        consent.claims = " ".join(sorted(consent.claim_names | set(claims)))
+    details = {"scope": consent.scope}
+    if consent.claims:
+        details["claims"] = consent.claims
+    audit.record("consent.granted", actor=user.sub, target=client.client_id, **details)
     session.commit()
 
 

@@ -5,22 +5,29 @@ ID token and for UserInfo.
             "userinfo": {"name": null, "sub": {"value": "..."}}}
 
 ``parse`` validates the parameter at the authorization endpoint (or PAR, or inside a request
-object) and returns its normal form, which is what a code and its tokens keep; ``id_token_claims``
-and ``userinfo_claims`` pick the requested claims from what the user consented to.
+object: the code grant's validation, so all three) and returns its normal form, which is
+what a code and the tokens issued from it keep (``dumps``); ``released`` names the claims the
+ID token or UserInfo adds to those of the scopes.
 
 Rules of this server:
 
-* Only claims of the scopes the user granted are released (``claims.user_claims``): the consent
-  page speaks in scopes, so the parameter chooses *where* a consented claim goes (§5.5: e.g.
-  ``email`` in the ID token) and never widens what the user agreed to. A requested claim the
-  user has no value for, or did not consent to, is left out (§5.5: "not an error").
+* Claims requested by the parameter are requested *in addition to* the scopes' claims
+  (§5.5). One outside the scopes the user granted is shown on the consent page by itself,
+  in plain words, and released only once the user consented to it (``Consent.claims``
+  remembers it, like the scopes). ``names`` picks what the ID token (``id_token`` member)
+  and UserInfo (``userinfo`` member) add to the scopes' claims.
+* Only claims this server has (``claims.KNOWN_CLAIMS``) are released; other names are
+  ignored, as are the ID token's protocol claims (``NOT_APPLIED``).
+* A requested claim the user has no value for is left out (§5.5: "not an error").
 * ``essential`` does not make a missing claim an error (§5.5.1 leaves that to the OP): the
-  authorization goes on, the claim is left out.
+  authorization goes on, the claim is left out. The consent page says it was asked as
+  required.
 * ``value`` / ``values`` are honoured for ``sub`` (§3.1.2.2: only that user may be the
-  answer; ``subject_mismatch``); for other claims they are hints and the user's real value is
-  returned when released (§5.5.1 "the OP ... MAY" use them).
+  answer; ``subject_mismatch`` against the sub the client sees, pairwise or public); for
+  other claims they are hints and the user's real value is returned when released (§5.5.1
+  "the OP ... MAY" use them).
 * ``acr`` is parsed and kept but not applied here: the authentication context work
-  (``acr_values``, step-up) owns it (``acr_request`` hands it over).
+  (``oauth.acr``: ``acr_values``, step-up) owns it (``acr_request`` hands it over).
 * Members other than ``id_token`` and ``userinfo`` are ignored (§5.5: "not understood MUST be
   ignored"); a malformed parameter is ``invalid_request``.
 """
@@ -31,8 +38,7 @@ import json
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
 
-from ..models import User
-from .claims import user_claims
+from .claims import KNOWN_CLAIMS, scope_claims
 
 TARGETS = ("id_token", "userinfo")
 # Claims this module never sets from a request: the ID token's protocol claims, and acr,
@@ -134,32 +140,33 @@ def subject_mismatch(parsed: dict | None, sub: str) -> bool:
     return False
 
 
-def _pick(parsed: dict | None, target: str, user: User, scope: str) -> dict:
+def loads(stored: str | None) -> dict | None:
+    """The normal form back from what a code or token keeps (written by ``dumps``)."""
+    return json.loads(stored) if stored else None
+
+
+def names(parsed: dict | None, target: str) -> list[str]:
+    """The claims ``target`` (id_token or userinfo) asks for by themselves that this server
+    can release: known claims, not the ID token's protocol claims, not sub (always there)."""
     requested = (parsed or {}).get(target) or {}
-    if not requested:
-        return {}
-    consented = user_claims(user, scope)
-    return {
-        name: consented[name] for name in requested if name not in NOT_APPLIED and name in consented
-    }
+    return [
+        name
+        for name in requested
+        if name in KNOWN_CLAIMS and name not in NOT_APPLIED and name != "sub"
+    ]
 
 
-def id_token_claims(parsed: dict | None, user: User, scope: str) -> dict:
-    """The individually requested claims to add to the ID token (§5.5 "id_token").
-
-    Today ``oidc.issue_id_token`` already puts every consented claim in the ID token, so this
-    adds nothing yet; it matters once claims beyond the granted scopes can be consented to.
-    """
-    return _pick(parsed, "id_token", user, scope)
+def released(stored: str | None, target: str) -> list[str]:
+    """``names`` of a stored request: what the ID token or UserInfo adds to the scopes'."""
+    return names(loads(stored), target) if stored else []
 
 
-def userinfo_claims(parsed: dict | None, user: User, scope: str) -> dict:
-    """The individually requested claims to add to the UserInfo response (§5.5 "userinfo").
-
-    UserInfo already returns every claim of the granted scopes (§5.4), so this adds nothing
-    today; it is the hook for claims that are released only on request.
-    """
-    return _pick(parsed, "userinfo", user, scope)
+def beyond_scopes(parsed: dict | None, scopes) -> list[str]:
+    """The requested claims (either member) the scopes do not release: what the user is
+    asked to consent to one by one, in the order requested."""
+    covered = scope_claims(scopes)
+    found = [n for target in TARGETS for n in names(parsed, target) if n not in covered]
+    return list(dict.fromkeys(found))
 
 
 def acr_request(parsed: dict | None) -> dict | None:
@@ -167,7 +174,11 @@ def acr_request(parsed: dict | None) -> dict | None:
     return ((parsed or {}).get("id_token") or {}).get("acr")
 
 
-def essential_claims(parsed: dict | None, target: str) -> list[str]:
-    """Names requested as essential (§5.5.1), e.g. to tell the user on the consent page."""
-    requested = (parsed or {}).get(target) or {}
-    return [name for name, request in requested.items() if request and request.get("essential")]
+def essential_claims(parsed: dict | None, target: str | None = None) -> list[str]:
+    """Names requested as essential (§5.5.1) by ``target`` or by either member, to tell the
+    user on the consent page."""
+    found = []
+    for member in [target] if target else TARGETS:
+        requested = (parsed or {}).get(member) or {}
+        found += [name for name, ask in requested.items() if ask and ask.get("essential")]
+    return list(dict.fromkeys(found))

@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 from .. import audit, db
 from ..auth.session import current_authentication, current_sid, remember_client
 from ..models import AuthorizationCode, Token, secret_hash, token_sql, utcnow
-from . import acr, dpop, resources, tokens
+from . import acr, claims_request, dpop, resources, tokens
 from .claims import OIDC_SCOPES
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 
@@ -81,6 +81,11 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
             raise InvalidRequestError(
                 "response_mode must be query or form_post", redirect_uri=redirect_uri, state=state
             )
+        try:
+            claims_request.parse(data.get("claims"))  # OIDC Core §5.5
+        except OAuth2Error as error:
+            error.redirect_uri, error.state = redirect_uri, state
+            raise
         if "openid" in (scope_to_list(self.request.payload.scope) or []) and not (
             self.request.payload.redirect_uri
         ):
@@ -121,6 +126,8 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
             sid=current_sid(),
             resources=getattr(request, "granted_resources", None) or None,
             dpop_jkt=data.get("dpop_jkt"),  # RFC 9449 §10
+            # OIDC Core §5.5: the normal form, for the ID token and UserInfo of its tokens.
+            claims_request=claims_request.dumps(claims_request.parse(data.get("claims"))),
             expires_at=utcnow() + timedelta(seconds=lifetime),
         )
         session = db.session()

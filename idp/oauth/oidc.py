@@ -18,7 +18,7 @@ from sqlalchemy import exists, select
 
 from .. import db
 from ..models import AuthorizationCode, Client, Consent, User, UserSession
-from . import keys, subjects, tokens
+from . import claims_request, keys, subjects, tokens
 from .acr import level
 from .cache import registry
 from .claims import user_claims
@@ -42,10 +42,13 @@ def issue_id_token(
     nonce: str | None = None,
     access_token: str | None = None,
     sid: str | None = None,
+    requested: str | None = None,
 ) -> str:
+    """``requested``: the stored claims request (OIDC Core §5.5), whose id_token member's
+    claims the ID token carries in addition to the scope's."""
     alg = signing_alg(client)
     now = int(time.time())
-    claims = user_claims(user, scope, client)
+    claims = user_claims(user, scope, client, claims_request.released(requested, "id_token"))
     claims["sub"] = subjects.remember(client, user)  # a pairwise sub must map back (hints)
     claims.update(
         iss=current_app.config["ISSUER"],
@@ -161,6 +164,7 @@ class OpenIDCode(oidc_grants.OpenIDCode):
             nonce=code.nonce,
             access_token=token.get("access_token"),
             sid=code.sid,
+            requested=code.claims_request,
         )
 
 
@@ -178,4 +182,5 @@ class OpenIDRefresh(oidc_grants.OpenIDToken):
             acr=parent.acr,  # OIDC Core §12.2: the original sign-in's values
             access_token=token.get("access_token"),
             sid=parent.sid,
+            requested=parent.claims_request,  # OIDC Core §5.5, kept on refresh
         )

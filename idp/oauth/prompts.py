@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from sqlalchemy import select
 
 from .. import db
 from ..models import Client, Consent, User
+from .claims import scope_claims
 
 
 def requested_prompts(params) -> set[str]:
@@ -74,17 +76,36 @@ def login_reasons(
     return reasons
 
 
-def granted_scopes(user: User, client: Client) -> set[str]:
-    consent = db.session().scalar(
+def consent_of(user: User, client: Client) -> Consent | None:
+    return db.session().scalar(
         select(Consent).where(Consent.user_id == user.id, Consent.client_id == client.client_id)
     )
-    return consent.scopes if consent else set()
 
 
-def consent_reasons(user: User, client: Client, scopes: list[str], prompts: set[str]) -> list[str]:
+def granted_claims(consent: Consent | None) -> set[str]:
+    """The claims the user already agreed to release: those of the granted scopes and those
+    consented to one by one (OIDC Core §5.5)."""
+    if consent is None:
+        return set()
+    return scope_claims(consent.scopes) | consent.claim_names
+
+
+def consent_reasons(
+    user: User,
+    client: Client,
+    scopes: list[str],
+    prompts: set[str],
+    claims: Sequence[str] = (),
+) -> list[str]:
+    """``claims``: the individually requested claims beyond ``scopes`` (OIDC Core §5.5)."""
     reasons = []
     if "consent" in prompts:
         reasons.append("prompt_consent")
-    if not client.first_party and set(scopes) - granted_scopes(user, client):
+    if client.first_party:
+        return reasons
+    consent = consent_of(user, client)
+    if set(scopes) - (consent.scopes if consent else set()):
         reasons.append("new_scopes")
+    if set(claims) - granted_claims(consent):
+        reasons.append("new_claims")
     return reasons

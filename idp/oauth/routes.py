@@ -24,7 +24,7 @@ from . import (
     session_end,
 )
 from . import end_session as end_session_view
-from .claims import SCOPE_DESCRIPTIONS
+from .claims import CLAIM_DESCRIPTIONS, SCOPE_DESCRIPTIONS
 from .paths import PATHS, registration_enabled
 from .server import build, server
 from .userinfo import userinfo
@@ -192,4 +192,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(service_documentation.bp)  # discovery's service_documentation page
     app.jinja_env.globals["scope_text"] = lambda scope: SCOPE_DESCRIPTIONS.get(scope, scope)
+    app.jinja_env.globals["claim_text"] = lambda claim: CLAIM_DESCRIPTIONS.get(claim, claim)
     app.extensions["csrf"].exempt(bp)  # protocol endpoints; the consent form checks its own

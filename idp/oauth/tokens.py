@@ -94,6 +94,8 @@ def save_token(token: dict, request) -> Token:
         amr=code.amr if code else (parent.amr if parent else None),
         acr=code.acr if code else (parent.acr if parent else None),  # kept on refresh
         sid=code.sid if code else (parent.sid if parent else None),
+        # OIDC Core §5.5: the individually requested claims, kept on refresh.
+        claims_request=code.claims_request if code else getattr(parent, "claims_request", None),
         jkt=dpop.current_jkt(),  # RFC 9449 §6: the DPoP key the token is bound to
     )
     if "refresh_token" in token:

@@ -9,7 +9,7 @@ from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
 from flask import Response, current_app, jsonify, request
 
 from .. import db
-from . import dpop
+from . import claims_request, dpop
 from .claims import user_claims
 from .keys import sign
 from .resource_metadata import with_resource_metadata
@@ -77,7 +77,9 @@ def userinfo():
         return _error(error.status_code, error.get_headers(), dict(error.get_body()))
     except OAuth2Error as error:  # pragma: no cover - every raise above is one of those
         return _error(401, error.get_headers(), dict(error.get_body()))
-    claims = user_claims(token.user, token.scope, token.client)
+    # OIDC Core §5.5: the userinfo member's claims (consented one by one) with the scope's.
+    extra = claims_request.released(token.claims_request, "userinfo")
+    claims = user_claims(token.user, token.scope, token.client, extra)
     alg = token.client.userinfo_signed_response_alg
     if alg:
         response = Response(signed(claims, token.client, alg), mimetype="application/jwt")

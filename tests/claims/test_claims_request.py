@@ -1,5 +1,5 @@
 """The claims request parameter (OIDC Core §5.5): parsing and picking individual claims.
-Not yet wired into /authorize, the ID token and UserInfo (see idp/oauth/claims_request.py)."""
+The flows through /authorize, PAR, JAR, the ID token and UserInfo: tests/claims_parameter."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import json
 
 import pytest
 from authlib.oauth2.rfc6749 import InvalidRequestError
-from sqlalchemy import select
 
-from idp import db
-from idp.models import User
 from idp.oauth import claims_request
 
 # OIDC Core §5.5's example, as the spec prints it.
@@ -89,8 +86,9 @@ def test_sub_with_another_value_is_a_mismatch():
     assert not claims_request.subject_mismatch(None, "anyone")
 
 
-def test_only_consented_claims_are_released(app, user):
-    # The scopes granted bound what the claims parameter can move into the ID token.
+def test_requested_claims_come_in_addition_to_the_scopes():
+    # OIDC Core §5.5: claims asked for by the parameter are requested in addition to the
+    # scope's; protocol claims (nonce, acr), sub and names this server lacks are not picked.
     parsed = claims_request.parse(
         json.dumps(
             {
@@ -100,14 +98,25 @@ def test_only_consented_claims_are_released(app, user):
                     "phone_number": None,
                     "nonce": None,
                     "acr": {"essential": True},
-                }
+                    "sub": None,
+                    "http://example.info/claims/groups": None,
+                },
+                "userinfo": {"address": None, "name": None},
             }
         )
     )
-    with app.app_context():
-        row = db.session().scalar(select(User).where(User.username == "alice"))
-        picked = claims_request.id_token_claims(parsed, row, "openid email")
-        assert picked == {"email": "alice@example.com"}
-        picked = claims_request.id_token_claims(parsed, row, "openid email profile")
-        assert picked == {"email": "alice@example.com", "name": "Alice Liddell"}
-        assert claims_request.userinfo_claims(parsed, row, "openid email") == {}
+    assert claims_request.names(parsed, "id_token") == ["email", "name", "phone_number"]
+    assert claims_request.released(claims_request.dumps(parsed), "userinfo") == [
+        "address",
+        "name",
+    ]
+    # What the consent page asks for one by one: what the scopes do not already release.
+    assert claims_request.beyond_scopes(parsed, ["openid", "email"]) == [
+        "name",
+        "phone_number",
+        "address",
+    ]
+    assert claims_request.beyond_scopes(parsed, ["openid", "profile", "email", "phone"]) == [
+        "address"
+    ]
+    assert claims_request.essential_claims(parsed) == ["email", "acr"]
