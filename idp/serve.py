@@ -44,10 +44,8 @@ def exec_gunicorn(settings: dict[str, object], extra: tuple[str, ...] = ()) -> N
     for name, value in settings.items():
         if value is not None:
             os.environ[f"IDP_{name.upper()}"] = str(value)
-    # Each sign-in's argon2 hash takes ARGON2_MEMORY_COST (19 MiB) from malloc. glibc would
-    # raise its mmap threshold after the first and keep later buffers in each thread's
-    # arena: a gthread worker grew from ~115 to ~170 MB. A fixed threshold returns them to
-    # the system (91 MB measured); set MALLOC_MMAP_THRESHOLD_ yourself to change it.
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1024 * 1024))
+    # No MALLOC_* default: argon2 runs on one thread per worker (auth.passwords), whose
+    # glibc arena keeps one 19 MiB buffer warm. A fixed MALLOC_MMAP_THRESHOLD_ (set here
+    # before) gave it back after each sign-in and cost 12-15 ms of page faults a time.
     argv = gunicorn_argv(extra)
     os.execv(argv[0], argv)

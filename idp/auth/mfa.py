@@ -93,8 +93,8 @@ def begin(user: User, amr: list[str], next_url: str, *, need: str | None = None)
     factors = available(user, need)
     if need is None and not factors and not required(user):
         login.clear_failures(user)
-        user_session.start(user, amr)
-        record_factors(amr_kinds(amr), [])
+        now = int(time.time())
+        user_session.start(user, amr, [{"kind": k, "at": now} for k in amr_kinds(amr)])
         return redirect(next_url)
     previous = []
     if need is not None and user_session.current() is not None:
@@ -196,8 +196,7 @@ def finish(added_amr: list[str], *, kind: str | None = None) -> Response:
     now = int(time.time())
     used = list(state.get("factors") or []) + [{"kind": kind or "+".join(added_amr), "at": now}]
     login.clear_failures(user)
-    user_session.start(user, amr)  # clears the Flask session, the pending state with it
-    user_session.current().factors = used
+    user_session.start(user, amr, used)  # clears the Flask session, the pending state with it
     audit.record("mfa.success", actor=user.sub, factor=kind, amr=amr)
     return redirect(state["next"])
 
@@ -210,17 +209,9 @@ def complete(user: User, amr: list[str], next_url: str, *, kind: str) -> Respons
     methods = combine([], amr)
     login.clear_failures(user)
     cancel()
-    user_session.start(user, methods)
-    record_factors([], [{"kind": kind, "at": int(time.time())}])
+    user_session.start(user, methods, [{"kind": kind, "at": int(time.time())}])
     audit.record("mfa.success", actor=user.sub, factor=kind, amr=methods)
     return redirect(next_url)
-
-
-def record_factors(kinds: list[str], extra: list[dict]) -> None:
-    row = user_session.current()
-    if row is not None:
-        now = int(time.time())
-        row.factors = [{"kind": k, "at": now} for k in kinds] + extra
 
 
 def notify(user: User, subject: str, text: str) -> None:

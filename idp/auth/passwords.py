@@ -6,10 +6,20 @@ before normalisation hold the raw form, so ``match`` tries the NFKC form first, 
 form; a raw-form match tells the caller to rehash (``authenticate`` stores the NFKC hash).
 The number of verifications depends only on the password typed, never on the account: an
 unknown user burns the dummy hash as many times as a known one would be tried.
+
+Every argon2 hash and verification of a process runs on one thread of its own (``_run``),
+one at a time: a worker serves one core, so this costs no sign-in throughput. That thread
+has a glibc malloc arena of its own, in which nothing but argon2 allocates, so each
+computation's ARGON2_MEMORY_COST buffer (19 MiB) is the block the previous one freed, still
+in memory: no 19 MiB of page faults per sign-in, and one buffer per worker rather than one
+per request thread (docs/architecture.md, "Passwords").
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from argon2 import PasswordHasher
@@ -17,6 +27,21 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
 
 from .policy import normalise
+
+_executor: tuple[int, ThreadPoolExecutor] | None = None
+_executor_lock = threading.Lock()
+
+
+def _run(call, *args):
+    """call(*args) on this process's argon2 thread (made after a fork, as threads are not
+    inherited); its exceptions are raised here."""
+    global _executor
+    pid = os.getpid()
+    if _executor is None or _executor[0] != pid:
+        with _executor_lock:
+            if _executor is None or _executor[0] != pid:
+                _executor = (pid, ThreadPoolExecutor(1, thread_name_prefix="argon2"))
+    return _executor[1].submit(call, *args).result()
 
 
 class PasswordTooLong(ValueError):
@@ -42,7 +67,7 @@ def dummy_hash(memory_cost: int, time_cost: int, parallelism: int) -> str:
     to cost what a real verification costs (its parameters), and one argon2 hash per app
     was half of create_app's time (every test builds an app)."""
     hasher = PasswordHasher(memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism)
-    return hasher.hash("not-a-password-of-anyone")
+    return _run(hasher.hash, "not-a-password-of-anyone")
 
 
 def _hasher() -> PasswordHasher:
@@ -62,7 +87,7 @@ def check_length(password: str) -> None:
 def hash_password(password: str) -> str:
     """The argon2id hash of the password's NFKC form."""
     check_length(password)
-    return _hasher().hash(normalise(password))
+    return _run(_hasher().hash, normalise(password))
 
 
 NFKC, RAW = "nfkc", "raw"
@@ -79,7 +104,7 @@ def candidates(password: str) -> list[tuple[str, str]]:
 
 def _verify_one(stored_hash: str, text: str) -> bool:
     try:
-        return _hasher().verify(stored_hash, text)
+        return _run(_hasher().verify, stored_hash, text)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -63,8 +63,11 @@ def load_user(sub: str) -> User | None:
     return user
 
 
-def start(user: User, methods: list[str]) -> UserSession:
+def start(user: User, methods: list[str], factors: list[dict] | None = None) -> UserSession:
     """Begin a session for the user; the old cookie contents are dropped.
+
+    ``factors`` (the row's factor record, auth.mfa) is written with the row itself, not by
+    an UPDATE after it.
 
     Signing in again as the same user in the same browser re-authenticates the live session
     (same sid, new auth_time and amr), so relying parties keep their session; signing in as
@@ -96,6 +99,8 @@ def start(user: User, methods: list[str]) -> UserSession:
         s.add(row)
     row.user_agent = (request.headers.get("User-Agent") or "")[:512] or None
     row.ip = request.remote_addr
+    if factors is not None:
+        row.factors = factors
     login_user(user)
     g.user_session = row
     session["sid"] = row.sid
@@ -222,7 +227,9 @@ def remember_client(sid: str | None, client_id: str) -> None:
     if not sid:
         return
     s = db.session()
-    row = s.scalar(select(UserSession).where(UserSession.sid == sid))
+    row = current()  # the row this request's user loader read, if it is that session
+    if row is None or row.sid != sid:
+        row = s.scalar(select(UserSession).where(UserSession.sid == sid))
     if row is None:
         return
     exists = s.get(SessionClient, (row.id, client_id))
