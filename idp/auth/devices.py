@@ -83,13 +83,15 @@ def device_hash(user: User, token: str) -> str:
     return secret_hash(f"{user.sub}:{token}")
 
 
-def browser_token() -> str:
-    """This browser's device cookie value, or a new one (set on the response)."""
+def browser_token() -> tuple[str, bool]:
+    """This browser's device cookie value, or a new one (set on the response); and whether
+    the browser brought it (a value made just now cannot be stored yet)."""
     token = request.cookies.get(COOKIE, "")
-    if not TOKEN.match(token):
+    brought = bool(TOKEN.match(token))
+    if not brought:
         token = secrets.token_urlsafe(32)
     g.device_cookie = token
-    return token
+    return token, brought
 
 
 def remember(user: User, token: str, description: str) -> bool:
@@ -110,12 +112,12 @@ def remember(user: User, token: str, description: str) -> bool:
 
 
 def forget_oldest(user: User) -> None:
-    s = db.session()
     keep = select(KnownDevice.id).where(KnownDevice.user_id == user.id)
     keep = keep.order_by(KnownDevice.last_seen_at.desc(), KnownDevice.id.desc()).limit(KEEP)
-    s.execute(
+    # One statement: the subquery is evaluated by the database, not sent back as a list.
+    db.session().execute(
         delete(KnownDevice).where(
-            KnownDevice.user_id == user.id, KnownDevice.id.not_in(list(s.scalars(keep)))
+            KnownDevice.user_id == user.id, KnownDevice.id.not_in(keep.scalar_subquery())
         )
     )
 
@@ -125,13 +127,13 @@ def signed_in(sender, user: User, **_) -> None:
     if not current_app.config["NEW_DEVICE_NOTICES"]:
         return
     s = db.session()
-    token = browser_token()
-    known = s.scalar(
+    token, brought = browser_token()
+    known = brought and s.scalar(
         select(KnownDevice).where(
             KnownDevice.user_id == user.id, KnownDevice.token_hash == device_hash(user, token)
         )
     )
-    if known is not None:
+    if known:
         known.last_seen_at = utcnow()
         return
     first = s.scalar(select(KnownDevice.id).where(KnownDevice.user_id == user.id).limit(1))

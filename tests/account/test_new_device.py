@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from idp import db
-from idp.auth.devices import COOKIE
+from idp.auth.devices import COOKIE, device_hash
 from idp.models import KnownDevice
 
 from ..factories import PASSWORD
@@ -160,3 +160,22 @@ def test_the_cookie_is_secure_under_https(app, user):
     )
     assert response.status_code == 302
     assert "Secure" in cookie_header(response)
+
+
+def test_only_the_most_recent_browsers_are_kept(app, user, mail_server, monkeypatch):
+    # Storage stays bounded: past KEEP browsers, the least recently seen are forgotten
+    # (a forgotten browser is announced again when it comes back, which is the safe side).
+    monkeypatch.setattr("idp.auth.devices.KEEP", 3)
+    laptops = [browser(app) for _ in range(5)]
+    for laptop in laptops:
+        sign_in(laptop)
+    Auth(laptops[0]).logout()
+    sign_in(laptops[0])  # seen again: now the most recent one
+    kept = devices(app, user.id)
+    assert len(kept) == 3
+    with app.app_context():
+        expected = {
+            device_hash(user, laptop.get_cookie(COOKIE).value)
+            for laptop in (laptops[0], laptops[3], laptops[4])
+        }
+    assert {row.token_hash for row in kept} == expected
