@@ -91,7 +91,7 @@ class RegistryCache:
     def __init__(self, ttl: float):
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._clients: dict[str, tuple[dict, float, int]] = {}
+        self._clients: dict[str, tuple[dict, float, int, tuple[str, ...]]] = {}
         self._catalogue: tuple[Catalogue, float, int] | None = None
 
     def _fresh(self, loaded_at: float, generation: int) -> bool:
@@ -108,7 +108,9 @@ class RegistryCache:
             if row is None:
                 self._clients.pop(client_id, None)
                 return None
-            entry = ({name: getattr(row, name) for name in _COLUMNS}, loaded_at, generation)
+            values = {name: getattr(row, name) for name in _COLUMNS}
+            mutable = tuple(k for k, v in values.items() if isinstance(v, list | dict))
+            entry = (values, loaded_at, generation, mutable)
             if self.ttl > 0:
                 if len(self._clients) >= MAX_CLIENTS:
                     self._clients.clear()
@@ -116,9 +118,10 @@ class RegistryCache:
         # A new transient instance filled directly: the instrumented constructor would fire
         # ~35 attribute events per request for a copy nobody flushes.
         client = _new_client()
-        client.__dict__.update(
-            {k: (v.copy() if isinstance(v, list | dict) else v) for k, v in entry[0].items()}
-        )
+        values = client.__dict__
+        values.update(entry[0])
+        for name in entry[3]:  # lists and dicts are copied, the rest is immutable
+            values[name] = values[name].copy()
         targets = self.catalogue().by_client.get(client_id, ())
         client.resource_scopes = frozenset(s for t in targets for s in t.scopes)
         return client

@@ -102,14 +102,18 @@ def save_token(token: dict, request) -> Token:
         row.refresh_expires_at = now + timedelta(seconds=int(lifetime))
     # RFC 9068 / RFC 8707: audience, lifetime and format (JWT or opaque) of the access token.
     jwt_tokens.shape(token, request, row)
-    session = db.session()
+    # Client credentials with the client read from the worker's cache opened no session:
+    # none is opened for the INSERT alone (its commit would be an empty round of the ORM).
+    session = db.open_session() if db.driver_path() else db.session()
     row.id = insert(session, row)
     # Token exchange of an access token joins the subject's family (token_exchange.py).
     subject = getattr(request, "subject", None)
     in_family = subject is not None and subject.granted_scope is not None
     if row.user_id is not None or code is not None or parent is not None:
         settle(row, code.id if code else None, parent.id if parent else None, in_family)
-    session.commit()  # also releases the row locks of settle
+    session = db.open_session()
+    if session is not None:
+        session.commit()  # also releases the row locks of settle
     return row
 
 
@@ -124,7 +128,7 @@ def transient_token(**values) -> Token:
     return row
 
 
-def insert(session, row: Token) -> int:
+def insert(session, row: Token) -> int:  # session: None if the request opened none
     """INSERT the values set on a new (transient) row; its id.
 
     One statement instead of the ORM unit of work, which costs more than the INSERT itself
@@ -133,7 +137,9 @@ def insert(session, row: Token) -> int:
     (it is the caller's record of what was stored).
     """
     if db.driver_path():
-        if session.in_transaction():  # a code or refresh token was used up: commit together
+        if (
+            session is not None and session.in_transaction()
+        ):  # a code or refresh token was used up: commit together
             try:
                 return token_sql.insert_token(db.session_driver_connection(), row)
             except Exception as exc:
