@@ -344,12 +344,12 @@ def grant_is_live(
 ) -> bool:
     """The rule itself: the client enabled, the user active, the session live, the consent
     there (first-party clients ask for none). Also used for ID tokens (oidc.live_subject)."""
-    client = registry().client(client_id)
+    client = registry().settings(client_id)  # read only: no transient copy
     if client is None or not session_live:
         return False
     if user is None:
         return True
-    return user.is_active and (consent_given or client.first_party)
+    return user.is_active and (consent_given or bool(client["first_party"]))
 
 
 def revoke(row: Token) -> None:
