@@ -12,6 +12,7 @@ profile_introspection.py and profile_userinfo.py do the same for their endpoints
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import sys
 import time
@@ -55,6 +56,8 @@ def profile(request, count: int, label: str) -> None:
     print(f"{count} {label}: {cpu:.3f} ms of CPU each unprofiled (test client included); "
           f"{elapsed / count * 1000:.2f} ms each with the profiler on")  # fmt: skip
     stats = pstats.Stats(profiler)
+    if os.environ.get("BENCH_PSTATS"):  # for pstats' browser: python -m pstats FILE
+        stats.dump_stats(os.environ["BENCH_PSTATS"])
     stats.sort_stats("cumulative").print_stats(45)
     stats.sort_stats("tottime").print_stats(25)
     print_groups(stats, cpu)

@@ -99,6 +99,11 @@ def session() -> Session:
     return g.db_session
 
 
+def open_session() -> Session | None:
+    """The request's session if it has opened one, else None (opening one costs a commit)."""
+    return g.get("db_session")
+
+
 def read_only() -> None:
     """Mark this request as one that only reads (introspection, UserInfo).
 

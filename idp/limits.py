@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from flask import Flask, current_app, request, session
+from flask.globals import request_ctx
 from flask_limiter import Limiter, RequestLimit
 from limits.storage import MemoryStorage
 
@@ -189,6 +190,7 @@ def init_app(app: Flask) -> None:
     unused = not (manager.application_limits or manager.default_limits or limiter._meta_limits)
     if unused and limiter._check_request_limit in hooks:  # not there when limits are off
         hooks.remove(limiter._check_request_limit)
+    trim_hooks(app, limiter)
     for endpoint, rules in rules_for(app).items():
         view = app.view_functions[endpoint]
         for rule in rules:
@@ -198,6 +200,35 @@ def init_app(app: Flask) -> None:
                 methods=list(rule.methods),
             )(view)
         app.view_functions[endpoint] = view
+
+
+STATE = "_limiter_request_context"  # Flask-Limiter's per-request state on the request context
+
+
+def trim_hooks(app: Flask, limiter: Limiter) -> None:
+    """Flask-Limiter's hooks after each request, reduced to what this configuration uses.
+
+    Its after-request hook deducts conditional costs (``deduct_when``: no limit here has one)
+    and adds X-RateLimit headers (``headers_enabled=False``): with neither it did nothing but
+    resolve the current limit, on every request. Its teardown resets the per-request limiter
+    state, which it first creates on requests that had none; here it resets only state that
+    exists (a request context is not reused, so the outcome is the same).
+    """
+    after = app.after_request_funcs.get(None, [])
+    for hook in list(after):
+        if getattr(hook, "func", None) is Limiter._Limiter__inject_headers and not (
+            limiter._headers_enabled
+        ):
+            after.remove(hook)
+    teardown = app.teardown_request_funcs.get(None, [])
+    if limiter._Limiter__release_context in teardown:
+        index = teardown.index(limiter._Limiter__release_context)
+
+        def release_context(_exc: BaseException | None = None) -> None:
+            if request_ctx and hasattr(request_ctx._get_current_object(), STATE):
+                limiter.context.reset()
+
+        teardown[index] = release_context
 
 
 def retry_after(error) -> int:

@@ -83,11 +83,29 @@ def start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
 
+# (endpoint, method, status) -> the labelled counter and histogram children. ``labels``
+# rebuilds the label tuple under a lock on every call; the children are the same objects
+# every time (prometheus_client keeps them, and handles a fork itself), so each is found
+# once. Bounded like the label sets themselves; past MAX_CHILDREN it starts over.
+_children: dict[tuple[str, str, int], tuple] = {}
+MAX_CHILDREN = 4096
+
+
 def record(endpoint: str, method: str, status: int, seconds: float | None) -> None:
     """Count one response (also called by idp.published, outside Flask)."""
-    REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)).inc()
+    key = (endpoint, method, status)
+    children = _children.get(key)
+    if children is None:
+        children = (
+            REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)),
+            LATENCY.labels(endpoint=endpoint),
+        )
+        if len(_children) >= MAX_CHILDREN:
+            _children.clear()
+        _children[key] = children
+    children[0].inc()
     if seconds is not None:
-        LATENCY.labels(endpoint=endpoint).observe(seconds)
+        children[1].observe(seconds)
 
 
 def observe(response: Response) -> Response:

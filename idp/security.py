@@ -54,7 +54,9 @@ def set_headers(response: Response) -> Response:
         "https://"
     ):
         missing.append(HSTS)
-    headers.extend(missing)
+    # Constant, already valid header values: appended as they are (``extend`` would check
+    # and convert each one again, on every response).
+    headers._list.extend(missing)
     return response
 
 

@@ -16,6 +16,7 @@ import os
 import sys
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 HOPS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
@@ -25,6 +26,58 @@ def init_app(app: Flask) -> None:
     hops = {name: int(app.config[f"PROXY_FIX_{name.upper()}"]) for name in HOPS}
     if any(hops.values()):
         app.wsgi_app = ProxyFix(app.wsgi_app, **hops)
+    remember_ensure_sync(app)
+    app.session_interface = CookieSessions()
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once per key.
+
+    Flask builds a new serializer (and its signer settings) when each request opens its
+    session, cookie or not; it depends only on SECRET_KEY and SECRET_KEY_FALLBACKS, so it is
+    rebuilt only when they change.
+    """
+
+    _cached: tuple = (None, None)
+
+    def get_signing_serializer(self, app: Flask):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        cached_keys, serializer = self._cached
+        if cached_keys != keys:
+            serializer = super().get_signing_serializer(app)
+            self._cached = (keys, serializer)
+        return serializer
+
+
+MEMO_SIZE = 512  # hooks, views and error handlers are far fewer; past it the memo starts over
+
+
+def remember_ensure_sync(app: Flask) -> None:
+    """Decide once per function whether it is a coroutine function.
+
+    Flask passes every hook, view and error handler through ``app.ensure_sync`` on every
+    request (18 times a token request), and each time ``inspect.iscoroutinefunction``
+    unwraps and inspects the function again. The answer for a given function object does
+    not change, so the first one is kept (per-request closures such as ``after_this_request``
+    functions only fill the memo until it starts over).
+    """
+    decide = app.ensure_sync
+    memo: dict = {}
+
+    def ensure_sync(func):
+        try:
+            return memo[func]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable callable
+            return decide(func)
+        result = decide(func)
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[func] = result
+        return result
+
+    app.ensure_sync = ensure_sync
 
 
 def gunicorn_argv(extra: tuple[str, ...] = ()) -> list[str]:

@@ -91,7 +91,7 @@ class RegistryCache:
     def __init__(self, ttl: float):
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._clients: dict[str, tuple[dict, float, int]] = {}
+        self._clients: dict[str, tuple[dict, float, int, tuple[str, ...]]] = {}
         self._catalogue: tuple[Catalogue, float, int] | None = None
 
     def _fresh(self, loaded_at: float, generation: int) -> bool:
@@ -99,6 +99,28 @@ class RegistryCache:
 
     def client(self, client_id: str) -> Client | None:
         """An enabled client by id, as a new transient Client; None if unknown or disabled."""
+        entry = self._entry(client_id)
+        if entry is None:
+            return None
+        # A new transient instance filled directly: the instrumented constructor would fire
+        # ~35 attribute events per request for a copy nobody flushes.
+        client = _new_client()
+        values = client.__dict__
+        values.update(entry[0])
+        for name in entry[3]:  # lists and dicts are copied, the rest is immutable
+            values[name] = values[name].copy()
+        targets = self.catalogue().by_client.get(client_id, ())
+        client.resource_scopes = frozenset(s for t in targets for s in t.scopes)
+        return client
+
+    def settings(self, client_id: str) -> dict | None:
+        """An enabled client's registered column values, shared and READ-ONLY; None if
+        unknown or disabled. For checks that read a setting or two (the liveness rule),
+        without the copy ``client`` makes."""
+        entry = self._entry(client_id)
+        return None if entry is None else entry[0]
+
+    def _entry(self, client_id: str) -> tuple | None:
         entry = self._clients.get(client_id)
         if entry is None or not self._fresh(entry[1], entry[2]):
             generation, loaded_at = _generation, time.monotonic()
@@ -108,20 +130,14 @@ class RegistryCache:
             if row is None:
                 self._clients.pop(client_id, None)
                 return None
-            entry = ({name: getattr(row, name) for name in _COLUMNS}, loaded_at, generation)
+            values = {name: getattr(row, name) for name in _COLUMNS}
+            mutable = tuple(k for k, v in values.items() if isinstance(v, list | dict))
+            entry = (values, loaded_at, generation, mutable)
             if self.ttl > 0:
                 if len(self._clients) >= MAX_CLIENTS:
                     self._clients.clear()
                 self._clients[client_id] = entry
-        # A new transient instance filled directly: the instrumented constructor would fire
-        # ~35 attribute events per request for a copy nobody flushes.
-        client = _new_client()
-        client.__dict__.update(
-            {k: (v.copy() if isinstance(v, list | dict) else v) for k, v in entry[0].items()}
-        )
-        targets = self.catalogue().by_client.get(client_id, ())
-        client.resource_scopes = frozenset(s for t in targets for s in t.scopes)
-        return client
+        return entry
 
     def catalogue(self) -> Catalogue:
         entry = self._catalogue

@@ -76,8 +76,8 @@ def _form_error(repeatable: tuple[str, ...] = ()):
         return _json_error(
             InvalidRequestError("Send parameters as application/x-www-form-urlencoded.")
         )
-    for name in request.form:
-        if len(request.form.getlist(name)) > 1 and name not in repeatable:
+    for name, values in request.form.lists():
+        if len(values) > 1 and name not in repeatable:
             return _json_error(_repeated(name))
     return None
 

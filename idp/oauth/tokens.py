@@ -109,14 +109,18 @@ def save_token(token: dict, request) -> Token:
     if rotating:
         row.id = rotate(parent, row, now)
         return row
-    session = db.session()
+    # Client credentials with the client read from the worker's cache opened no session:
+    # none is opened for the INSERT alone (its commit would be an empty round of the ORM).
+    session = db.open_session() if db.driver_path() else db.session()
     row.id = insert(session, row)
     # Token exchange of an access token joins the subject's family (token_exchange.py).
     subject = getattr(request, "subject", None)
     in_family = subject is not None and subject.granted_scope is not None
     if row.user_id is not None or code is not None or parent is not None:
         settle(row, code.id if code else None, parent.id if parent else None, in_family)
-    session.commit()  # also releases the row locks of settle
+    session = db.open_session()
+    if session is not None:
+        session.commit()  # also releases the row locks of settle
     return row
 
 
@@ -131,7 +135,7 @@ def transient_token(**values) -> Token:
     return row
 
 
-def insert(session, row: Token) -> int:
+def insert(session, row: Token) -> int:  # session: None if the request opened none
     """INSERT the values set on a new (transient) row; its id.
 
     One statement instead of the ORM unit of work, which costs more than the INSERT itself
@@ -140,7 +144,9 @@ def insert(session, row: Token) -> int:
     (it is the caller's record of what was stored).
     """
     if db.driver_path():
-        if session.in_transaction():  # a code or refresh token was used up: commit together
+        if (
+            session is not None and session.in_transaction()
+        ):  # a code or refresh token was used up: commit together
             try:
                 return token_sql.insert_token(db.session_driver_connection(), row)
             except Exception as exc:
@@ -382,12 +388,12 @@ def grant_is_live(
 ) -> bool:
     """The rule itself: the client enabled, the user active, the session live, the consent
     there (first-party clients ask for none). Also used for ID tokens (oidc.live_subject)."""
-    client = registry().client(client_id)
+    client = registry().settings(client_id)  # read only: no transient copy
     if client is None or not session_live:
         return False
     if user is None:
         return True
-    return user.is_active and (consent_given or client.first_party)
+    return user.is_active and (consent_given or bool(client["first_party"]))
 
 
 def revoke(row: Token) -> None:

@@ -1,0 +1,83 @@
+"""Instructions per request of each hot endpoint under callgrind: a measure that load does not move.
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.%p \
+        python bench/instructions.py N scenario ...
+
+The app is built as bench/wsgi_cpu.py builds it (IDP_DATABASE_URL or SQLite); each scenario
+is warmed up uninstrumented, then instrumentation is switched on (``callgrind_control -i on``)
+for exactly N requests and the counters are dumped. The script prints the instructions of
+each dump divided by N. Threads of the process (the access log's writer) are counted; the
+database server is not. Without valgrind it just runs the requests.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from urllib.parse import urlencode
+
+from inprocess import service_app, user_tokens
+from wsgi_cpu import call, environ
+
+from idp import db
+
+
+def control(*args: str) -> None:
+    if "valgrind" not in os.environ.get("LD_PRELOAD", ""):  # not under callgrind
+        return
+    subprocess.run(["callgrind_control", *args, str(os.getpid())], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(0.2)
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    count = int(args.pop(0)) if args and args[0].isdigit() else 100
+    app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
+    form = urlencode({"grant_type": "client_credentials", "scope": "api"}).encode()
+    cc = environ("POST", "/token", form, authorization=basic)
+    status, body = call(app, cc)
+    assert status.startswith("200"), body
+    token = json.loads(body)["access_token"]
+    scenarios = {
+        "discovery": environ("GET", "/.well-known/openid-configuration"),
+        "token": cc,
+        "introspect": environ(
+            "POST", "/introspect", urlencode({"token": token}).encode(), authorization=basic
+        ),  # fmt: skip
+    }
+    if "userinfo" in args or not args:
+        _, pairs = user_tokens(app, 1)
+        scenarios["userinfo"] = environ("GET", "/userinfo", authorization="Bearer " + pairs[0][0])
+    for name in args or scenarios:
+        env = scenarios[name]
+        for _ in range(30):
+            status, body = call(app, env)
+            assert status.startswith("200"), (name, status, body[:300])
+        # A full collection of the set-up's objects would land in one run's window and not in
+        # another's: frozen, they are not scanned again; collections of young objects remain.
+        gc.collect()
+        gc.freeze()
+        control("-i", "on")
+        control("-z")
+        profiler = cProfile.Profile(time.process_time) if os.environ.get("BENCH_PSTATS") else None
+        if profiler:  # instead: Python calls per request (BENCH_PSTATS=prefix, one file each)
+            profiler.enable()
+        for _ in range(count):
+            call(app, env)
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(f"{os.environ['BENCH_PSTATS']}.{name}")
+        control("-d", name)
+        control("-i", "off")
+        print(f"{name} done", file=sys.stderr, flush=True)
+    db.engine(app).dispose()
+
+
+if __name__ == "__main__":
+    main()
