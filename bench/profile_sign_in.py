@@ -12,8 +12,9 @@ alone at the configured cost. IDP_DATABASE_URL or a temporary SQLite file, as th
 Per step it also counts SQL statements and commits (through SQLAlchemy's engine events: on
 PostgreSQL the driver-path token INSERT of idp/models/token_sql.py is not among them).
 
-`idp serve` runs with MALLOC_MMAP_THRESHOLD_=1048576 (docs/benchmarks.md, memory); run
-this script with that variable set to see its cost on argon2's buffer.
+`idp serve` runs with MALLOC_MMAP_THRESHOLD_=1048576 and GLIBC_TUNABLES=glibc.malloc.hugetlb=1
+(docs/benchmarks.md, memory); run this script with those variables set to see their effect
+on argon2's buffer.
 """
 
 from __future__ import annotations
@@ -137,11 +138,11 @@ def main() -> None:
             hasher.verify(stored, PASSWORD)
         argon2 = (time.process_time() - started) / 20 * 1000
     threshold = os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset")
-    arenas = os.environ.get("MALLOC_ARENA_MAX", "unset")
+    tunables = os.environ.get("GLIBC_TUNABLES", "unset")
     print(f"{count} sign-in flows (best of {batches}), CPU per flow {total:.1f} ms, "
           f"{sum(statements.values()) / count:.0f} statements, "
           f"{sum(commits.values()) / count:.0f} commits "
-          f"(MALLOC_MMAP_THRESHOLD_={threshold}, MALLOC_ARENA_MAX={arenas}):")  # fmt: skip
+          f"(MALLOC_MMAP_THRESHOLD_={threshold}, GLIBC_TUNABLES={tunables}):")  # fmt: skip
     for name, seconds in steps.items():
         print(f"  {seconds / count * 1000:7.2f} ms  {statements[name] / count:4.1f} statements"
               f"  {commits[name] / count:3.1f} commits  {name}")  # fmt: skip

@@ -97,8 +97,16 @@ def exec_gunicorn(settings: dict[str, object], extra: tuple[str, ...] = ()) -> N
     for name, value in settings.items():
         if value is not None:
             os.environ[f"IDP_{name.upper()}"] = str(value)
-    # No MALLOC_* default: argon2 runs on one thread per worker (auth.passwords), whose
-    # glibc arena keeps one 19 MiB buffer warm. A fixed MALLOC_MMAP_THRESHOLD_ (set here
-    # before) gave it back after each sign-in and cost 12-15 ms of page faults a time.
+    # argon2 runs on one thread per worker (auth.passwords), so a worker holds at most one
+    # ARGON2_MEMORY_COST buffer (19 MiB) at a time. A fixed mmap threshold gives it back to
+    # the system after each sign-in (glibc would otherwise keep it in that thread's arena for
+    # good: ~119 MB per worker instead of ~100); glibc's hugetlb tunable maps it with
+    # transparent huge pages (THP in "madvise" or "always" mode), so faulting it in again
+    # costs a few ms instead of the 12-15 ms of 4 KiB page faults (docs/benchmarks.md).
+    # Set either variable yourself to choose otherwise.
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1024 * 1024))
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.hugetlb" not in tunables:
+        os.environ["GLIBC_TUNABLES"] = ":".join(filter(None, (tunables, "glibc.malloc.hugetlb=1")))
     argv = gunicorn_argv(extra)
     os.execv(argv[0], argv)
