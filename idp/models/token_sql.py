@@ -105,12 +105,18 @@ def find_token(conn, digest: str) -> TokenView | None:
     found = conn.execute(FIND_TOKEN, {"digest": digest}, prepare=True).fetchone()
     if found is None:
         return None
-    view = TokenView()
-    for name, value in zip(TOKEN_FIELDS, found, strict=False):
-        setattr(view, name, value)
+    view = _view(TokenView(), found)
     is_access, session_live, consent_given, code_revoked = found[_N : _N + 4]
     view.presented_as = "access_token" if is_access else "refresh_token"
     view.grant_state = (bool(session_live), bool(consent_given), not code_revoked)
+    return view
+
+
+def _view(view, found):
+    """Fill ``view`` from a row laid out as FIND_TOKEN and FIND_REFRESH select it: the token
+    columns, four grant-state columns, then the user's columns (NULL without a user)."""
+    for name, value in zip(TOKEN_FIELDS, found, strict=False):
+        setattr(view, name, value)
     if found[_N + 4] is not None:
         user = UserView()
         for name, value in zip(USER_FIELDS, found[_N + 4 :], strict=True):
@@ -251,18 +257,11 @@ def find_refresh(conn, digest: str) -> TokenView | None:
     found = conn.execute(FIND_REFRESH, {"digest": digest}, prepare=True).fetchone()
     if found is None:
         return None
-    view = RefreshView()
-    for name, value in zip(TOKEN_FIELDS, found, strict=False):
-        setattr(view, name, value)
+    view = _view(RefreshView(), found)
     user_live, session_live, consent_given, code_live = found[_N : _N + 4]
     view.presented_as = "refresh_token"
     view.grant_state = (bool(session_live), bool(consent_given), bool(code_live))
     view.user_live = bool(user_live)
-    if found[_N + 4] is not None:
-        user = UserView()
-        for name, value in zip(USER_FIELDS, found[_N + 4 :], strict=True):
-            setattr(user, name, value)
-        view.user = user
     return view
 
 
