@@ -12,19 +12,11 @@
 // token response, the ID token's claims and UserInfo as one JSON line; tampered/unsigned print
 // the error the server answered.
 import * as oauth from 'oauth4webapi'
-import * as readline from 'node:readline'
+import { authorizationRequest, finishCodeFlow, insecure, setUp, withNonceRetry } from './rp.mjs'
 
 const [issuerUrl, clientId, clientSecret, redirectUri, mode] = process.argv.slice(2)
-const issuer = new URL(issuerUrl)
-const insecure = { [oauth.allowInsecureRequests]: true } // the test server is on loopback http
-
-const as = await oauth.processDiscoveryResponse(
-  issuer,
-  await oauth.discoveryRequest(issuer, { ...insecure, algorithm: 'oidc' }),
-)
-const client = { client_id: clientId }
-const clientAuth = oauth.ClientSecretBasic(clientSecret)
-const DPoP = oauth.DPoP(client, await oauth.generateKeyPair('ES256'))
+const rp = await setUp(issuerUrl, clientId, clientSecret)
+const { as, client, clientAuth, DPoP } = rp
 
 // The client's request object signing key; its public half is registered for the client.
 const jwk = JSON.parse(process.env.IDP_RP_PRIVATE_JWK)
@@ -35,30 +27,11 @@ const signingKey = {
   ),
 }
 
-async function withNonceRetry(request, process) {
-  try {
-    return await process(await request())
-  } catch (err) {
-    if (oauth.isDPoPNonceError(err)) return await process(await request())
-    throw err
-  }
-}
-
 const b64url = (value) => Buffer.from(value).toString('base64url')
 const fromB64url = (value) => JSON.parse(Buffer.from(value, 'base64url').toString())
 
-const verifier = oauth.generateRandomCodeVerifier()
-const state = oauth.generateRandomState()
-const nonce = oauth.generateRandomNonce()
-const params = {
-  response_type: 'code',
-  redirect_uri: redirectUri,
-  scope: 'openid profile email',
-  code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
-  code_challenge_method: 'S256',
-  state,
-  nonce,
-}
+const flow = await authorizationRequest(redirectUri)
+const params = flow.params
 if (mode === 'value') params.dpop_jkt = await DPoP.calculateThumbprint()
 let requestObject = await oauth.issueRequestObject(as, client, params, signingKey)
 
@@ -98,30 +71,11 @@ if (mode === 'par') {
 } else {
   authorizationUrl.searchParams.set('request', requestObject)
 }
-console.log(JSON.stringify({ authorization_url: authorizationUrl.href }))
-
-const callback = await new Promise((resolve) => {
-  const lines = readline.createInterface({ input: process.stdin })
-  lines.once('line', (line) => { lines.close(); resolve(line.trim()) })
-})
-const callbackParams = oauth.validateAuthResponse(as, client, new URL(callback), state)
-const tokens = await withNonceRetry(
-  () => oauth.authorizationCodeGrantRequest(
-    as, client, clientAuth, callbackParams, redirectUri, verifier, { DPoP, ...insecure },
-  ),
-  (response) => oauth.processAuthorizationCodeResponse(as, client, response, {
-    expectedNonce: nonce, requireIdToken: true,
-  }),
-)
-const claims = oauth.getValidatedIdTokenClaims(tokens)
-const userinfo = await withNonceRetry(
-  () => oauth.userInfoRequest(as, client, tokens.access_token, { DPoP, ...insecure }),
-  (response) => oauth.processUserInfoResponse(as, client, claims.sub, response),
-)
+const { tokens, claims, userinfo } = await finishCodeFlow(rp, flow, redirectUri, authorizationUrl)
 console.log(JSON.stringify({
   token_type: tokens.token_type,
   id_token: tokens.id_token,
-  nonce,
+  nonce: flow.nonce,
   request_object_header: fromB64url(requestObject.split('.')[0]),
   sub: claims.sub,
   userinfo,
