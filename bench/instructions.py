@@ -19,10 +19,9 @@ import os
 import subprocess
 import sys
 import time
-from urllib.parse import urlencode
 
 from inprocess import service_app, user_tokens
-from wsgi_cpu import call, environ
+from wsgi_cpu import call, environ, service_scenarios
 
 from idp import db
 
@@ -39,18 +38,7 @@ def main() -> None:
     args = sys.argv[1:]
     count = int(args.pop(0)) if args and args[0].isdigit() else 100
     app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
-    form = urlencode({"grant_type": "client_credentials", "scope": "api"}).encode()
-    cc = environ("POST", "/token", form, authorization=basic)
-    status, body = call(app, cc)
-    assert status.startswith("200"), body
-    token = json.loads(body)["access_token"]
-    scenarios = {
-        "discovery": environ("GET", "/.well-known/openid-configuration"),
-        "token": cc,
-        "introspect": environ(
-            "POST", "/introspect", urlencode({"token": token}).encode(), authorization=basic
-        ),  # fmt: skip
-    }
+    scenarios = service_scenarios(app, basic)
     if "userinfo" in args or not args:
         _, pairs = user_tokens(app, 1)
         scenarios["userinfo"] = environ("GET", "/userinfo", authorization="Bearer " + pairs[0][0])

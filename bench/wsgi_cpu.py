@@ -50,16 +50,15 @@ def call(app, env) -> tuple[str, bytes]:
     return status[0], body
 
 
-def main() -> None:
-    args = sys.argv[1:]
-    count = int(args.pop(0)) if args and args[0].isdigit() else 2000
-    app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
+def service_scenarios(app, basic: str) -> dict:
+    """The requests of a client of the service app: discovery, JWKS, a client credentials
+    token request, and the introspection of a token it was given."""
     form = urlencode({"grant_type": "client_credentials", "scope": "api"}).encode()
     cc = environ("POST", "/token", form, authorization=basic)
     status, body = call(app, cc)
     assert status.startswith("200"), body
     token = json.loads(body)["access_token"]
-    scenarios = {
+    return {
         "discovery": environ("GET", "/.well-known/openid-configuration"),
         "jwks": environ("GET", "/jwks.json"),
         "token": cc,
@@ -67,6 +66,13 @@ def main() -> None:
             "POST", "/introspect", urlencode({"token": token}).encode(), authorization=basic
         ),  # fmt: skip
     }
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    count = int(args.pop(0)) if args and args[0].isdigit() else 2000
+    app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
+    scenarios = service_scenarios(app, basic)
     rp_basic, pairs = user_tokens(app, 1 + count + 60)
     scenarios["userinfo"] = environ("GET", "/userinfo", authorization="Bearer " + pairs[0][0])
     refresh_tokens = iter(pair[1] for pair in pairs[1:])
