@@ -27,6 +27,12 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def https_or_loopback_http(parts) -> bool:
+    """A URL (``urlsplit`` parts) this server calls or accepts as a resource's: https, or
+    plain http on a loopback host (development)."""
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))
+
+
 _IPV4_LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _IPV6_LOOPBACK = ipaddress.ip_address("::1")
 

@@ -48,7 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import audit, db, outbound
 from ..models import Client, JWTReplay, secret_hash, utcnow
-from ..urls import is_loopback
+from ..urls import https_or_loopback_http
 from .paths import PATHS
 
 log = logging.getLogger("idp.client_auth")
@@ -186,7 +186,7 @@ def fetch_jwks(uri: str) -> KeySet:
     """The JWK Set at a client's jwks_uri: not followed through redirects, at most 64 KiB,
     never from an address outbound requests may not reach (idp/outbound.py)."""
     parts = urlsplit(uri)
-    if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))):
+    if not https_or_loopback_http(parts):
         raise InvalidClientError(description="The client's jwks_uri must use https.")
     try:
         answer = outbound.fetch(

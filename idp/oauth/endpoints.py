@@ -17,7 +17,7 @@ from flask import current_app
 
 from .. import audit, db
 from ..models import Token
-from ..urls import is_loopback
+from ..urls import https_or_loopback_http
 from . import dpop, resources, tokens
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 from .subjects import subject_for
@@ -138,7 +138,7 @@ def presented_request(form) -> tuple[str, str, str]:
         or len(uri) > MAX_URI
         or not parts.hostname
         or "#" in uri
-        or not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)))
+        or not https_or_loopback_http(parts)
     ):
         raise InvalidRequestError(
             "dpop_uri must be an absolute https URL (http only on loopback), without fragment."

@@ -38,7 +38,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import db, outbound
 from ..models import Client, PairwiseSubject, User
-from ..urls import is_loopback
+from ..urls import https_or_loopback_http
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def local_sub(client: Client | None, sub: str) -> str | None:
 def sector_problem(uri: str, redirect_uris: list[str]) -> str | None:
     """Why ``uri`` is not a usable sector_identifier_uri for these redirect URIs, or None."""
     parts = urlsplit(uri)
-    if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))):
+    if not https_or_loopback_http(parts):
         return "must be an https URL"
     try:
         answer = outbound.fetch(
