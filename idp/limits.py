@@ -298,9 +298,17 @@ class ViewLimits:
     def plan(self, strings: tuple[str, ...]) -> tuple[tuple[RateLimitItem, int], ...]:
         """The limits of these settings' strings, smallest window first (stable, like the
         sort Flask-Limiter applies), each with the index of its rule."""
-        pairs = [(item, index) for index, text in enumerate(strings) for item in parse(text)]
+        pairs, valid = [], True
+        for index, text in enumerate(strings):
+            try:
+                pairs += [(item, index) for item in parse(text)]
+            except ValueError as error:  # as Flask-Limiter: logged, the others still apply
+                self.limiter.logger.error(f"failed to load ratelimit for {self.endpoint}: {error}")
+                valid = False
         pairs.sort(key=lambda pair: pair[0].GRANULARITY.seconds)
-        plan = self.plans[strings] = tuple(pairs)
+        plan = tuple(pairs)
+        if valid:  # an invalid string is reported on every request, as it was
+            self.plans[strings] = plan
         return plan
 
     def check(self) -> None:
