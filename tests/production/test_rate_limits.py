@@ -237,3 +237,97 @@ def test_memory_counters_start_no_thread_per_request_and_still_expire(app):
     store.incr("other", 60)
     assert "short" not in store.storage
     assert store.get("key-1") > 0
+
+
+@pytest.mark.config(RATELIMIT_TOKEN="100/minute")
+@pytest.mark.usefixtures("steady_clock")
+def test_a_changed_limit_setting_takes_effect_in_the_running_app(app, app_config, client, factory):
+    # Limits are read from each app's settings on every request (parsed once per string), so
+    # an operator's change applies at once and each app keeps its own (RFC 6749 §10.10).
+    registered = factory.client(grant_types=("client_credentials",), scope="api")
+    assert client_credentials(client, registered).status_code == 200
+    app.config["RATELIMIT_TOKEN"] = "1/minute"
+    assert [client_credentials(client, registered).status_code for _ in range(2)] == [200, 429]
+    other_worker = create_app({**app_config, "RATELIMIT_TOKEN": "3/minute"})
+    try:
+        other = other_worker.test_client()
+        answers = [client_credentials(other, registered).status_code for _ in range(4)]
+        assert answers == [200, 200, 200, 429]
+    finally:
+        db.engine(other_worker).dispose()
+    app.config["RATELIMIT_TOKEN"] = "100/minute"
+    assert client_credentials(client, registered).status_code == 200
+
+
+@pytest.mark.config(RATELIMIT_TOKEN="2/minute")
+@pytest.mark.usefixtures("steady_clock")
+def test_token_limit_follows_the_client_however_it_is_named(client, factory):
+    # RFC 6749 §2.3.1: a client names itself in HTTP Basic or in the body's client_id; both
+    # use up the same allowance. Requests naming no client count per address, apart from it.
+    registered = factory.client(grant_types=("client_credentials",), scope="api")
+    anonymous = [
+        client.post("/token", data={"grant_type": "client_credentials"}).status_code
+        for _ in range(3)
+    ]
+    assert anonymous == [401, 401, 429]
+    in_body = client.post(
+        "/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": registered.client_id,
+            "client_secret": "guess",
+        },
+    )
+    assert in_body.status_code == 401
+    assert client_credentials(client, registered).status_code == 200
+    refused = client_credentials(client, registered)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.config(RATELIMIT_TOKEN="1/minute")
+@pytest.mark.usefixtures("steady_clock")
+def test_limits_can_be_switched_off_and_on_at_run_time(app, client, factory):
+    # Flask-Limiter's documented switch (Limiter.enabled) still governs every limit.
+    registered = factory.client(grant_types=("client_credentials",), scope="api")
+    limiter = app.extensions["idp.limiter"]
+    limiter.enabled = False
+    assert [client_credentials(client, registered).status_code for _ in range(2)] == [200] * 2
+    limiter.enabled = True
+    assert [client_credentials(client, registered).status_code for _ in range(2)] == [200, 429]
+
+
+@needs_redis
+@pytest.mark.config(REDIS_URL=REDIS_URL, RATELIMIT_TOKEN="2/hour")
+@pytest.mark.usefixtures("steady_clock")
+def test_a_redis_outage_counts_in_memory_until_redis_answers_again(
+    app, app_config, client, factory, monkeypatch
+):
+    # A Redis outage must not take the token endpoint down, nor lift its limit: meanwhile
+    # each worker counts in memory; once Redis answers, counting is shared again.
+    import time
+
+    registered = factory.client(grant_types=("client_credentials",), scope="api")
+    store = app.extensions["idp.limiter"]._storage
+    other_worker = create_app(app_config)
+
+    def unreachable(*args, **kwargs):
+        raise redis.ConnectionError("Redis is down")
+
+    monkeypatch.setattr(store, "acquire_sliding_window_entry", unreachable)
+    monkeypatch.setattr(store, "check", lambda: False)
+    try:
+        answers = [client_credentials(client, registered) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [200, 200, 429]
+        assert int(answers[-1].headers["Retry-After"]) >= 1
+        # Redis is back; the worker asks it again after Flask-Limiter's back-off (at most a
+        # minute), then counts there: the other worker's hits and its own add up.
+        monkeypatch.delattr(store, "acquire_sliding_window_entry")
+        monkeypatch.delattr(store, "check")
+        later = time.time() + 120
+        monkeypatch.setattr(time, "time", lambda: later)
+        assert client_credentials(client, registered).status_code == 200
+        assert client_credentials(other_worker.test_client(), registered).status_code == 200
+        assert client_credentials(client, registered).status_code == 429
+        assert client_credentials(other_worker.test_client(), registered).status_code == 429
+    finally:
+        db.engine(other_worker).dispose()
