@@ -30,15 +30,45 @@ def init_app(app: Flask) -> None:
     app.session_interface = CookieSessions()
 
 
+def add_vary(response, name: str) -> None:
+    """``response.vary.add(name)``: parses and rewrites the header only when there is one.
+
+    ``response.vary`` parses the header into a set and writes it back on every ``add``;
+    most answers have no Vary yet, and then the result is one appended line.
+    """
+    headers = response.headers
+    for key, _value in headers._list:
+        if key.lower() == "vary":
+            response.vary.add(name)
+            return
+    headers._list.append(("Vary", name))  # a constant, valid header value
+
+
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, with the signing serializer built once per key.
 
     Flask builds a new serializer (and its signer settings) when each request opens its
     session, cookie or not; it depends only on SECRET_KEY and SECRET_KEY_FALLBACKS, so it is
     rebuilt only when they change.
+
+    Most requests (every API call) bring no cookie and leave the session empty: opening
+    then skips parsing the cookies, and saving only adds ``Vary: Cookie`` when the session
+    was read, as Flask does; anything else is Flask's own code.
     """
 
     _cached: tuple = (None, None)
+
+    def open_session(self, app: Flask, request):
+        if "HTTP_COOKIE" not in request.environ and app.secret_key:
+            return self.session_class()  # what Flask returns for a missing cookie
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session, response) -> None:
+        if not session and not session.modified:  # nothing to write and nothing to delete
+            if session.accessed:
+                add_vary(response, "Cookie")
+            return
+        super().save_session(app, session, response)
 
     def get_signing_serializer(self, app: Flask):
         keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
