@@ -13,10 +13,12 @@ every URL the server publishes come from ``ISSUER``, never from these headers or
 from __future__ import annotations
 
 import os
+import re
 import sys
 
-from flask import Flask
+from flask import Flask, session
 from flask.sessions import SecureCookieSessionInterface
+from flask_login import LoginManager
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 HOPS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
@@ -28,20 +30,63 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, **hops)
     remember_ensure_sync(app)
     app.session_interface = CookieSessions()
+    gate_remember_cookie(app)
+
+
+def gate_remember_cookie(app: Flask) -> None:
+    """Reach Flask-Login's after-request hook only when it has something to do.
+
+    It sets or clears the remember-me cookie when the session holds ``_remember`` (or
+    REMEMBER_COOKIE_REFRESH_EACH_REQUEST is on) and does nothing otherwise; on every
+    other response it still looked the session up twice through Flask's proxies.
+    """
+    hooks = app.after_request_funcs.get(None, [])
+    for index, hook in enumerate(hooks):
+        manager = getattr(hook, "__self__", None)
+        if isinstance(manager, LoginManager) and hook.__name__ == "_update_remember_cookie":
+            break
+    else:
+        return
+    config = app.config
+
+    def update_remember_cookie(response):
+        if "_remember" in session._get_current_object() or config.get(
+            "REMEMBER_COOKIE_REFRESH_EACH_REQUEST"
+        ):
+            return hook(response)
+        return response
+
+    hooks[index] = update_remember_cookie
+
+
+# A Vary value as Werkzeug writes one: tokens joined by ", " (parsed and written back
+# unchanged, so a name can be appended to it as it stands).
+PLAIN_VARY = re.compile(r"[A-Za-z0-9-]+(?:, [A-Za-z0-9-]+)*")
 
 
 def add_vary(response, name: str) -> None:
-    """``response.vary.add(name)``: parses and rewrites the header only when there is one.
+    """``response.vary.add(name)``, without its parse and rewrite of the header.
 
-    ``response.vary`` parses the header into a set and writes it back on every ``add``;
-    most answers have no Vary yet, and then the result is one appended line.
+    ``response.vary`` parses the header into a set and writes it back on every ``add``.
+    Answers have no Vary yet (one appended line) or one plain Vary that this adds to (CORS
+    and then the session); any other form is left to Werkzeug.
     """
-    headers = response.headers
-    for key, _value in headers._list:
-        if key.lower() == "vary":
-            response.vary.add(name)
-            return
-    headers._list.append(("Vary", name))  # a constant, valid header value
+    lines = response.headers._list
+    found = -1
+    for index in range(len(lines)):
+        if lines[index][0].lower() == "vary":
+            if found >= 0:  # several Vary lines: Werkzeug merges them
+                response.vary.add(name)
+                return
+            found = index
+    if found < 0:
+        lines.append(("Vary", name))  # a constant, valid header value
+        return
+    value = lines[found][1]
+    if not PLAIN_VARY.fullmatch(value):
+        response.vary.add(name)
+    elif name.lower() not in value.lower().split(", "):
+        lines[found] = ("Vary", f"{value}, {name}")
 
 
 class CookieSessions(SecureCookieSessionInterface):
