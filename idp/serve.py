@@ -16,9 +16,11 @@ import os
 import re
 import sys
 
+import flask
 from flask import Flask, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
+from werkzeug.datastructures import Headers
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 HOPS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
@@ -30,7 +32,37 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, **hops)
     remember_ensure_sync(app)
     app.session_interface = CookieSessions()
+    app.response_class = Response
     gate_remember_cookie(app)
+
+
+class Response(flask.Response):
+    """Flask's response, whose headers reach the WSGI server without a second validation.
+
+    Werkzeug hands the server a copy of the headers (``get_wsgi_headers``), rebuilt one
+    ``add`` at a time, each value checked and converted again although it was checked when
+    it was set. For an answer that Werkzeug would not change (a status with a body, its
+    Content-Length known, no Location or Content-Location to make absolute) the copy is
+    made of the same lines directly; any other answer is Werkzeug's.
+    """
+
+    def get_wsgi_headers(self, environ):
+        status = self.status_code
+        if status >= 200 and status != 204 and status != 304:
+            lines = self.headers._list
+            length = False
+            for key, _value in lines:
+                lower = key.lower()
+                if lower == "content-length":
+                    length = True
+                elif lower == "location" or lower == "content-location":
+                    break
+            else:
+                if length:
+                    headers = Headers()
+                    headers._list.extend(lines)
+                    return headers
+        return super().get_wsgi_headers(environ)
 
 
 def gate_remember_cookie(app: Flask) -> None:
