@@ -251,6 +251,7 @@ class AccessRecord(logging.LogRecord):
 
     FILENAME = os.path.basename(__file__)
     MODULE = os.path.splitext(FILENAME)[0]
+    LINENO = 0  # access()'s first line, set below
     process_name: str | None = None
 
     def __init__(self, name, method, path, status, duration_ms, endpoint, remote_addr,
@@ -267,7 +268,7 @@ class AccessRecord(logging.LogRecord):
         self.exc_info = None
         self.exc_text = None
         self.stack_info = None
-        self.lineno = 0
+        self.lineno = self.LINENO
         self.funcName = "access"
         self.created = created
         self.msecs = int((created - int(created)) * 1000) + 0.0
@@ -306,6 +307,9 @@ def access(method, path, status, duration_ms, endpoint, remote_addr, request_id=
         return
     access_log.handle(AccessRecord(access_log.name, method, path, status, duration_ms,
                                    endpoint, remote_addr, request_id))  # fmt: skip
+
+
+AccessRecord.LINENO = access.__code__.co_firstlineno
 
 
 def start_request() -> None:
