@@ -20,8 +20,8 @@ from flask import Flask, Response, current_app, request
 from sqlalchemy import select
 
 from . import db
-from .serve import add_vary
 from .models import Client
+from .serve import add_vary
 
 # endpoint -> the methods a cross-origin caller may use
 CORS_ENDPOINTS = {

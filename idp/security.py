@@ -60,9 +60,7 @@ def headers_hook(config) -> Callable[[Response], Response]:
             present.get("content-type", "").partition(";")[0].strip() == "text/html"
         ):
             missing.append(NO_STORE)
-        if "strict-transport-security" not in present and config["ISSUER"].startswith(
-            "https://"
-        ):
+        if "strict-transport-security" not in present and config["ISSUER"].startswith("https://"):
             missing.append(HSTS)
         # Constant, already valid header values: appended as they are (``extend`` would
         # check and convert each one again, on every response).

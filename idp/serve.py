@@ -73,12 +73,16 @@ def gate_remember_cookie(app: Flask) -> None:
     other response it still looked the session up twice through Flask's proxies.
     """
     hooks = app.after_request_funcs.get(None, [])
-    for index, hook in enumerate(hooks):
-        manager = getattr(hook, "__self__", None)
-        if isinstance(manager, LoginManager) and hook.__name__ == "_update_remember_cookie":
-            break
-    else:
+    found = [
+        index
+        for index, hook in enumerate(hooks)
+        if isinstance(getattr(hook, "__self__", None), LoginManager)
+        and hook.__name__ == "_update_remember_cookie"
+    ]
+    if not found:
         return
+    index = found[0]
+    hook = hooks[index]
     config = app.config
 
     def update_remember_cookie(response):
