@@ -11,7 +11,6 @@ import secrets
 from pathlib import Path
 
 from flask import Flask
-from flask_wtf.csrf import CSRFProtect
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -44,7 +43,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     db.init_app(app)
     mail.init_app(app)  # queue + background sender (idp/mail/)
-    CSRFProtect(app)
+    security.init_csrf(app)  # CSRFProtect (flask-wtf) on every form
     auth.init_app(app)
     oauth.init_app(app)
     account.init_app(app)

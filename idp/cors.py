@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from . import db
 from .models import Client
+from .serve import add_vary
 
 # endpoint -> the methods a cross-origin caller may use
 CORS_ENDPOINTS = {
@@ -78,22 +79,26 @@ class RegisteredOrigins:
         self._loaded_at = -1e9
 
 
-def allowed_origin() -> str | None:
+def _allowed(origin: str | None, registered: RegisteredOrigins) -> str | None:
     """The request's Origin if CORS may expose this answer to it, else None."""
-    origin = request.headers.get("Origin")
-    if not origin or request.endpoint not in CORS_ENDPOINTS:
+    if not origin:
         return None
     if origin_of(origin) != origin:  # "null", paths, odd forms: never allowed
         return None
-    return origin if origin in current_app.extensions["idp.cors"].get() else None
+    return origin if origin in registered.get() else None
 
 
 def add_headers(response: Response) -> Response:
-    if request.endpoint not in CORS_ENDPOINTS:
+    req = request._get_current_object()
+    endpoint = req.endpoint
+    if endpoint not in CORS_ENDPOINTS:
         return response
-    response.vary.add("Origin")
+    add_vary(response, "Origin")
+    origin = req.environ.get("HTTP_ORIGIN")
+    if not origin:  # a same-origin or non-browser caller: nothing more to decide
+        return response
     try:
-        origin = allowed_origin()
+        origin = _allowed(origin, current_app.extensions["idp.cors"])
     except Exception:  # the database is down: the request fails anyway, without CORS
         return response
     if origin is None:
@@ -101,8 +106,8 @@ def add_headers(response: Response) -> Response:
     headers = response.headers
     headers["Access-Control-Allow-Origin"] = origin
     headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-    if request.method == "OPTIONS":  # preflight (Fetch §4.8)
-        headers["Access-Control-Allow-Methods"] = CORS_ENDPOINTS[request.endpoint]
+    if req.method == "OPTIONS":  # preflight (Fetch §4.8)
+        headers["Access-Control-Allow-Methods"] = CORS_ENDPOINTS[endpoint]
         headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
         headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return response

@@ -208,11 +208,12 @@ def wrap_driver_error(exc: Exception, proxied=None) -> Exception:
 
 
 def close_session(_exc: BaseException | None = None) -> None:
-    if "db_transaction" in g:
+    values = vars(g._get_current_object())  # flask.g keeps its attributes there
+    if "db_transaction" in values:
         try:
             end_transaction(commit=False)
         except Exception:  # noqa: S110 (a broken connection was invalidated; nothing to undo)
             pass
-    db_session = g.pop("db_session", None)
+    db_session = values.pop("db_session", None)
     if db_session is not None:
         db_session.close()

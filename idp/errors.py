@@ -120,34 +120,68 @@ def database_unavailable(error: Exception):
     return response
 
 
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def refuse_nul_bytes() -> None:
     """NUL is valid in no OAuth parameter (RFC 6749 Appendix A) and PostgreSQL text cannot
     hold it: refuse it up front with 400 rather than fail in the database (found by fuzzing).
     """
-    pairs = list(request.args.items(multi=True))
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        pairs += list(request.form.items(multi=True))
+    check_nul_bytes(request._get_current_object())
+
+
+def check_nul_bytes(req, mimetype: str | None = None) -> None:
+    if mimetype is None:
+        mimetype = req.mimetype
+    # The query string decodes to a NUL only from "%00" or a raw NUL (UTF-8 has no other
+    # form of it): without either, its arguments need not be parsed and looked through.
+    query = req.environ.get("QUERY_STRING", "")
+    pairs = list(req.args.items(multi=True)) if "%00" in query or "\x00" in query else []
+    if mimetype in FORMS:
+        pairs += list(req.form.items(multi=True))
     # A multipart part whose Content-Disposition a CR or LF broke has no name (None), and
     # Flask-WTF's CSRF check failed on it: a 500 on every form (found by fuzzing).
     if any(not isinstance(key, str) or not isinstance(value, str) for key, value in pairs):
         raise BadRequest("Every form field needs a name.")
     if (
-        "\x00" in request.path
+        "\x00" in req.path
         or any("\x00" in key or "\x00" in value for key, value in pairs)
-        or (request.is_json and b"\\u0000" in request.get_data())
+        or (is_json(mimetype) and b"\\u0000" in req.get_data())
     ):
         raise BadRequest("Requests must not contain NUL characters.")
+
+
+def is_json(mimetype: str) -> bool:
+    """Werkzeug's ``Request.is_json``, from a mimetype already parsed."""
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
 
 
 def refuse_json_nested_too_deep() -> None:
     """json.loads raises RecursionError, not ValueError, on deeply nested input, and JSON
     bodies are read by Flask-WTF's forms and the registration endpoint: parse once, up front
     (the result is cached), and refuse with 400 what cannot be parsed (found by fuzzing)."""
-    if request.is_json:
-        try:
-            request.get_json(silent=True)
-        except RecursionError:
-            raise BadRequest("The JSON body is nested too deeply.") from None
+    req = request._get_current_object()
+    if req.is_json:
+        check_json_depth(req)
+
+
+def check_json_depth(req) -> None:
+    try:
+        req.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest("The JSON body is nested too deeply.") from None
+
+
+def refuse_malformed() -> None:
+    """Both refusals above as one hook, in their order, with the Content-Type parsed once;
+    a request without a body (no Content-Type) has no JSON and no form to look at."""
+    req = request._get_current_object()
+    mimetype = req.mimetype if "CONTENT_TYPE" in req.environ else ""
+    if mimetype and is_json(mimetype):
+        check_json_depth(req)
+    check_nul_bytes(req, mimetype)
 
 
 def refuse_ids_out_of_range(endpoint: str | None, values: dict | None) -> None:
@@ -160,8 +194,7 @@ def refuse_ids_out_of_range(endpoint: str | None, values: dict | None) -> None:
 def init_app(app: Flask) -> None:
     app.url_value_preprocessor(refuse_ids_out_of_range)
     # First of the checks (before CSRFProtect's, which reads the form fields by name).
-    app.before_request_funcs.setdefault(None, []).insert(0, refuse_nul_bytes)
-    app.before_request_funcs[None].insert(0, refuse_json_nested_too_deep)
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_malformed)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(TooManyRequests, too_many_requests)
     app.register_error_handler(CSRFError, csrf_refused)

@@ -20,6 +20,7 @@ import os
 import random
 import re
 import sys
+import threading
 import time
 import traceback
 import weakref
@@ -237,44 +238,110 @@ def request_id_for(incoming: str | None) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+class AccessRecord(logging.LogRecord):
+    """The LogRecord of an access line, built without what ``Logger.info`` spends on it.
+
+    ``Logger._log`` walks the stack to find the caller, and ``LogRecord.__init__`` splits
+    the caller's file name and asks multiprocessing for the process name: the same answers
+    for every access line. This record has the same attributes (in its ``__dict__``, where
+    formatters read them), with those constants settled once (the process name again after
+    a fork), and goes through ``Logger.handle`` like any record: level, filters, handlers
+    and propagation apply as before.
+    """
+
+    FILENAME = os.path.basename(__file__)
+    MODULE = os.path.splitext(FILENAME)[0]
+    LINENO = 0  # access()'s first line, set below
+    process_name: str | None = None
+
+    def __init__(self, name, method, path, status, duration_ms, endpoint, remote_addr,
+                 request_id):  # fmt: skip
+        created = time.time()
+        self.name = name
+        self.msg = "%s %s %s"
+        self.args = (method, path, status)
+        self.levelname = "INFO"
+        self.levelno = logging.INFO
+        self.pathname = __file__
+        self.filename = self.FILENAME
+        self.module = self.MODULE
+        self.exc_info = None
+        self.exc_text = None
+        self.stack_info = None
+        self.lineno = self.LINENO
+        self.funcName = "access"
+        self.created = created
+        self.msecs = int((created - int(created)) * 1000) + 0.0
+        self.relativeCreated = (created - logging._startTime) * 1000
+        self.thread = threading.get_ident()
+        self.threadName = threading.current_thread().name
+        if AccessRecord.process_name is None:
+            AccessRecord.process_name = logging.LogRecord(
+                "", logging.INFO, "", 0, "", (), None
+            ).processName  # fmt: skip
+        self.processName = AccessRecord.process_name
+        self.process = os.getpid()
+        self.method = method
+        self.path = path[:256]
+        self.status = status
+        self.duration_ms = duration_ms
+        self.endpoint = endpoint
+        self.remote_addr = remote_addr
+        # JsonFormatter writes these fields without walking every attribute of the record
+        # (the generic walk cost about as much again).
+        self.access_line = True
+        if request_id is not None:
+            self.request_id = request_id
+
+
+def _forget_process_name() -> None:
+    AccessRecord.process_name = None
+
+
+os.register_at_fork(after_in_child=_forget_process_name)
+
+
 def access(method, path, status, duration_ms, endpoint, remote_addr, request_id=None) -> None:
     """The one access line of a request (also written by idp.published, outside Flask)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
-    extra = {
-        "method": method,
-        "path": path[:256],
-        "status": status,
-        "duration_ms": duration_ms,
-        "endpoint": endpoint,
-        "remote_addr": remote_addr,
-        # JsonFormatter writes these fields without walking every attribute of the record
-        # (the generic walk cost about as much again).
-        "access_line": True,
-    }
-    if request_id is not None:
-        extra["request_id"] = request_id
-    access_log.info("%s %s %s", method, path, status, extra=extra)
+    access_log.handle(AccessRecord(access_log.name, method, path, status, duration_ms,
+                                   endpoint, remote_addr, request_id))  # fmt: skip
+
+
+AccessRecord.LINENO = access.__code__.co_firstlineno
 
 
 def start_request() -> None:
-    g.request_started = time.perf_counter()
-    g.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
+    values = vars(g._get_current_object())  # flask.g keeps its attributes there
+    values["request_started"] = time.perf_counter()
+    values["request_id"] = request_id_for(
+        request._get_current_object().environ.get("HTTP_X_REQUEST_ID")
+    )
 
 
 def finish_request(response: Response) -> Response:
-    request_id = g.get("request_id")
+    values = vars(g._get_current_object())
+    req = request._get_current_object()
+    request_id = values.get("request_id")
     if request_id:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    started = g.get("request_started")
+        # Well-formed (request_id_for), so appended as it is, unless a view set one.
+        headers = response.headers
+        for key, _value in headers._list:
+            if key.lower() == "x-request-id":
+                headers[REQUEST_ID_HEADER] = request_id
+                break
+        else:
+            headers._list.append((REQUEST_ID_HEADER, request_id))
+    started = values.get("request_started")
     duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
     access(
-        request.method,
-        request.path,
+        req.method,
+        req.path,
         response.status_code,
         duration_ms,
-        request.endpoint,
-        request.remote_addr,
+        req.endpoint,
+        req.remote_addr,
         request_id,
     )
     return response

@@ -80,7 +80,7 @@ def mail_failed(reason: str) -> None:
 
 
 def start_timer() -> None:
-    g.metrics_started = time.perf_counter()
+    vars(g._get_current_object())["metrics_started"] = time.perf_counter()
 
 
 # (endpoint, method, status) -> the labelled counter and histogram children. ``labels``
@@ -108,14 +108,27 @@ def record(endpoint: str, method: str, status: int, seconds: float | None) -> No
         children[1].observe(seconds)
 
 
+# grant_type -> its child of TOKENS_ISSUED, found once like _children (grant types the server
+# runs: a handful).
+_issued: dict[str, Counter] = {}
+
+
 def observe(response: Response) -> Response:
-    endpoint = request.endpoint or "unmatched"
-    started = g.get("metrics_started")
+    req = request._get_current_object()
+    endpoint = req.endpoint or "unmatched"
+    started = vars(g._get_current_object()).get("metrics_started")
     seconds = time.perf_counter() - started if started is not None else None
-    record(endpoint, request.method, response.status_code, seconds)
-    if endpoint == "oauth.token" and response.status_code == 200:
+    status = response.status_code
+    record(endpoint, req.method, status, seconds)
+    if endpoint == "oauth.token" and status == 200:
         # Only grants the server runs answer 200, so the label set stays bounded.
-        TOKENS_ISSUED.labels(grant_type=request.form.get("grant_type", "unknown")[:64]).inc()
+        grant_type = req.form.get("grant_type", "unknown")[:64]
+        child = _issued.get(grant_type)
+        if child is None:
+            if len(_issued) >= MAX_CHILDREN:
+                _issued.clear()
+            child = _issued[grant_type] = TOKENS_ISSUED.labels(grant_type=grant_type)
+        child.inc()
     return response
 
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
@@ -138,20 +139,24 @@ def _purge_after_response(app: Flask) -> None:
             db.session().rollback()
 
 
-def maybe_purge(response: Response) -> Response:
-    """Schedule a purge after this response when this worker's interval has passed."""
-    app = current_app._get_current_object()
-    interval = float(app.config["PURGE_INTERVAL"])
+def purge_hook(app: Flask) -> Callable[[Response], Response]:
+    """The after-request hook that schedules a purge when this worker's interval has passed."""
     state = app.extensions["idp.purge"]
-    now = time.monotonic()
-    if interval > 0 and now >= state["next"]:
-        state["next"] = now + interval
-        response.call_on_close(lambda: _purge_after_response(app))
-    return response
+
+    def maybe_purge(response: Response) -> Response:
+        now = time.monotonic()
+        if now < state["next"]:  # nearly every response: one comparison
+            return response
+        if float(app.config["PURGE_INTERVAL"]) > 0:
+            state["next"] = now + float(app.config["PURGE_INTERVAL"])
+            response.call_on_close(lambda: _purge_after_response(app))
+        return response
+
+    return maybe_purge
 
 
 def init_app(app: Flask) -> None:
     interval = float(app.config["PURGE_INTERVAL"])
     # A random first delay spreads the workers' purges over the interval.
     app.extensions["idp.purge"] = {"next": time.monotonic() + random.uniform(0.5, 1.0) * interval}
-    app.after_request(maybe_purge)
+    app.after_request(purge_hook(app))

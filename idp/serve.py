@@ -13,10 +13,14 @@ every URL the server publishes come from ``ISSUER``, never from these headers or
 from __future__ import annotations
 
 import os
+import re
 import sys
 
-from flask import Flask
+import flask
+from flask import Flask, session
 from flask.sessions import SecureCookieSessionInterface
+from flask_login import LoginManager
+from werkzeug.datastructures import Headers
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 HOPS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
@@ -28,6 +32,97 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, **hops)
     remember_ensure_sync(app)
     app.session_interface = CookieSessions()
+    app.response_class = Response
+    gate_remember_cookie(app)
+
+
+class Response(flask.Response):
+    """Flask's response, whose headers reach the WSGI server without a second validation.
+
+    Werkzeug hands the server a copy of the headers (``get_wsgi_headers``), rebuilt one
+    ``add`` at a time, each value checked and converted again although it was checked when
+    it was set. For an answer that Werkzeug would not change (a status with a body, its
+    Content-Length known, no Location or Content-Location to make absolute) the copy is
+    made of the same lines directly; any other answer is Werkzeug's.
+    """
+
+    def get_wsgi_headers(self, environ):
+        status = self.status_code
+        if status >= 200 and status != 204 and status != 304:
+            lines = self.headers._list
+            length = False
+            for key, _value in lines:
+                lower = key.lower()
+                if lower == "content-length":
+                    length = True
+                elif lower == "location" or lower == "content-location":
+                    break
+            else:
+                if length:
+                    headers = Headers()
+                    headers._list.extend(lines)
+                    return headers
+        return super().get_wsgi_headers(environ)
+
+
+def gate_remember_cookie(app: Flask) -> None:
+    """Reach Flask-Login's after-request hook only when it has something to do.
+
+    It sets or clears the remember-me cookie when the session holds ``_remember`` (or
+    REMEMBER_COOKIE_REFRESH_EACH_REQUEST is on) and does nothing otherwise; on every
+    other response it still looked the session up twice through Flask's proxies.
+    """
+    hooks = app.after_request_funcs.get(None, [])
+    found = [
+        index
+        for index, hook in enumerate(hooks)
+        if isinstance(getattr(hook, "__self__", None), LoginManager)
+        and hook.__name__ == "_update_remember_cookie"
+    ]
+    if not found:
+        return
+    index = found[0]
+    hook = hooks[index]
+    config = app.config
+
+    def update_remember_cookie(response):
+        if "_remember" in session._get_current_object() or config.get(
+            "REMEMBER_COOKIE_REFRESH_EACH_REQUEST"
+        ):
+            return hook(response)
+        return response
+
+    hooks[index] = update_remember_cookie
+
+
+# A Vary value as Werkzeug writes one: tokens joined by ", " (parsed and written back
+# unchanged, so a name can be appended to it as it stands).
+PLAIN_VARY = re.compile(r"[A-Za-z0-9-]+(?:, [A-Za-z0-9-]+)*")
+
+
+def add_vary(response, name: str) -> None:
+    """``response.vary.add(name)``, without its parse and rewrite of the header.
+
+    ``response.vary`` parses the header into a set and writes it back on every ``add``.
+    Answers have no Vary yet (one appended line) or one plain Vary that this adds to (CORS
+    and then the session); any other form is left to Werkzeug.
+    """
+    lines = response.headers._list
+    found = -1
+    for index in range(len(lines)):
+        if lines[index][0].lower() == "vary":
+            if found >= 0:  # several Vary lines: Werkzeug merges them
+                response.vary.add(name)
+                return
+            found = index
+    if found < 0:
+        lines.append(("Vary", name))  # a constant, valid header value
+        return
+    value = lines[found][1]
+    if not PLAIN_VARY.fullmatch(value):
+        response.vary.add(name)
+    elif name.lower() not in value.lower().split(", "):
+        lines[found] = ("Vary", f"{value}, {name}")
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -36,9 +131,25 @@ class CookieSessions(SecureCookieSessionInterface):
     Flask builds a new serializer (and its signer settings) when each request opens its
     session, cookie or not; it depends only on SECRET_KEY and SECRET_KEY_FALLBACKS, so it is
     rebuilt only when they change.
+
+    Most requests (every API call) bring no cookie and leave the session empty: opening
+    then skips parsing the cookies, and saving only adds ``Vary: Cookie`` when the session
+    was read, as Flask does; anything else is Flask's own code.
     """
 
     _cached: tuple = (None, None)
+
+    def open_session(self, app: Flask, request):
+        if "HTTP_COOKIE" not in request.environ and app.secret_key:
+            return self.session_class()  # what Flask returns for a missing cookie
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session, response) -> None:
+        if not session and not session.modified:  # nothing to write and nothing to delete
+            if session.accessed:
+                add_vary(response, "Cookie")
+            return
+        super().save_session(app, session, response)
 
     def get_signing_serializer(self, app: Flask):
         keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))

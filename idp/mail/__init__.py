@@ -42,5 +42,5 @@ def destination(app: Flask) -> str:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["idp.mail"] = Sender(app)
-    app.before_request(lambda: app.extensions["idp.mail"].maybe_look())
+    app.extensions["idp.mail"] = sender = Sender(app)
+    app.before_request(sender.maybe_look)  # a time check on each request

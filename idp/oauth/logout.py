@@ -338,5 +338,5 @@ def invalid_frontchannel_logout_uri(uri: str, redirect_uris: list[str]) -> str |
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["idp.logout"] = Dispatcher(app)
-    app.before_request(lambda: dispatcher(app).maybe_sweep())
+    app.extensions["idp.logout"] = worker = Dispatcher(app)
+    app.before_request(worker.maybe_sweep)  # a time check on each request
