@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from functools import cached_property
 
 from authlib.consts import default_json_headers
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
@@ -55,6 +54,22 @@ def query_client(client_id: str) -> Client | None:
 # are set once from the request object itself; every Authlib check still runs.
 
 
+class _once:  # noqa: N801 - used as a decorator, like functools.cached_property
+    """A value computed on first read and kept on the instance, which then answers every
+    later read itself. functools.cached_property without its lock: a request object belongs
+    to one thread."""
+
+    def __init__(self, func):
+        self.func = func
+        self.name = func.__name__
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
+
+
 class OAuth2Payload(FlaskOAuth2Payload):
     """The request's parameters as Werkzeug's ``values`` gives them (the query string and,
     except on GET, the form), read once; the names grants ask for repeatedly, once each."""
@@ -62,7 +77,7 @@ class OAuth2Payload(FlaskOAuth2Payload):
     def __init__(self, request):
         self._request = request  # the request object, not Flask's proxy
 
-    @cached_property
+    @_once
     def data(self):
         request = self._request
         args = request.args
@@ -73,19 +88,19 @@ class OAuth2Payload(FlaskOAuth2Payload):
             return form  # values = args + form, and args is empty
         return form and request.values or args
 
-    @cached_property
+    @_once
     def datalist(self):
         return defaultdict(list, self.data.lists())
 
-    @cached_property
+    @_once
     def grant_type(self) -> str:
         return self.data.get("grant_type")
 
-    @cached_property
+    @_once
     def scope(self) -> str:
         return self.data.get("scope")
 
-    @cached_property
+    @_once
     def client_id(self) -> str:
         return self.data.get("client_id")
 
@@ -100,7 +115,7 @@ MAX_SECURE_ORIGINS = 64
 class OAuth2Request(FlaskOAuth2Request):
     """Authlib's request of a Flask request, built without the proxy and the URL rebuild."""
 
-    def __init__(self, request):  # noqa: super().__init__ is replaced, attribute for attribute
+    def __init__(self, request):  # Authlib's __init__, attribute for attribute
         scheme, host = request.scheme, request.host  # host: Werkzeug's trusted-host check
         self.method = request.method
         # Only Authlib's transport check reads it: the URL as requested, not IRI-decoded.
@@ -123,11 +138,11 @@ class OAuth2Request(FlaskOAuth2Request):
         self._scope = None
         self._request = request
 
-    @cached_property
+    @_once
     def args(self):
         return self._request.args
 
-    @cached_property
+    @_once
     def form(self):
         return self._request.form
 
