@@ -7,6 +7,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
 from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
 from flask import Response, current_app, jsonify, request
+from werkzeug.datastructures import Headers
 
 from .. import db
 from . import claims_request, dpop
@@ -83,10 +84,29 @@ def userinfo():
     alg = token.client.userinfo_signed_response_alg
     if alg:
         response = Response(signed(claims, token.client, alg), mimetype="application/jwt")
+        response.headers["Cache-Control"] = "no-store"
     else:
-        response = jsonify(claims)
-    response.headers["Cache-Control"] = "no-store"
+        response = _claims_response(claims)
     return dpop.add_nonce(response)
+
+
+def _claims_response(claims: dict) -> Response:
+    """The claims as ``jsonify`` writes them (the app's JSON settings, compact, a final
+    newline), with Cache-Control: no-store; the constant headers are not validated again."""
+    app = current_app._get_current_object()
+    provider = app.json
+    if provider.compact is False or (provider.compact is None and app.debug):
+        response = jsonify(claims)  # indented: jsonify's own choice
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    data = (provider.dumps(claims, separators=(",", ":")) + "\n").encode()
+    headers = Headers()
+    headers._list = [
+        ("Content-Type", provider.mimetype),
+        ("Content-Length", str(len(data))),
+        ("Cache-Control", "no-store"),
+    ]
+    return Response([data], 200, headers)
 
 
 def _scheme() -> str:
