@@ -30,11 +30,12 @@ class BearerTokenValidator(_BearerTokenValidator):
 
 def bearer_token() -> str | None:
     """The access token from the Authorization header or, on POST, the form body (§2.1-2.2)."""
-    header = request.headers.get("Authorization", "")
+    current = request._get_current_object()  # one look-up through Flask's proxy
+    header = current.environ.get("HTTP_AUTHORIZATION", "")  # headers.get("Authorization")
     in_body = (
-        request.method == "POST"
-        and request.mimetype == ("application/x-www-form-urlencoded")
-        and "access_token" in request.form
+        current.method == "POST"
+        and current.mimetype == ("application/x-www-form-urlencoded")
+        and "access_token" in current.form
     )
     if header:
         if in_body:
@@ -111,7 +112,8 @@ def _claims_response(claims: dict) -> Response:
 
 def _scheme() -> str:
     """The authentication scheme the request used: "bearer" (header or body) or "dpop"."""
-    return request.headers.get("Authorization", "").partition(" ")[0].lower() or "bearer"
+    header = request.environ.get("HTTP_AUTHORIZATION", "")  # headers.get("Authorization")
+    return header.partition(" ")[0].lower() or "bearer"
 
 
 def signed(claims: dict, client, alg: str) -> str:
