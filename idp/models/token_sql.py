@@ -21,6 +21,10 @@ SQLite keeps the SQLAlchemy path (``db.driver_path()`` says which); docs/archite
 
 from __future__ import annotations
 
+import json
+import operator
+import re
+
 from sqlalchemy import bindparam, exists, insert, or_, select
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
@@ -88,16 +92,25 @@ FIND_TOKEN = str(
 _N = len(TOKEN_FIELDS)
 
 
+# The same statement with positional parameters, sent as a tuple in INSERT_COLUMNS order:
+# psycopg maps no names per execution. Unset columns are NULL; JSON values go as their text
+# (json.dumps, as psycopg's Json would send it), which the statement's ::JSON casts type.
+_POSITIONAL = re.compile(r"%\((\w+)\)s")
+assert tuple(_POSITIONAL.findall(INSERT_TOKEN)) == INSERT_COLUMNS
+INSERT_TOKEN_POSITIONAL = _POSITIONAL.sub("%s", INSERT_TOKEN)
+_INSERT_NULLS = dict.fromkeys(INSERT_COLUMNS)
+_insert_params = operator.itemgetter(*INSERT_COLUMNS)
+_JSON_INSERT_COLUMNS = tuple(name for name in INSERT_COLUMNS if name in JSON_COLUMNS)
+
+
 def insert_token(conn, row: Token) -> int:
     """INSERT the values set on a new row (on ``conn``, a psycopg connection); its id."""
-    from psycopg.types.json import Json
-
-    values = row.__dict__
-    params = {}
-    for name in INSERT_COLUMNS:
-        value = values.get(name)
-        params[name] = Json(value) if value is not None and name in JSON_COLUMNS else value
-    return conn.execute(INSERT_TOKEN, params, prepare=True).fetchone()[0]
+    values = {**_INSERT_NULLS, **row.__dict__}
+    for name in _JSON_INSERT_COLUMNS:
+        if values[name] is not None:
+            values[name] = json.dumps(values[name])
+    params = _insert_params(values)
+    return conn.execute(INSERT_TOKEN_POSITIONAL, params, prepare=True).fetchone()[0]
 
 
 def find_token(conn, digest: str) -> TokenView | None:

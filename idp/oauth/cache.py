@@ -11,9 +11,11 @@ request, so each worker keeps them in memory:
 
 "At once" works through one process-wide generation number, bumped by any ORM flush that
 writes a Client or Resource; every cached entry remembers the generation it was read at.
-Callers get fresh transient copies, never a shared instance: nothing a request does to its
-``request.client`` can leak into another request. Unknown client ids are not cached, so a
-flood of made-up ids cannot fill memory, and a new registration is found at once.
+Callers get fresh transient copies: nothing a request does to its ``request.client`` can
+leak into another request. The endpoints that only read a token's client (introspection,
+UserInfo) share one instance per cached registration instead (``shared``). Unknown client
+ids are not cached, so a flood of made-up ids cannot fill memory, and a new registration is
+found at once.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class RegistryCache:
         self._lock = threading.Lock()
         self._clients: dict[str, tuple[dict, float, int, tuple[str, ...]]] = {}
         self._catalogue: tuple[Catalogue, float, int] | None = None
+        self._shared: dict[str, tuple[tuple, Catalogue, Client]] = {}
 
     def _fresh(self, loaded_at: float, generation: int) -> bool:
         return generation == _generation and time.monotonic() - loaded_at < self.ttl
@@ -111,6 +114,25 @@ class RegistryCache:
             values[name] = values[name].copy()
         targets = self.catalogue().by_client.get(client_id, ())
         client.resource_scopes = frozenset(s for t in targets for s in t.scopes)
+        return client
+
+    def shared(self, client_id: str) -> Client | None:
+        """An enabled client as ``client`` gives it, but one instance per cached registration
+        shared by the requests that only READ it (the client of a token at introspection
+        and UserInfo): the copy is made when the registration or the resources are re-read,
+        not per request. Never change it; ``client`` gives a copy of one's own."""
+        entry = self._entry(client_id)
+        if entry is None:
+            return None
+        catalogue = self.catalogue()
+        found = self._shared.get(client_id)
+        if found is not None and found[0] is entry and found[1] is catalogue:
+            return found[2]
+        client = self.client(client_id)
+        if self.ttl > 0:
+            if len(self._shared) >= MAX_CLIENTS:
+                self._shared.clear()
+            self._shared[client_id] = (entry, catalogue, client)
         return client
 
     def settings(self, client_id: str) -> dict | None:

@@ -355,7 +355,12 @@ def methods_presented(request) -> list[str]:
     ``client_secret`` in the body, ``client_assertion``. A ``client_id`` alone is none of
     them (it names a public client, or repeats the Basic or assertion one)."""
     presented = []
-    scheme, _, credentials = (request.headers.get("Authorization") or "").strip().partition(" ")
+    flask_request = getattr(request, "_request", None)  # server.OAuth2Request: its environ
+    if flask_request is not None:
+        authorization = flask_request.environ.get("HTTP_AUTHORIZATION")
+    else:
+        authorization = request.headers.get("Authorization")
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
     if scheme.lower() == "basic" and credentials.strip():
         presented.append("client_secret_basic")
     form = request.form

@@ -234,6 +234,8 @@ def check_proof(
 
 def header_proof() -> str | None:
     """The request's DPoP header, if any; more than one is refused (§4.3 item 1)."""
+    if "HTTP_DPOP" not in request.environ:  # the one WSGI name of a DPoP header: none sent
+        return None
     values = request.headers.getlist("DPoP")
     if len(values) > 1:
         raise DPoPError("Send one DPoP header.")

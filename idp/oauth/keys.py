@@ -16,6 +16,7 @@ from datetime import timedelta
 from flask import Flask, current_app
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey, import_key
+from joserfc.jws import JWSRegistry
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -141,7 +142,12 @@ def sign(claims: dict, alg: str, typ: str = "JWT") -> str:
     """A JWT signed with the active key for alg: ID tokens (typ JWT), access tokens
     (at+jwt, RFC 9068 §2.1) and logout tokens (logout+jwt)."""
     key = store().signing_key(alg)
-    return jwt.encode({"alg": alg, "kid": key.kid, "typ": typ}, claims, key.key, [alg])
+    # joserfc would build this registry (the one algorithm allowed) on every call.
+    registry = _REGISTRIES.get(alg) or _REGISTRIES.setdefault(alg, JWSRegistry(algorithms=[alg]))
+    return jwt.encode({"alg": alg, "kid": key.kid, "typ": typ}, claims, key.key, registry=registry)
+
+
+_REGISTRIES: dict[str, JWSRegistry] = {}
 
 
 def store() -> KeyStore:

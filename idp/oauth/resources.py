@@ -125,7 +125,10 @@ def for_token_request(request, client: Client, granted: list[str] | None) -> lis
     (client credentials): then the request's ``resource`` values count, or else the one
     resource its scopes belong to (RFC 9068 §3).
     """
-    requested = allowed(client, indicators(request))
+    names = indicators(request)
+    if granted is None and not names:  # the usual client credentials request
+        return list(_inferred(client, request.payload.scope))
+    requested = allowed(client, names)
     scope = scope_to_list(request.payload.scope) or []
     if granted is not None:
         if any(r.identifier not in granted for r in requested):
@@ -141,6 +144,32 @@ def for_token_request(request, client: Client, granted: list[str] | None) -> lis
         raise InvalidScopeError("The scope does not belong to the requested resource.")
     token_format(client, requested)  # refuses resources that need different formats
     return requested
+
+
+# (client_id, scope) -> (catalogue, resources): what a request without ``resource`` and
+# without a grant targets, for as long as the catalogue it was read from is current.
+# Refusals are not kept. Bounded: the scope is the (authenticated) client's choice.
+_INFERRED: dict[tuple[str, str | None], tuple[object, tuple[Target, ...]]] = {}
+MAX_INFERRED = 1024
+
+
+def _inferred(client: Client, scope_string: str | None) -> tuple[Target, ...]:
+    """``for_token_request`` without indicators or grant: the one resource the scopes belong
+    to (RFC 9068 §3), checked as there; per worker, per catalogue."""
+    catalogue = registry().catalogue()
+    key = (client.client_id, scope_string)
+    found = _INFERRED.get(key)
+    if found is not None and found[0] is catalogue:
+        return found[1]
+    scope = scope_to_list(scope_string) or []
+    requested = infer(client, scope)
+    if scope and len(within(scope, requested)) != len(scope):
+        raise InvalidScopeError("The scope does not belong to the requested resource.")
+    token_format(client, requested)  # refuses resources that need different formats
+    if len(_INFERRED) >= MAX_INFERRED:
+        _INFERRED.clear()
+    _INFERRED[key] = (catalogue, tuple(requested))
+    return tuple(requested)
 
 
 def token_format(client: Client, resources: list[Target]) -> str:

@@ -72,11 +72,12 @@ def _dpop_error(endpoint: str):
 
 def _form_error(repeatable: tuple[str, ...] = ()):
     """invalid_request for a body that is not form-encoded or repeats a parameter, else None."""
-    if request.mimetype != "application/x-www-form-urlencoded":
+    current = request._get_current_object()  # one look-up through Flask's proxy
+    if current.mimetype != "application/x-www-form-urlencoded":
         return _json_error(
             InvalidRequestError("Send parameters as application/x-www-form-urlencoded.")
         )
-    for name, values in request.form.lists():
+    for name, values in current.form.lists():
         if len(values) > 1 and name not in repeatable:
             return _json_error(_repeated(name))
     return None

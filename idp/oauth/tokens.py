@@ -41,6 +41,7 @@ from ..models import (
     utcnow,
 )
 from ..models.device import APPROVED
+from ..models.token import TokenMethods
 from . import dpop, jwt_tokens
 from .cache import registry
 
@@ -85,7 +86,6 @@ def save_token(token: dict, request) -> Token:
         granted_scope=parent.granted_scope
         if parent
         else (code.scope if code else (token.get("scope") or "")),
-        access_token_hash=secret_hash(token["access_token"]),
         issued_at=now,
         access_expires_at=now + timedelta(seconds=token["expires_in"]),
         family_id=parent.family_id if parent else uuid.uuid4().hex,
@@ -124,15 +124,24 @@ def save_token(token: dict, request) -> Token:
     return row
 
 
-_new_token = Token._sa_class_manager.new_instance
+class IssuedToken(TokenMethods):
+    """A token about to be stored by ``insert``: plain attributes named as Token's columns,
+    None until set. Never an ORM instance: it never enters the session, and an instrumented
+    Token fired an attribute event per column set (``jwt_tokens.shape`` sets a dozen)."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
 
 
-def transient_token(**values) -> Token:
-    """A new Token filled directly: the instrumented constructor fires an attribute event
-    per column for a row that never enters the session (it is stored by ``insert``)."""
-    row = _new_token()
-    row.__dict__.update(values)
-    return row
+for _name in (*(c.key for c in Token.__table__.columns), "user", "client"):
+    setattr(IssuedToken, _name, None)
+del _name
+
+
+def transient_token(**values) -> IssuedToken:
+    """The row of a token issued without rotation (``save_token``); its ``__dict__`` holds
+    exactly the values set, as ``insert`` expects."""
+    return IssuedToken(**values)
 
 
 def insert(session, row: Token) -> int:  # session: None if the request opened none
@@ -360,8 +369,9 @@ def find_to_read(token_string: str):
         view = token_sql.find_token(conn, secret_hash(token_string))
     if view is not None:
         # The client's settings (pairwise subjects, signed UserInfo) from the per-worker
-        # cache; None for a disabled client, whose tokens is_live refuses anyway.
-        view.client = registry().client(view.client_id)
+        # cache, read only (one shared instance); None for a disabled client, whose tokens
+        # is_live refuses anyway.
+        view.client = registry().shared(view.client_id)
     return view
 
 

@@ -7,6 +7,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
 from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
 from flask import Response, current_app, jsonify, request
+from werkzeug.datastructures import Headers
 
 from .. import db
 from . import claims_request, dpop
@@ -29,11 +30,12 @@ class BearerTokenValidator(_BearerTokenValidator):
 
 def bearer_token() -> str | None:
     """The access token from the Authorization header or, on POST, the form body (§2.1-2.2)."""
-    header = request.headers.get("Authorization", "")
+    current = request._get_current_object()  # one look-up through Flask's proxy
+    header = current.environ.get("HTTP_AUTHORIZATION", "")  # headers.get("Authorization")
     in_body = (
-        request.method == "POST"
-        and request.mimetype == ("application/x-www-form-urlencoded")
-        and "access_token" in request.form
+        current.method == "POST"
+        and current.mimetype == ("application/x-www-form-urlencoded")
+        and "access_token" in current.form
     )
     if header:
         if in_body:
@@ -83,15 +85,35 @@ def userinfo():
     alg = token.client.userinfo_signed_response_alg
     if alg:
         response = Response(signed(claims, token.client, alg), mimetype="application/jwt")
+        response.headers["Cache-Control"] = "no-store"
     else:
-        response = jsonify(claims)
-    response.headers["Cache-Control"] = "no-store"
+        response = _claims_response(claims)
     return dpop.add_nonce(response)
+
+
+def _claims_response(claims: dict) -> Response:
+    """The claims as ``jsonify`` writes them (the app's JSON settings, compact, a final
+    newline), with Cache-Control: no-store; the constant headers are not validated again."""
+    app = current_app._get_current_object()
+    provider = app.json
+    if provider.compact is False or (provider.compact is None and app.debug):
+        response = jsonify(claims)  # indented: jsonify's own choice
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    data = (provider.dumps(claims, separators=(",", ":")) + "\n").encode()
+    headers = Headers()
+    headers._list = [
+        ("Content-Type", provider.mimetype),
+        ("Content-Length", str(len(data))),
+        ("Cache-Control", "no-store"),
+    ]
+    return Response([data], 200, headers)
 
 
 def _scheme() -> str:
     """The authentication scheme the request used: "bearer" (header or body) or "dpop"."""
-    return request.headers.get("Authorization", "").partition(" ")[0].lower() or "bearer"
+    header = request.environ.get("HTTP_AUTHORIZATION", "")  # headers.get("Authorization")
+    return header.partition(" ")[0].lower() or "bearer"
 
 
 def signed(claims: dict, client, alg: str) -> str:

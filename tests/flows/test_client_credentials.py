@@ -115,3 +115,19 @@ def test_public_client_cannot_use_client_credentials(db_session, client, factory
     assert response.status_code in (400, 401)
     assert response.get_json()["error"] == "invalid_client"
     assert db_session.scalar(select(Token.id)) is None
+
+
+def test_plain_http_to_a_public_host_gets_no_token(db_session, client, service):
+    # RFC 6749 §3.2: the token endpoint requires TLS (Authlib's transport check; plain http
+    # only on loopback). Its verdict is remembered per scheme and host: an https request to
+    # the same host first must not let a plain one through.
+    headers = basic_auth(service.client_id, service.client_secret)
+    data = {"grant_type": "client_credentials"}
+    secure = client.post("/token", data=data, headers=headers, base_url="https://idp.example")
+    assert secure.status_code == 200, secure.get_json()
+    issued = db_session.query(Token).count()
+    for _ in range(2):
+        plain = client.post("/token", data=data, headers=headers, base_url="http://idp.example")
+        assert plain.status_code != 200
+        assert "access_token" not in (plain.get_json() or {})
+    assert db_session.query(Token).count() == issued
