@@ -210,6 +210,8 @@ def main() -> None:
           f"(test client included)")  # fmt: skip
     if os.environ.get("BENCH_PROFILE"):
         stats.sort_stats(os.environ["BENCH_PROFILE"]).print_stats(int(os.environ.get("BENCH_N", "40")))
+    if os.environ.get("BENCH_PSTATS"):
+        stats.dump_stats(os.environ["BENCH_PSTATS"])
     print_groups(stats, cpu)
     db.engine(app).dispose()
 
