@@ -8,7 +8,7 @@ alone at the configured cost. IDP_DATABASE_URL or a temporary SQLite file, as th
     python bench/profile_sign_in.py [N] [BATCHES]     # best of BATCHES batches of N flows
     BENCH_PROFILE=1 python bench/profile_sign_in.py [N]   # cProfile of the whole flow
     BENCH_SQL=1 python bench/profile_sign_in.py [N]       # and the statements of one flow
-    BENCH_STEP="POST /token" BENCH_PSTATS=FILE python bench/profile_sign_in.py [N]  # one step's cProfile
+    BENCH_STEP="POST /token" BENCH_PSTATS=FILE python bench/profile_sign_in.py [N]  # one step
 
 Per step it also counts SQL statements and commits (through SQLAlchemy's engine events: on
 PostgreSQL the driver-path token INSERT of idp/models/token_sql.py is not among them).

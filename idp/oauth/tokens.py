@@ -333,7 +333,8 @@ def _settle_state(names: tuple[str, ...], params: dict) -> tuple:
         _SETTLE_STATEMENTS[names] = statement
     if isinstance(statement, str):
         try:
-            return db.session_driver_connection().execute(statement, params, prepare=True).fetchone()
+            conn = db.session_driver_connection()
+            return conn.execute(statement, params, prepare=True).fetchone()
         except Exception as exc:
             raise db.wrap_driver_error(exc) from exc
     return tuple(db.session().execute(statement, params).one())
