@@ -318,19 +318,20 @@ def _settle_check(name: str):
 
 # settle's statement per shape (which checks apply): built, and on PostgreSQL compiled for
 # psycopg, once per worker rather than on every token issued.
-_SETTLE_STATEMENTS: dict[tuple[str, ...], object] = {}
+_SETTLE_STATEMENTS: dict[tuple[tuple[str, ...], bool], object] = {}
 
 
 def _settle_state(names: tuple[str, ...], params: dict) -> tuple:
     """The truth of each check of ``names``, read in the session's transaction (its FOR SHARE
     locks held until the session commits). On PostgreSQL a prepared statement on the
     session's psycopg connection; elsewhere the Core statement."""
-    statement = _SETTLE_STATEMENTS.get(names)
+    driver = db.driver_path()
+    statement = _SETTLE_STATEMENTS.get((names, driver))
     if statement is None:
         statement = select(*(_settle_check(n).label(n) for n in names))
-        if db.driver_path():
+        if driver:
             statement = str(statement.compile(dialect=token_sql.DIALECT))
-        _SETTLE_STATEMENTS[names] = statement
+        _SETTLE_STATEMENTS[names, driver] = statement
     if isinstance(statement, str):
         try:
             conn = db.session_driver_connection()
