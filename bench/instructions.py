@@ -3,6 +3,9 @@
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.%p \
         python bench/instructions.py N scenario ...
 
+Scenarios: discovery, jwks, token (client credentials), introspect, userinfo, and on request
+only ``refresh`` (rotating, RFC 6749 §6: an ID token and a JWT access token each time).
+
 The app is built as bench/wsgi_cpu.py builds it (IDP_DATABASE_URL or SQLite); each scenario
 is warmed up uninstrumented, then instrumentation is switched on (``callgrind_control -i on``)
 for exactly N requests and the counters are dumped. The script prints the instructions of
@@ -19,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from urllib.parse import urlencode
 
 from inprocess import service_app, user_tokens
 from wsgi_cpu import call, environ, service_scenarios
@@ -42,6 +46,14 @@ def main() -> None:
     if "userinfo" in args or not args:
         _, pairs = user_tokens(app, 1)
         scenarios["userinfo"] = environ("GET", "/userinfo", authorization="Bearer " + pairs[0][0])
+    if "refresh" in args:  # rotating: each request presents a refresh token not used before
+        rp_basic, pairs = user_tokens(app, count + 30)
+        fresh = iter(pair[1] for pair in pairs)
+        scenarios["refresh"] = lambda: environ(
+            "POST", "/token", urlencode({"grant_type": "refresh_token",
+                                         "refresh_token": next(fresh)}).encode(),
+            authorization=rp_basic,
+        )  # fmt: skip
     for name in args or scenarios:
         env = scenarios[name]
         for _ in range(30):

@@ -209,7 +209,10 @@ def main() -> None:
           f"({stats.prim_calls / count:.0f} primitive); {cpu:.3f} ms of CPU each unprofiled "
           f"(test client included)")  # fmt: skip
     if os.environ.get("BENCH_PROFILE"):
-        stats.sort_stats(os.environ["BENCH_PROFILE"]).print_stats(40)
+        rows = int(os.environ.get("BENCH_N", "40"))
+        stats.sort_stats(os.environ["BENCH_PROFILE"]).print_stats(rows)
+    if os.environ.get("BENCH_PSTATS"):
+        stats.dump_stats(os.environ["BENCH_PSTATS"])
     print_groups(stats, cpu)
     db.engine(app).dispose()
 

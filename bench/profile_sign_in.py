@@ -8,6 +8,7 @@ alone at the configured cost. IDP_DATABASE_URL or a temporary SQLite file, as th
     python bench/profile_sign_in.py [N] [BATCHES]     # best of BATCHES batches of N flows
     BENCH_PROFILE=1 python bench/profile_sign_in.py [N]   # cProfile of the whole flow
     BENCH_SQL=1 python bench/profile_sign_in.py [N]       # and the statements of one flow
+    BENCH_STEP="POST /token" BENCH_PSTATS=FILE python bench/profile_sign_in.py [N]  # one step
 
 Per step it also counts SQL statements and commits (through SQLAlchemy's engine events: on
 PostgreSQL the driver-path token INSERT of idp/models/token_sql.py is not among them).
@@ -76,10 +77,17 @@ def main() -> None:
         if current[0]:
             commits[current[0]] += 1
 
+    step_profiler = cProfile.Profile(time.process_time)
+    profiled_step = os.environ.get("BENCH_STEP")  # e.g. "POST /token": dumped to BENCH_PSTATS
+
     def step(name, call):
         current[0] = name
         started = time.process_time()
+        if name == profiled_step:
+            step_profiler.enable()
         answer = call()
+        if name == profiled_step:
+            step_profiler.disable()
         steps[name] += time.process_time() - started
         current[0] = None
         return answer
@@ -130,6 +138,8 @@ def main() -> None:
         if best is None or total < best[0]:
             best = (total, dict(steps), dict(statements), dict(commits))
     total, steps, statements, commits = best
+    if profiled_step:
+        step_profiler.dump_stats(os.environ.get("BENCH_PSTATS", "/tmp/profile_step.pstats"))
     with app.app_context():
         hasher = app.extensions["idp.passwords"]
         stored = hasher.hash(PASSWORD)

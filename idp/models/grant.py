@@ -13,7 +13,36 @@ from .client import Client
 from .user import User
 
 
-class AuthorizationCode(AuthorizationCodeMixin, Base):
+class CodeMethods(AuthorizationCodeMixin):
+    """Authlib's AuthorizationCodeMixin over the code columns: shared by the ORM row
+    (``AuthorizationCode``) and the code exchange's read-only view on PostgreSQL
+    (``token_sql.CodeView``), which have the same names."""
+
+    __slots__ = ()
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> str | None:
+        return self.acr
+
+    def get_amr(self) -> list[str] | None:
+        return self.amr
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= utcnow()
+
+
+class AuthorizationCode(CodeMethods, Base):
     __tablename__ = "authorization_codes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -47,24 +76,3 @@ class AuthorizationCode(AuthorizationCodeMixin, Base):
 
     user: Mapped[User] = relationship(lazy="joined")
     client: Mapped[Client] = relationship(lazy="joined")
-
-    def get_redirect_uri(self) -> str:
-        return self.redirect_uri
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_nonce(self) -> str | None:
-        return self.nonce
-
-    def get_auth_time(self) -> int:
-        return self.auth_time
-
-    def get_acr(self) -> str | None:
-        return self.acr
-
-    def get_amr(self) -> list[str] | None:
-        return self.amr
-
-    def is_expired(self) -> bool:
-        return self.expires_at <= utcnow()

@@ -142,19 +142,24 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
         session.commit()
 
     def query_authorization_code(self, code, client):
-        session = db.session()
-        row = session.scalar(
-            select(AuthorizationCode).where(
-                AuthorizationCode.code_hash == secret_hash(code),
-                AuthorizationCode.client_id == client.client_id,
+        if db.driver_path():
+            # PostgreSQL: narrow columns and the user's on the driver, autocommitted (no
+            # ORM objects, no BEGIN); the session is opened only to store the tokens.
+            with db.autocommit() as conn:
+                row = token_sql.find_code(conn, secret_hash(code), client.client_id)
+        else:
+            row = db.session().scalar(
+                select(AuthorizationCode).where(
+                    AuthorizationCode.code_hash == secret_hash(code),
+                    AuthorizationCode.client_id == client.client_id,
+                )
             )
-        )
         if row is None:
             return None
         if row.used_at is not None:
             tokens.revoke_code(row.id, reason="authorization code replayed")
             audit.record("code.replayed", target=client.client_id, code_id=row.id)
-            session.commit()
+            db.session().commit()
             return None
         if row.is_expired():
             return None
@@ -181,22 +186,31 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
 
     def create_token_response(self):
         code = self.request.authorization_code
-        session = db.session()
         now = utcnow()
         # The code is consumed before tokens are issued, so a racing request finds nothing.
         # RFC 6749 §4.1.3: only an unexpired code; a sign-out or revocation that expired it
         # after validate_token_request read it wins.
-        won = session.execute(
-            update(AuthorizationCode)
-            .where(
-                AuthorizationCode.id == code.id,
-                AuthorizationCode.used_at.is_(None),
-                AuthorizationCode.expires_at > now,
+        if db.driver_path():
+            with db.autocommit() as conn:  # one round trip: the UPDATE is its transaction
+                won = token_sql.consume_code(conn, code.id, now)
+        else:
+            won = (
+                db.session()
+                .execute(
+                    update(AuthorizationCode)
+                    .where(
+                        AuthorizationCode.id == code.id,
+                        AuthorizationCode.used_at.is_(None),
+                        AuthorizationCode.expires_at > now,
+                    )
+                    .values(used_at=now)
+                )
+                .rowcount
+                == 1
             )
-            .values(used_at=now)
-        ).rowcount
-        session.commit()
-        if won != 1:
+            db.session().commit()
+        if not won:
+            session = db.session()
             used = session.scalar(
                 select(AuthorizationCode.used_at).where(AuthorizationCode.id == code.id)
             )

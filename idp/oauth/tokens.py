@@ -238,50 +238,31 @@ def settle(row: Token, code_id: int | None, parent_id: int | None, in_family: bo
     parent token, the family an exchanged token joined) so an uncommitted revocation is
     waited for rather than missed.
     """
-    checks = {}
+    names = []
     if row.user_id is not None:
-        checks["user"] = _locked(
-            select(User.id).where(User.id == row.user_id, User.disabled.is_(False))
-        )
+        names.append("user")
         # An offline refresh token outlives its session (OIDC Core §11), and so do the
         # access tokens it is refreshed into; sign-out only ended the one issued with it.
         if row.sid is not None and not (parent_id is not None and keeps_offline(row)):
-            checks["session"] = _locked(
-                select(UserSession.id).where(
-                    UserSession.sid == row.sid, UserSession.ended_at.is_(None)
-                )
-            )
+            names.append("session")
         client = registry().client(row.client_id)
         if row.grant_type != EXCHANGE and not (client is not None and client.first_party):
-            checks["consent"] = _locked(
-                select(Consent.id).where(
-                    Consent.user_id == row.user_id, Consent.client_id == row.client_id
-                )
-            )
+            names.append("consent")
     code_id = code_id or row.authorization_code_id
     if code_id is not None:
-        # A lock is taken only on rows that match, so the live code is what is matched and
-        # locked; a code purged since (long redeemed, refresh tokens outlive it) is no mark.
-        checks["code"] = or_(
-            _locked(
-                select(AuthorizationCode.id).where(
-                    AuthorizationCode.id == code_id, ~revoked_code(code_id)
-                )
-            ),
-            ~exists().where(AuthorizationCode.id == code_id),
-        )
+        names.append("code")
     if parent_id is not None:
-        checks["parent"] = _locked(
-            select(Token.id).where(Token.id == parent_id, Token.revoked_at.is_(None))
-        )
+        names.append("parent")
     if in_family:
-        checks["family"] = _locked(
-            select(Token.id).where(
-                Token.family_id == row.family_id, Token.id != row.id, Token.revoked_at.is_(None)
-            )
-        )
-    state = db.session().execute(select(*(c.label(k) for k, c in checks.items()))).one()
-    ended = [name for name in checks if not state._mapping[name]]
+        names.append("family")
+    params = {
+        "user_id": row.user_id, "sid": row.sid, "client_id": row.client_id,
+        "code_id": code_id, "parent_id": parent_id, "family_id": row.family_id,
+        "row_id": row.id,
+    }  # fmt: skip
+    state = _settle_state(tuple(names), params)
+    checks = dict(zip(names, state, strict=True))
+    ended = [name for name in names if not checks[name]]
     if not ended:
         return
     now = utcnow()
@@ -299,6 +280,74 @@ def settle(row: Token, code_id: int | None, parent_id: int | None, in_family: bo
 
 def _locked(query):
     return query.with_for_update(read=True).exists()
+
+
+def _settle_check(name: str):
+    """One of settle's reads, on bound parameters (the statement is built once per shape)."""
+    if name == "user":
+        query = select(User.id).where(User.id == bindparam("user_id"), User.disabled.is_(False))
+        return _locked(query)
+    if name == "session":
+        return _locked(
+            select(UserSession.id).where(
+                UserSession.sid == bindparam("sid"), UserSession.ended_at.is_(None)
+            )
+        )
+    if name == "consent":
+        return _locked(
+            select(Consent.id).where(
+                Consent.user_id == bindparam("user_id"),
+                Consent.client_id == bindparam("client_id"),
+            )
+        )
+    if name == "code":
+        # A lock is taken only on rows that match, so the live code is what is matched and
+        # locked; a code purged since (long redeemed, refresh tokens outlive it) is no mark.
+        code_id = bindparam("code_id")
+        return or_(
+            _locked(
+                select(AuthorizationCode.id).where(
+                    AuthorizationCode.id == code_id, ~revoked_code(code_id)
+                )
+            ),
+            ~exists().where(AuthorizationCode.id == code_id),
+        )
+    if name == "parent":
+        return _locked(
+            select(Token.id).where(Token.id == bindparam("parent_id"), Token.revoked_at.is_(None))
+        )
+    return _locked(  # family
+        select(Token.id).where(
+            Token.family_id == bindparam("family_id"),
+            Token.id != bindparam("row_id"),
+            Token.revoked_at.is_(None),
+        )
+    )
+
+
+# settle's statement per shape (which checks apply): built, and on PostgreSQL compiled for
+# psycopg, once per worker rather than on every token issued.
+_SETTLE_STATEMENTS: dict[tuple[tuple[str, ...], bool], object] = {}
+
+
+def _settle_state(names: tuple[str, ...], params: dict) -> tuple:
+    """The truth of each check of ``names``, read in the session's transaction (its FOR SHARE
+    locks held until the session commits). On PostgreSQL a prepared statement on the
+    session's psycopg connection; elsewhere the Core statement."""
+    driver = db.driver_path()
+    statement = _SETTLE_STATEMENTS.get((names, driver))
+    if statement is None:
+        statement = select(*(_settle_check(n).label(n) for n in names))
+        if driver:
+            statement = str(statement.compile(dialect=token_sql.DIALECT))
+        _SETTLE_STATEMENTS[names, driver] = statement
+    if isinstance(statement, str):
+        try:
+            conn = db.session_driver_connection()
+            return conn.execute(statement, params, prepare=True).fetchone()
+        except Exception as exc:
+            raise db.wrap_driver_error(exc) from exc
+    return tuple(db.session().execute(statement, params).one())
 
 
 def keeps_offline(row: Token) -> bool:
