@@ -16,6 +16,8 @@ from blinker import Namespace
 from flask import current_app, g, request, session
 from flask_login import LoginManager, login_user, logout_user
 from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import audit, db
 from ..models import SessionClient, User, UserSession, utcnow
@@ -49,8 +51,16 @@ def load_user(sub: str) -> User | None:
     if not sid:
         return None
     s = db.session()
-    row = s.scalar(select(UserSession).where(UserSession.sid == sid))
-    user = s.scalar(select(User).where(User.sub == sub))
+    # One statement for the row and its user (every signed-in request runs this): the
+    # cookie's sub must name the row's user, else nobody is signed in.
+    found = s.execute(
+        select(UserSession, User)
+        .join(User, User.id == UserSession.user_id)
+        .where(UserSession.sid == sid)
+    ).first()
+    row, user = found if found is not None else (None, None)
+    if user is not None and user.sub != sub:
+        user = None
     if row is not None and row.ended_at is None and not is_live(row):
         terminate([row], "expired")  # timed out: end it with every consequence, now
         s.commit()
@@ -232,9 +242,14 @@ def remember_client(sid: str | None, client_id: str) -> None:
         row = s.scalar(select(UserSession).where(UserSession.sid == sid))
     if row is None:
         return
-    exists = s.get(SessionClient, (row.id, client_id))
-    if exists is None:
-        s.add(SessionClient(session_id=row.id, client_id=client_id))
+    # One statement, not a look-up and an insert: a pair already recorded stays as it was
+    # (its first_at kept), and two racing requests cannot both insert it.
+    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    s.execute(
+        insert(SessionClient)
+        .values(session_id=row.id, client_id=client_id, first_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["session_id", "client_id"])
+    )
 
 
 def current_authentication() -> tuple[int, list[str]]:
