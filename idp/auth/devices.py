@@ -18,7 +18,8 @@ cannot be linked. On every successful sign-in (Flask-Login's ``user_logged_in``,
   account page, or have no email), with the time, the device guess and, if
   NEW_DEVICE_NOTICE_IP, the IP address. Audited as ``signin.new_device``.
 
-A user keeps at most ``KEEP`` devices (the least recently seen are forgotten).
+A user keeps at most ``KEEP`` devices (the least recently seen are forgotten, by the sign-in
+that counted ``KEEP`` already; two such sign-ins racing may leave one extra until the next).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import secrets
 
 from flask import Flask, current_app, g, request
 from flask_login import user_logged_in
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -128,20 +129,28 @@ def signed_in(sender, user: User, **_) -> None:
         return
     s = db.session()
     token, brought = browser_token()
-    known = brought and s.scalar(
-        select(KnownDevice).where(
-            KnownDevice.user_id == user.id, KnownDevice.token_hash == device_hash(user, token)
+    # One statement: how many devices the user has, and (if the browser brought a cookie)
+    # which of them is this browser.
+    mine = KnownDevice.user_id == user.id
+    if brought:
+        this = case((KnownDevice.token_hash == device_hash(user, token), KnownDevice.id))
+        count, known = s.execute(select(func.count(), func.max(this)).where(mine)).one()
+    else:
+        count, known = s.scalar(select(func.count()).select_from(KnownDevice).where(mine)), None
+    if known is not None:
+        s.execute(
+            update(KnownDevice)
+            .where(KnownDevice.id == known)
+            .values(last_seen_at=utcnow())
+            .execution_options(synchronize_session=False)
         )
-    )
-    if known:
-        known.last_seen_at = utcnow()
         return
-    first = s.scalar(select(KnownDevice.id).where(KnownDevice.user_id == user.id).limit(1))
     description = describe(request.headers.get("User-Agent"))
     if not remember(user, token, description):
         return
-    forget_oldest(user)
-    if first is None:  # the user's first device: their own browser, no notice
+    if count >= KEEP:  # only then is there one too many now
+        forget_oldest(user)
+    if not count:  # the user's first device: their own browser, no notice
         return
     notified = bool(user.new_device_notices and user.email) and notify(user, description)
     audit.record("signin.new_device", actor=user.sub, device=description, notified=notified)
