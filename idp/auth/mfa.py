@@ -141,7 +141,10 @@ def begin(user: User, amr: list[str], next_url: str, *, need: str | None = None)
 
     The caller commits. ``next_url`` must already be a safe same-site path.
     """
-    has, group_requires = survey(user)  # one statement: the factors and the group policy
+    # One statement: the factors and the group policy. Nothing unflushed concerns them (a
+    # sign-in's audit event, lockout fields), so it goes with session.start's flush.
+    with db.session().no_autoflush:
+        has, group_requires = survey(user)
     factors = _choose(has, need)
     if need is None and not factors and not required(user, group_requires=group_requires):
         login.clear_failures(user)

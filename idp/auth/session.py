@@ -15,7 +15,7 @@ from datetime import timedelta
 from blinker import Namespace
 from flask import current_app, g, request, session
 from flask_login import LoginManager, login_user, logout_user
-from sqlalchemy import or_, select, update
+from sqlalchemy import Insert, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -45,6 +45,14 @@ def is_live(row: UserSession | None) -> bool:
     return row.last_seen_at + idle > now and row.created_at + absolute > now
 
 
+# Built once: every signed-in request runs it.
+_SESSION_AND_USER = (
+    select(UserSession, User)
+    .join(User, User.id == UserSession.user_id)
+    .where(UserSession.sid == bindparam("sid"))
+)
+
+
 @login_manager.user_loader
 def load_user(sub: str) -> User | None:
     sid = session.get("sid")
@@ -53,11 +61,7 @@ def load_user(sub: str) -> User | None:
     s = db.session()
     # One statement for the row and its user (every signed-in request runs this): the
     # cookie's sub must name the row's user, else nobody is signed in.
-    found = s.execute(
-        select(UserSession, User)
-        .join(User, User.id == UserSession.user_id)
-        .where(UserSession.sid == sid)
-    ).first()
+    found = s.execute(_SESSION_AND_USER, {"sid": sid}).first()
     row, user = found if found is not None else (None, None)
     if user is not None and user.sub != sub:
         user = None
@@ -243,13 +247,34 @@ def remember_client(sid: str | None, client_id: str) -> None:
     if row is None:
         return
     # One statement, not a look-up and an insert: a pair already recorded stays as it was
-    # (its first_at kept), and two racing requests cannot both insert it.
-    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-    s.execute(
-        insert(SessionClient)
-        .values(session_id=row.id, client_id=client_id, first_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["session_id", "client_id"])
+    # (its first_at kept), and two racing requests cannot both insert it. It runs on the
+    # transaction's connection: it needs nothing of what the ORM holds unflushed (the
+    # caller's code row and audit event go in one flush at its commit).
+    connection = s.connection()
+    connection.execute(
+        _remember_client_statement(connection.dialect.name),
+        {"session_id": row.id, "client_id": client_id, "first_at": utcnow()},
     )
+
+
+_REMEMBER_CLIENT: dict[str, Insert] = {}
+
+
+def _remember_client_statement(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING into session_clients, built once per dialect."""
+    statement = _REMEMBER_CLIENT.get(dialect)
+    if statement is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = _REMEMBER_CLIENT[dialect] = (
+            insert(SessionClient)
+            .values(
+                session_id=bindparam("session_id"),
+                client_id=bindparam("client_id"),
+                first_at=bindparam("first_at"),
+            )
+            .on_conflict_do_nothing(index_elements=["session_id", "client_id"])
+        )
+    return statement
 
 
 def current_authentication() -> tuple[int, list[str]]:
