@@ -18,6 +18,7 @@ from flask_login import LoginManager, login_user, logout_user
 from sqlalchemy import Insert, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, db
 from ..models import SessionClient, User, UserSession, utcnow
@@ -44,6 +45,12 @@ def is_live(row: UserSession | None) -> bool:
     absolute = timedelta(seconds=int(current_app.config["SESSION_ABSOLUTE_LIFETIME"]))
     return row.last_seen_at + idle > now and row.created_at + absolute > now
 
+
+_SIGNED_IN = (
+    update(User)
+    .where(User.id == bindparam("user_id"))
+    .values(last_login_at=bindparam("at"), updated_at=bindparam("at"))
+)
 
 # Built once: every signed-in request runs it.
 _SESSION_AND_USER = (
@@ -98,8 +105,12 @@ def start(user: User, methods: list[str], factors: list[dict] | None = None) -> 
     now = time.time()
     # The user row is written before any session row, the order every writer keeps (an
     # admin disabling the user, oauth.tokens.settle's row locks), so none waits in a cycle.
-    user.last_login_at = utcnow()
-    s.flush()
+    # One prepared UPDATE on the transaction's connection, not an ORM flush of its own: the
+    # rest (session row, audit events, the user's other changes) goes in one flush at commit.
+    at = utcnow()
+    s.connection().execute(_SIGNED_IN, {"user_id": user.id, "at": at})
+    set_committed_value(user, "last_login_at", at)
+    set_committed_value(user, "updated_at", at)
     if previous is not None and previous.user_id == user.id and is_live(previous):
         row = previous
         row.auth_time = int(now)
