@@ -315,7 +315,12 @@ def backup(user) -> bool:
 
 
 def init_app(app: Flask) -> None:
-    mfa.register_factor("totp", "Use an authenticator app", "factors.totp_sign_in", totp.has)
-    mfa.register_factor("recovery", "Use a recovery code", "factors.recovery_sign_in", backup)
+    mfa.register_factor(
+        "totp", "Use an authenticator app", "factors.totp_sign_in", totp.has, present=totp.present
+    )
+    mfa.register_factor(
+        "recovery", "Use a recovery code", "factors.recovery_sign_in", backup,
+        present=recovery.present, backup=True,
+    )  # fmt: skip
     app.register_blueprint(bp)
     app.jinja_env.globals["factor_summary"] = factor_summary

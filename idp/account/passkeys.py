@@ -216,7 +216,10 @@ def second_factor():
 
 def init_app(app: Flask) -> None:
     # First choice after the password, and the only phishing-resistant factor (auth.mfa).
-    mfa.register_factor("webauthn", "Use a passkey", "passkeys.second_factor", passkeys.has_passkey)
+    mfa.register_factor(
+        "webauthn", "Use a passkey", "passkeys.second_factor", passkeys.has_passkey,
+        present=passkeys.passkey_present,
+    )  # fmt: skip
     app.register_blueprint(bp)
     # The account and admin pages list a user's passkeys through their partials.
     app.add_template_global(passkeys.credentials, "user_passkeys")

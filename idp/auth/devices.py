@@ -18,7 +18,8 @@ cannot be linked. On every successful sign-in (Flask-Login's ``user_logged_in``,
   account page, or have no email), with the time, the device guess and, if
   NEW_DEVICE_NOTICE_IP, the IP address. Audited as ``signin.new_device``.
 
-A user keeps at most ``KEEP`` devices (the least recently seen are forgotten).
+A user keeps at most ``KEEP`` devices (the least recently seen are forgotten, by the sign-in
+that counted ``KEEP`` already; two such sign-ins racing may leave one extra until the next).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import secrets
 
 from flask import Flask, current_app, g, request
 from flask_login import user_logged_in
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -94,54 +95,86 @@ def browser_token() -> tuple[str, bool]:
     return token, brought
 
 
+# The statements of a sign-in, built once (per dialect for the INSERT). They run on the
+# transaction's connection, not through the ORM: they need nothing it holds unflushed (the
+# session row, audit events), which then go in one flush at the caller's commit.
+_user_id = bindparam("user_id")
+# How many devices the user has, and the id of the one with this hash ("": none).
+_COUNT_AND_MATCH = select(
+    func.count(),
+    func.max(case((KnownDevice.token_hash == bindparam("token_hash"), KnownDevice.id))),
+).where(KnownDevice.user_id == _user_id)
+_SEEN_AGAIN = (
+    update(KnownDevice)
+    .where(KnownDevice.id == bindparam("device_id"))
+    .values(last_seen_at=bindparam("now"))
+)
+_keep = (
+    select(KnownDevice.id)
+    .where(KnownDevice.user_id == _user_id)
+    .order_by(KnownDevice.last_seen_at.desc(), KnownDevice.id.desc())
+    .limit(bindparam("keep"))
+)
+# One statement: the subquery is evaluated by the database, not sent back as a list.
+_FORGET_OLDEST = delete(KnownDevice).where(
+    KnownDevice.user_id == _user_id, KnownDevice.id.not_in(_keep.scalar_subquery())
+)
+_REMEMBER: dict = {}
+
+
+def _remember_statement(dialect: str):
+    statement = _REMEMBER.get(dialect)
+    if statement is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(KnownDevice).values(
+            user_id=_user_id,
+            token_hash=bindparam("token_hash"),
+            description=bindparam("description"),
+            first_seen_at=bindparam("now"),
+            last_seen_at=bindparam("now"),
+        )
+        statement = statement.on_conflict_do_nothing(index_elements=["user_id", "token_hash"])
+        # RETURNING, not rowcount: the insert reports no row count on every driver.
+        statement = _REMEMBER[dialect] = statement.returning(KnownDevice.id)
+    return statement
+
+
 def remember(user: User, token: str, description: str) -> bool:
     """Store the browser for the user; False if it was there (a racing sign-in, too)."""
-    s = db.session()
+    connection = db.session().connection()
     values = {
         "user_id": user.id,
         "token_hash": device_hash(user, token),
         "description": description[:120],
-        "first_seen_at": utcnow(),
-        "last_seen_at": utcnow(),
+        "now": utcnow(),
     }
-    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(KnownDevice).values(**values)
-    statement = statement.on_conflict_do_nothing(index_elements=["user_id", "token_hash"])
-    # RETURNING, not rowcount: the ORM's insert reports no row count on every driver.
-    return s.execute(statement.returning(KnownDevice.id)).scalar() is not None
+    statement = _remember_statement(connection.dialect.name)
+    return connection.execute(statement, values).scalar() is not None
 
 
 def forget_oldest(user: User) -> None:
-    keep = select(KnownDevice.id).where(KnownDevice.user_id == user.id)
-    keep = keep.order_by(KnownDevice.last_seen_at.desc(), KnownDevice.id.desc()).limit(KEEP)
-    # One statement: the subquery is evaluated by the database, not sent back as a list.
-    db.session().execute(
-        delete(KnownDevice).where(
-            KnownDevice.user_id == user.id, KnownDevice.id.not_in(keep.scalar_subquery())
-        )
-    )
+    db.session().connection().execute(_FORGET_OLDEST, {"user_id": user.id, "keep": KEEP})
 
 
 def signed_in(sender, user: User, **_) -> None:
     """Receiver of ``user_logged_in``: remember this browser, mail the user if it is new."""
     if not current_app.config["NEW_DEVICE_NOTICES"]:
         return
-    s = db.session()
+    connection = db.session().connection()
     token, brought = browser_token()
-    known = brought and s.scalar(
-        select(KnownDevice).where(
-            KnownDevice.user_id == user.id, KnownDevice.token_hash == device_hash(user, token)
-        )
-    )
-    if known:
-        known.last_seen_at = utcnow()
+    # One statement: how many devices the user has, and (if the browser brought a cookie)
+    # which of them is this browser.
+    mine = {"user_id": user.id, "token_hash": device_hash(user, token) if brought else ""}
+    count, known = connection.execute(_COUNT_AND_MATCH, mine).one()
+    if known is not None:
+        connection.execute(_SEEN_AGAIN, {"device_id": known, "now": utcnow()})
         return
-    first = s.scalar(select(KnownDevice.id).where(KnownDevice.user_id == user.id).limit(1))
     description = describe(request.headers.get("User-Agent"))
     if not remember(user, token, description):
         return
-    forget_oldest(user)
-    if first is None:  # the user's first device: their own browser, no notice
+    if count >= KEEP:  # only then is there one too many now
+        forget_oldest(user)
+    if not count:  # the user's first device: their own browser, no notice
         return
     notified = bool(user.new_device_notices and user.email) and notify(user, description)
     audit.record("signin.new_device", actor=user.sub, device=description, notified=notified)

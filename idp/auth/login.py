@@ -12,20 +12,21 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from .. import audit, db, metrics
 from ..models import User, utcnow
 from . import passwords
 
+# Built once (every sign-in runs it): the username as typed, or the email in any case.
+_FIND_USER = select(User).where(
+    or_(User.username == bindparam("username"), func.lower(User.email) == bindparam("email"))
+)
+
 
 def find_user(identifier: str) -> User | None:
     identifier = identifier.strip()
-    return db.session().scalar(
-        select(User).where(
-            or_(User.username == identifier, func.lower(User.email) == identifier.lower())
-        )
-    )
+    return db.session().scalar(_FIND_USER, {"username": identifier, "email": identifier.lower()})
 
 
 def authenticate(identifier: str, password: str, *, complete: bool = True) -> User | None:

@@ -22,12 +22,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app, redirect, session, url_for
 from flask.wrappers import Response
+from sqlalchemy import ColumnElement, Select, bindparam, exists, select
 
 from .. import audit, db, mail
-from ..models import User
+from ..models import Group, User, user_groups
 from . import login
 from . import session as user_session
 
@@ -50,28 +52,77 @@ class Factor:
     label: str  # link text on the other factors' pages ("Use an authenticator app")
     endpoint: str  # the sign-in page of this factor (a Flask endpoint name)
     has: Callable[[User], bool]  # whether the user can sign in with it
+    # ``has`` as a SQL condition on a user id (a bind parameter): with it, every factor and
+    # the group policy are asked in one statement (``survey``) instead of one each.
+    present: Callable[[Any], ColumnElement[bool]] | None = None
+    # A backup factor (recovery codes) counts only while the user has a non-backup one.
+    backup: bool = False
 
 
 FACTORS: list[Factor] = []
+# The statement of ``survey`` for the registered factors, built once (registering resets it).
+_SURVEY: dict[str, Select] = {}
 
 
-def register_factor(kind: str, label: str, endpoint: str, has: Callable[[User], bool]) -> None:
+def register_factor(
+    kind: str,
+    label: str,
+    endpoint: str,
+    has: Callable[[User], bool],
+    *,
+    present: Callable[[Any], ColumnElement[bool]] | None = None,
+    backup: bool = False,
+) -> None:
     """Add (or replace) a factor; FACTORS stays in the order of preference of ``ORDER``."""
-    FACTORS[:] = [f for f in FACTORS if f.kind != kind] + [Factor(kind, label, endpoint, has)]
+    factor = Factor(kind, label, endpoint, has, present, backup)
+    FACTORS[:] = [f for f in FACTORS if f.kind != kind] + [factor]
     FACTORS.sort(key=lambda f: ORDER.index(f.kind) if f.kind in ORDER else len(ORDER))
+    _SURVEY.clear()
 
 
-def available(user: User, need: str | None = None) -> list[Factor]:
-    """The factors the user can sign in with now; for ``need="phr"`` phishing-resistant ones."""
-    found = [f for f in FACTORS if f.has(user)]
+def survey(user: User) -> tuple[dict[str, bool], bool]:
+    """({factor kind: the user has it}, whether one of the user's groups requires MFA), in
+    one statement for every factor with a ``present`` condition (the others ask ``has``)."""
+    statement = _SURVEY.get("statement")
+    if statement is None:
+        user_id = bindparam("user_id")
+        group = exists().where(
+            user_groups.c.user_id == user_id,
+            user_groups.c.group_id == Group.id,
+            Group.mfa_required.is_(True),
+        )
+        conditions = [f.present(user_id) for f in FACTORS if f.present is not None]
+        statement = _SURVEY["statement"] = select(group, *conditions)
+    row = iter(db.session().execute(statement, {"user_id": user.id}).one())
+    group_requires = bool(next(row))
+    has = {f.kind: bool(next(row)) if f.present is not None else f.has(user) for f in FACTORS}
+    primary = any(has[f.kind] for f in FACTORS if not f.backup)
+    for f in FACTORS:
+        if f.backup and not primary:
+            has[f.kind] = False
+    return has, group_requires
+
+
+def _choose(has: dict[str, bool], need: str | None) -> list[Factor]:
+    found = [f for f in FACTORS if has[f.kind]]
     if need == "phr":
         found = [f for f in found if f.kind in PHISHING_RESISTANT]
     return found
 
 
-def required(user: User) -> bool:
-    """MFA policy: the user, one of their groups, or (by default) being an admin."""
-    if user.mfa_required or any(g.mfa_required for g in user.groups):
+def available(user: User, need: str | None = None) -> list[Factor]:
+    """The factors the user can sign in with now; for ``need="phr"`` phishing-resistant ones."""
+    return _choose(survey(user)[0], need)
+
+
+def required(user: User, *, group_requires: bool | None = None) -> bool:
+    """MFA policy: the user, one of their groups, or (by default) being an admin.
+    ``group_requires``: the group answer when the caller has it already (``survey``)."""
+    if user.mfa_required:
+        return True
+    if group_requires is None:
+        group_requires = any(g.mfa_required for g in user.groups)
+    if group_requires:
         return True
     return bool(user.is_admin and current_app.config["MFA_REQUIRED_FOR_ADMINS"])
 
@@ -90,8 +141,12 @@ def begin(user: User, amr: list[str], next_url: str, *, need: str | None = None)
 
     The caller commits. ``next_url`` must already be a safe same-site path.
     """
-    factors = available(user, need)
-    if need is None and not factors and not required(user):
+    # One statement: the factors and the group policy. Nothing unflushed concerns them (a
+    # sign-in's audit event, lockout fields), so it goes with session.start's flush.
+    with db.session().no_autoflush:
+        has, group_requires = survey(user)
+    factors = _choose(has, need)
+    if need is None and not factors and not required(user, group_requires=group_requires):
         login.clear_failures(user)
         now = int(time.time())
         user_session.start(user, amr, [{"kind": k, "at": now} for k in amr_kinds(amr)])
@@ -238,4 +293,5 @@ __all__ = [
     "pending_user",
     "register_factor",
     "required",
+    "survey",
 ]

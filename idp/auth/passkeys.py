@@ -37,7 +37,7 @@ import time
 from datetime import UTC, datetime
 
 from flask import current_app, session
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -164,6 +164,11 @@ def credentials(user: User) -> list[WebAuthnCredential]:
             .order_by(WebAuthnCredential.created_at, WebAuthnCredential.id)
         )
     )
+
+
+def passkey_present(user_id):
+    """``has_passkey`` as a SQL condition on a user id (auth.mfa asks all factors at once)."""
+    return exists().where(WebAuthnCredential.user_id == user_id)
 
 
 def has_passkey(user: User) -> bool:

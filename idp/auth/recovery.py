@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from .. import db
 from ..models import RecoveryCode, User, secret_hash, utcnow
@@ -68,6 +68,11 @@ def remaining(user: User) -> int:
         .select_from(RecoveryCode)
         .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
     )
+
+
+def present(user_id):
+    """``has`` as a SQL condition on a user id (auth.mfa asks all factors at once)."""
+    return exists().where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))
 
 
 def has(user: User) -> bool:

@@ -15,7 +15,10 @@ from datetime import timedelta
 from blinker import Namespace
 from flask import current_app, g, request, session
 from flask_login import LoginManager, login_user, logout_user
-from sqlalchemy import or_, select, update
+from sqlalchemy import Insert, bindparam, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, db
 from ..models import SessionClient, User, UserSession, utcnow
@@ -43,14 +46,32 @@ def is_live(row: UserSession | None) -> bool:
     return row.last_seen_at + idle > now and row.created_at + absolute > now
 
 
+_SIGNED_IN = (
+    update(User)
+    .where(User.id == bindparam("user_id"))
+    .values(last_login_at=bindparam("at"), updated_at=bindparam("at"))
+)
+
+# Built once: every signed-in request runs it.
+_SESSION_AND_USER = (
+    select(UserSession, User)
+    .join(User, User.id == UserSession.user_id)
+    .where(UserSession.sid == bindparam("sid"))
+)
+
+
 @login_manager.user_loader
 def load_user(sub: str) -> User | None:
     sid = session.get("sid")
     if not sid:
         return None
     s = db.session()
-    row = s.scalar(select(UserSession).where(UserSession.sid == sid))
-    user = s.scalar(select(User).where(User.sub == sub))
+    # One statement for the row and its user (every signed-in request runs this): the
+    # cookie's sub must name the row's user, else nobody is signed in.
+    found = s.execute(_SESSION_AND_USER, {"sid": sid}).first()
+    row, user = found if found is not None else (None, None)
+    if user is not None and user.sub != sub:
+        user = None
     if row is not None and row.ended_at is None and not is_live(row):
         terminate([row], "expired")  # timed out: end it with every consequence, now
         s.commit()
@@ -84,8 +105,12 @@ def start(user: User, methods: list[str], factors: list[dict] | None = None) -> 
     now = time.time()
     # The user row is written before any session row, the order every writer keeps (an
     # admin disabling the user, oauth.tokens.settle's row locks), so none waits in a cycle.
-    user.last_login_at = utcnow()
-    s.flush()
+    # One prepared UPDATE on the transaction's connection, not an ORM flush of its own: the
+    # rest (session row, audit events, the user's other changes) goes in one flush at commit.
+    at = utcnow()
+    s.connection().execute(_SIGNED_IN, {"user_id": user.id, "at": at})
+    set_committed_value(user, "last_login_at", at)
+    set_committed_value(user, "updated_at", at)
     if previous is not None and previous.user_id == user.id and is_live(previous):
         row = previous
         row.auth_time = int(now)
@@ -232,9 +257,35 @@ def remember_client(sid: str | None, client_id: str) -> None:
         row = s.scalar(select(UserSession).where(UserSession.sid == sid))
     if row is None:
         return
-    exists = s.get(SessionClient, (row.id, client_id))
-    if exists is None:
-        s.add(SessionClient(session_id=row.id, client_id=client_id))
+    # One statement, not a look-up and an insert: a pair already recorded stays as it was
+    # (its first_at kept), and two racing requests cannot both insert it. It runs on the
+    # transaction's connection: it needs nothing of what the ORM holds unflushed (the
+    # caller's code row and audit event go in one flush at its commit).
+    connection = s.connection()
+    connection.execute(
+        _remember_client_statement(connection.dialect.name),
+        {"session_id": row.id, "client_id": client_id, "first_at": utcnow()},
+    )
+
+
+_REMEMBER_CLIENT: dict[str, Insert] = {}
+
+
+def _remember_client_statement(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING into session_clients, built once per dialect."""
+    statement = _REMEMBER_CLIENT.get(dialect)
+    if statement is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = _REMEMBER_CLIENT[dialect] = (
+            insert(SessionClient)
+            .values(
+                session_id=bindparam("session_id"),
+                client_id=bindparam("client_id"),
+                first_at=bindparam("first_at"),
+            )
+            .on_conflict_do_nothing(index_elements=["session_id", "client_id"])
+        )
+    return statement
 
 
 def current_authentication() -> tuple[int, list[str]]:

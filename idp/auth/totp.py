@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from markupsafe import Markup
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 
 from .. import db
 from ..models import TOTPCredential, User, utcnow
@@ -69,6 +69,13 @@ def decrypt(user: User, stored: str) -> str | None:
 
 def credential(user: User) -> TOTPCredential | None:
     return db.session().scalar(select(TOTPCredential).where(TOTPCredential.user_id == user.id))
+
+
+def present(user_id):
+    """``has`` as a SQL condition on a user id (auth.mfa asks all factors at once)."""
+    return exists().where(
+        TOTPCredential.user_id == user_id, TOTPCredential.confirmed_at.is_not(None)
+    )
 
 
 def has(user: User) -> bool:

@@ -93,3 +93,13 @@ def test_rp_initiated_logout_shows_iframes_before_returning_to_the_rp(
     assert len(frames(response.text)) == 1
     assert f'id="continue" href="{LOGGED_OUT}?state=f"' in response.text
     assert "/static/js/logged_out.js" in response.text
+
+
+def test_an_rp_authorized_twice_in_one_session_is_loaded_once(client, auth, user, session_rp):
+    # Front-Channel Logout 1.0 §3: one logout URI per RP the session signed into, however
+    # many codes it was issued (the second authorization succeeds and records nothing new).
+    auth.login()
+    auth.tokens(session_rp)
+    auth.tokens(session_rp)
+    uris = frames(auth.logout().text)
+    assert len(uris) == 1 and uris[0].startswith("https://rp.example/fc")
