@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from authlib.oauth2.rfc6749 import InvalidRequestError
-from flask import Blueprint, Flask, abort, jsonify, request
+from authlib.oauth2.rfc6749 import InsecureTransportError, InvalidRequestError
+from flask import Blueprint, Flask, abort, current_app, jsonify, request
 
 from .. import db
 from . import authorize as authorize_view
@@ -44,6 +44,18 @@ def _json_error(error):
     response.status_code = 400
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.errorhandler(InsecureTransportError)
+def _plain_http(_error):
+    # RFC 6749 §3.2, §2.3.1, RFC 7662 §4: endpoints that take client credentials or tokens
+    # require TLS. Authlib refuses plain http to a host that is not loopback before its own
+    # error handling starts, so it surfaced as a 500; it is the request's fault (or a TLS
+    # proxy's missing X-Forwarded-Proto), and the answer says so.
+    current_app.logger.warning(
+        "plain http refused", extra={"endpoint": request.endpoint, "host": request.host}
+    )
+    return _json_error(InvalidRequestError("This endpoint requires https."))
 
 
 @bp.route(PATHS["authorization_endpoint"], methods=["GET", "POST"])

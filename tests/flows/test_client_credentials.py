@@ -131,3 +131,20 @@ def test_plain_http_to_a_public_host_gets_no_token(db_session, client, service):
         assert plain.status_code != 200
         assert "access_token" not in (plain.get_json() or {})
     assert db_session.query(Token).count() == issued
+
+
+@pytest.mark.parametrize(
+    "path", ["/token", "/introspect", "/revoke", "/par", "/device_authorization"]
+)
+def test_plain_http_is_a_client_error_not_a_server_error(db_session, client, service, path):
+    # RFC 6749 §3.2 and §2.3.1, RFC 7662 §4: these endpoints require TLS. Plain http to a
+    # host that is not loopback (a TLS proxy without X-Forwarded-Proto, say) is refused with
+    # RFC 6749 §5.2's invalid_request, never a 500 that hides what the operator must fix.
+    headers = basic_auth(service.client_id, service.client_secret)
+    data = {"grant_type": "client_credentials", "token": "x", "client_id": service.client_id}
+    answer = client.post(path, data=data, headers=headers, base_url="http://idp.example")
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == "invalid_request"
+    assert "https" in answer.get_json()["error_description"]
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert db_session.query(Token).count() == 0
