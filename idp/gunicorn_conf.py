@@ -8,6 +8,7 @@ option); the defaults suit one machine behind a reverse proxy:
     IDP_THREADS         4                    threads per worker (gthread; 1 selects sync workers)
     IDP_TIMEOUT         30                   seconds before a stuck worker is replaced
     IDP_MAX_REQUESTS    0                    recycle a worker after this many requests (0: never)
+    IDP_CONTROL_SOCKET  (off)                gunicorn's control socket for gunicornc, if wanted
 
 Workers are forked before the app is imported (no preload), so no database connection or
 key cache is ever shared between processes. The proxy's X-Forwarded-* headers are trusted
@@ -43,6 +44,12 @@ keepalive = 5
 max_requests = _int("IDP_MAX_REQUESTS", 0)
 max_requests_jitter = max_requests // 10
 proc_name = "idp"
+# gunicorn's control socket (gunicornc) defaults to one path per user, ~/.gunicorn/gunicorn.ctl:
+# a second server started by the same user (another instance, a test, a benchmark) takes it
+# over from the first. Off unless IDP_CONTROL_SOCKET names a path for this server.
+control_socket_disable = not os.environ.get("IDP_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["IDP_CONTROL_SOCKET"]
 preload_app = False
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"  # heartbeat files off the disk

@@ -150,3 +150,30 @@ def test_forms_work_over_https_behind_a_tls_proxy(client, user):
     answer = client.post("/login", data=data, headers=headers)
     assert answer.status_code == 302
     assert "Secure" in answer.headers["Set-Cookie"]
+
+
+def test_gunicorn_control_socket_is_off_unless_a_path_is_given(monkeypatch, tmp_path):
+    # gunicorn's default control socket is one path per user (~/.gunicorn/gunicorn.ctl): a
+    # second server of the same user would take it over from the first. Read the module as
+    # gunicorn does (every module-level name that is a setting).
+    from gunicorn.config import Config
+
+    import idp.gunicorn_conf as conf
+
+    def settings():
+        module = importlib.reload(conf)
+        config = Config()
+        for name, value in vars(module).items():
+            if name in config.settings:
+                config.set(name, value)
+        return config
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.delenv("IDP_CONTROL_SOCKET", raising=False)
+    assert settings().control_socket_disable is True
+    monkeypatch.setenv("IDP_CONTROL_SOCKET", str(tmp_path / "idp.ctl"))
+    config = settings()
+    assert config.control_socket_disable is False
+    assert config.control_socket == str(tmp_path / "idp.ctl")
+    monkeypatch.delenv("IDP_CONTROL_SOCKET")
+    importlib.reload(conf)
