@@ -130,12 +130,18 @@ def _view(view, found):
     columns, four grant-state columns, then the user's columns (NULL without a user)."""
     for name, value in zip(TOKEN_FIELDS, found, strict=False):
         setattr(view, name, value)
-    if found[_N + 4] is not None:
-        user = UserView()
-        for name, value in zip(USER_FIELDS, found[_N + 4 :], strict=True):
-            setattr(user, name, value)
-        view.user = user
+    view.user = _user(found, _N + 4)
     return view
+
+
+def _user(found, start: int):
+    """The UserView of a row's user columns from ``start`` on (None without a user)."""
+    if found[start] is None:
+        return None
+    user = UserView()
+    for name, value in zip(USER_FIELDS, found[start:], strict=True):
+        setattr(user, name, value)
+    return user
 
 
 class TokenView(TokenMethods):
@@ -368,12 +374,7 @@ def find_code(conn, digest: str, client_id: str) -> CodeView | None:
     view = CodeView()
     for name, value in zip(CODE_FIELDS, found, strict=False):
         setattr(view, name, value)
-    view.user = None
-    if found[_NC] is not None:
-        user = UserView()
-        for name, value in zip(USER_FIELDS, found[_NC:], strict=True):
-            setattr(user, name, value)
-        view.user = user
+    view.user = _user(found, _NC)
     return view
 
 
