@@ -140,6 +140,11 @@ def for_token_request(request, client: Client, granted: list[str] | None) -> lis
             ]
     elif not requested:
         requested = infer(client, scope)
+    return _checked(client, scope, requested)
+
+
+def _checked(client: Client, scope: list[str], requested: list[Target]) -> list[Target]:
+    """``requested``, once every scope belongs to it and it needs one token format."""
     if scope and len(within(scope, requested)) != len(scope):
         raise InvalidScopeError("The scope does not belong to the requested resource.")
     token_format(client, requested)  # refuses resources that need different formats
@@ -162,10 +167,7 @@ def _inferred(client: Client, scope_string: str | None) -> tuple[Target, ...]:
     if found is not None and found[0] is catalogue:
         return found[1]
     scope = scope_to_list(scope_string) or []
-    requested = infer(client, scope)
-    if scope and len(within(scope, requested)) != len(scope):
-        raise InvalidScopeError("The scope does not belong to the requested resource.")
-    token_format(client, requested)  # refuses resources that need different formats
+    requested = _checked(client, scope, infer(client, scope))
     if len(_INFERRED) >= MAX_INFERRED:
         _INFERRED.clear()
     _INFERRED[key] = (catalogue, tuple(requested))
