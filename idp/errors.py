@@ -123,16 +123,10 @@ def database_unavailable(error: Exception):
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def refuse_nul_bytes() -> None:
+def check_nul_bytes(req, mimetype: str) -> None:
     """NUL is valid in no OAuth parameter (RFC 6749 Appendix A) and PostgreSQL text cannot
     hold it: refuse it up front with 400 rather than fail in the database (found by fuzzing).
     """
-    check_nul_bytes(request._get_current_object())
-
-
-def check_nul_bytes(req, mimetype: str | None = None) -> None:
-    if mimetype is None:
-        mimetype = req.mimetype
     # The query string decodes to a NUL only from "%00" or a raw NUL (UTF-8 has no other
     # form of it): without either, its arguments need not be parsed and looked through.
     query = req.environ.get("QUERY_STRING", "")
@@ -158,16 +152,10 @@ def is_json(mimetype: str) -> bool:
     )
 
 
-def refuse_json_nested_too_deep() -> None:
+def check_json_depth(req) -> None:
     """json.loads raises RecursionError, not ValueError, on deeply nested input, and JSON
     bodies are read by Flask-WTF's forms and the registration endpoint: parse once, up front
     (the result is cached), and refuse with 400 what cannot be parsed (found by fuzzing)."""
-    req = request._get_current_object()
-    if req.is_json:
-        check_json_depth(req)
-
-
-def check_json_depth(req) -> None:
     try:
         req.get_json(silent=True)
     except RecursionError:

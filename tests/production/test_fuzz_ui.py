@@ -917,7 +917,7 @@ def test_signing_in_never_follows_next_off_site(app, world):
         token = world.sign_in(browser, "anonymous")
         response = browser.post("/login", data={"csrf_token": token, "username": "alice",
                                                 "password": PASSWORD, "next": target})  # fmt: skip
-        if "\x00" in target:  # refused before the view (errors.refuse_nul_bytes)
+        if "\x00" in target:  # refused before the view (errors.refuse_malformed)
             assert response.status_code == 400
             continue
         assert response.status_code == 302, target
