@@ -372,7 +372,7 @@ class ViewLimits:
         response = None
         if limiter._on_breach:
             try:
-                answer = limiter._on_breach(RequestLimit(limiter, item, args, True, False))
+                answer = limiter._on_breach(breached)
                 if isinstance(answer, Response):
                     response = answer
             except Exception as err:
