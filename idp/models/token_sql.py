@@ -25,7 +25,7 @@ import json
 import operator
 import re
 
-from sqlalchemy import bindparam, exists, insert, or_, select
+from sqlalchemy import bindparam, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
 from .consent import Consent
@@ -342,19 +342,18 @@ FIND_CODE = str(
 )
 
 
-def _consume_statement() -> str:
-    from sqlalchemy import update
-
+def _consume_statement():
     now = bindparam("now")
-    return str(
+    return (
         update(C)
         .where(C.c.id == bindparam("code_id"), C.c.used_at.is_(None), C.c.expires_at > now)
         .values(used_at=now)
-        .compile(dialect=DIALECT)
     )
 
 
-CONSUME_CODE = _consume_statement()
+# The statement itself (SQLite runs it through the session) and its psycopg text.
+CONSUME_CODE_STATEMENT = _consume_statement()
+CONSUME_CODE = str(CONSUME_CODE_STATEMENT.compile(dialect=DIALECT))
 
 
 class CodeView(CodeMethods):

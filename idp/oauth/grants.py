@@ -194,20 +194,8 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
             with db.autocommit() as conn:  # one round trip: the UPDATE is its transaction
                 won = token_sql.consume_code(conn, code.id, now)
         else:
-            won = (
-                db.session()
-                .execute(
-                    update(AuthorizationCode)
-                    .where(
-                        AuthorizationCode.id == code.id,
-                        AuthorizationCode.used_at.is_(None),
-                        AuthorizationCode.expires_at > now,
-                    )
-                    .values(used_at=now)
-                )
-                .rowcount
-                == 1
-            )
+            params = {"code_id": code.id, "now": now}
+            won = db.session().execute(token_sql.CONSUME_CODE_STATEMENT, params).rowcount == 1
             db.session().commit()
         if not won:
             session = db.session()
