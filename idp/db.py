@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from flask import Flask, current_app, g
 from sqlalchemy import create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -217,3 +218,9 @@ def close_session(_exc: BaseException | None = None) -> None:
     db_session = values.pop("db_session", None)
     if db_session is not None:
         db_session.close()
+
+
+def insert_for(dialect: str):
+    """The INSERT construct with ON CONFLICT (``on_conflict_do_nothing``) of ``dialect``:
+    PostgreSQL's, else SQLite's (the two databases this server runs on)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert

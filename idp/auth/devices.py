@@ -30,8 +30,6 @@ import secrets
 from flask import Flask, current_app, g, request
 from flask_login import user_logged_in
 from sqlalchemy import bindparam, case, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import audit, db, mail
 from ..models import KnownDevice, User, secret_hash, utcnow
@@ -125,7 +123,7 @@ _REMEMBER: dict = {}
 def _remember_statement(dialect: str):
     statement = _REMEMBER.get(dialect)
     if statement is None:
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        insert = db.insert_for(dialect)
         statement = insert(KnownDevice).values(
             user_id=_user_id,
             token_hash=bindparam("token_hash"),

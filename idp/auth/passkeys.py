@@ -140,10 +140,7 @@ def _consume(challenge: str, expires: float) -> bool:
         "key_hash": secret_hash("webauthn\0" + challenge),
         "expires_at": datetime.fromtimestamp(expires, UTC),
     }
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = db.insert_for(s.get_bind().dialect.name)
     statement = (
         insert(WebAuthnChallengeReplay)
         .values(**values)

@@ -16,8 +16,6 @@ from blinker import Namespace
 from flask import current_app, g, request, session
 from flask_login import LoginManager, login_user, logout_user
 from sqlalchemy import Insert, bindparam, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, db
@@ -275,7 +273,7 @@ def _remember_client_statement(dialect: str) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING into session_clients, built once per dialect."""
     statement = _REMEMBER_CLIENT.get(dialect)
     if statement is None:
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        insert = db.insert_for(dialect)
         statement = _REMEMBER_CLIENT[dialect] = (
             insert(SessionClient)
             .values(

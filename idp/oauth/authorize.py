@@ -27,7 +27,6 @@ from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import audit, db
 from ..auth import mfa
@@ -240,7 +239,7 @@ def remember_consent(user, client, scopes: list[str], claims: Sequence[str] = ()
     """
     session = db.session()
     dialect = session.get_bind().dialect.name
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    insert = db.insert_for(dialect)
     now = utcnow()
     session.execute(
         insert(Consent)

@@ -33,8 +33,6 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import db, outbound
 from ..models import Client, PairwiseSubject, User
@@ -92,7 +90,7 @@ def remember(client: Client | None, user: User) -> str:
             PairwiseSubject.sector == values["sector"], PairwiseSubject.subject == sub
         )
         if conn.scalar(known) is None:
-            insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            insert = db.insert_for(conn.dialect.name)
             conn.execute(insert(PairwiseSubject).values(**values).on_conflict_do_nothing())
     return sub
 
