@@ -37,6 +37,13 @@ def seconds_until_due(due_column, *pending) -> float | None:
     return max((due - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+def stop_workers(app: Flask, timeout: float = 5) -> None:
+    """Stop every background thread of ``app``, waiting for the round each is in: before its
+    engine is disposed, since a connection given back to a disposed pool stays open."""
+    for worker in app.extensions.get("idp.workers", ()):
+        worker.stop(timeout)
+
+
 class Worker:
     """A per-process thread that runs ``round()`` only while there is work."""
 
@@ -44,6 +51,7 @@ class Worker:
 
     def __init__(self, app: Flask):
         self.app = app
+        app.extensions.setdefault("idp.workers", []).append(self)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._running = False

@@ -28,8 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from werkzeug.routing.rules import Rule
 
-from idp import create_app, db
-from idp.mail import delivery
+from idp import background, create_app, db
 from idp.migrate import upgrade
 from idp.models import Base, SigningKey
 from idp.oauth import keys
@@ -294,8 +293,10 @@ def app(app_config, signing_key_rows):
         session.commit()
     yield app
     # Mail queued by a test (a notice after a sign-in, a password change...) wakes the
-    # app's sender thread; it must stop before the engine it uses is disposed.
-    delivery.sender_thread(app).stop()
+    # app's sender thread, an ended session the back-channel logout thread; they must stop
+    # before the engine they use is disposed (a connection given back to a disposed pool
+    # stays open, and its garbage collection fails whichever test it lands in).
+    background.stop_workers(app)
     db.engine(app).dispose()
 
 
