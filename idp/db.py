@@ -7,6 +7,7 @@ teardown, so every worker shares nothing but the database itself.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,6 +86,8 @@ def ping_after_idle(engine: Engine, seconds: float) -> None:
 def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"], app.config)
     app.extensions["idp.db"] = sessionmaker(engine, expire_on_commit=False)
+    ping_after = float(app.config.get("DATABASE_PING_AFTER_IDLE", 2))
+    app.extensions["idp.db.held"] = HeldConnections(engine, ping_after)
     app.teardown_appcontext(close_session)
 
 
@@ -125,30 +128,139 @@ def driver_path() -> bool:
     return engine().dialect.driver == "psycopg"
 
 
-@contextmanager
-def autocommit() -> Iterator:
+class _Held:
+    """A thread's checked-out connection (``HeldConnections``)."""
+
+    __slots__ = ("proxied", "conn", "since", "last_used", "depth")
+
+    def __init__(self, proxied) -> None:
+        self.proxied = proxied  # None once back in the pool
+        self.conn = proxied.driver_connection
+        self.since = self.last_used = time.monotonic()
+        self.depth = 0
+
+
+class HeldConnections:
+    """One pooled psycopg connection per thread, kept checked out in autocommit mode between
+    requests, for the hot paths' one-statement transactions (``autocommit``).
+
+    Checking a connection out of SQLAlchemy's pool and back in, with the autocommit switch
+    both ways, cost ~90 Python calls and 7-8 % of the instructions of an introspection
+    (docs/benchmarks.md). The pool stays the only source of connections and keeps its rules:
+
+    * a held connection unused for longer than ``DATABASE_PING_AFTER_IDLE`` seconds is
+      pinged before use, as the pool pings an idle one, and replaced if dead;
+    * it goes back to the pool after ``HOLD_SECONDS`` at most, so that the pool's recycling
+      and its invalidation after a disconnect reach it; a fresh checkout follows;
+    * one that fails mid-statement is invalidated (the request answers 503, errors.py);
+      one whose thread has ended goes back at the next checkout, and ``Engine.dispose`` (a
+      worker's shutdown, a test's teardown) returns them all.
+
+    A request thread holds at most one beside its session's connection (docs/deploy.md sizes
+    the pool for two per thread).
+    """
+
+    HOLD_SECONDS = 30.0
+
+    def __init__(self, engine: Engine, ping_after: float) -> None:
+        self.engine = engine
+        self.ping_after = ping_after
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.holders: dict[threading.Thread, _Held] = {}
+        event.listen(engine, "engine_disposed", self._release_all)
+
+    @contextmanager
+    def connection(self) -> Iterator:
+        held = getattr(self.local, "held", None)
+        if held is None or not self._usable(held):
+            held = self._check_out()
+        held.depth += 1
+        try:
+            yield held.conn
+        except Exception as exc:
+            wrapped = wrap_driver_error(exc, held.proxied)
+            if held.depth == 1:  # the outermost use: whatever state the error left, the
+                self._release(held)  # pool's reset clears it
+            if wrapped is exc:
+                raise
+            raise wrapped from exc
+        finally:
+            held.depth -= 1
+            held.last_used = time.monotonic()
+
+    def _usable(self, held: _Held) -> bool:
+        now = time.monotonic()
+        if held.conn.closed or now - held.since > self.HOLD_SECONDS:
+            self._release(held)
+            return False
+        if now - held.last_used > self.ping_after:
+            try:
+                self.engine.dialect.do_ping(held.conn)
+            except Exception as exc:
+                held.proxied.invalidate(exc)
+                self._release(held)
+                return False
+        return True
+
+    def _check_out(self) -> _Held:
+        with self.lock:  # first give back what ended threads held (a thread per request
+            ended = [held for thread, held in self.holders.items() if not thread.is_alive()]
+        for held in ended:  # in the development server), to be reused here
+            self._release(held)
+        try:
+            proxied = self.engine.raw_connection()
+        except Exception as exc:  # the pool does not wrap a refused connection as connect() does
+            raise wrap_driver_error(exc) from exc
+        try:
+            proxied.driver_connection.autocommit = True
+        except Exception as exc:
+            proxied.close()
+            raise wrap_driver_error(exc, proxied) from exc
+        held = _Held(proxied)
+        with self.lock:
+            self.holders[threading.current_thread()] = held
+        self.local.held = held
+        return held
+
+    def _release(self, held: _Held, close: bool = False) -> None:
+        """Back to the pool (once), with autocommit off as the pool's other users expect;
+        a broken connection, or any with ``close``, is invalidated: closed, and the pool
+        opens a new one in its place."""
+        proxied, held.proxied = held.proxied, None
+        if proxied is None:
+            return
+        if getattr(self.local, "held", None) is held:
+            self.local.held = None
+        with self.lock:
+            self.holders = {t: other for t, other in self.holders.items() if other is not held}
+        if proxied.dbapi_connection is not None:  # else invalidated already
+            try:
+                if close or held.conn.closed:
+                    proxied.invalidate()
+                else:
+                    held.conn.autocommit = False
+            except Exception as exc:  # noqa: BLE001 (broken: the pool replaces it)
+                proxied.invalidate(exc)
+        proxied.close()
+
+    def _release_all(self, _engine: Engine) -> None:
+        # After the pool's dispose: a connection returned to it now would stay open.
+        with self.lock:
+            holders = list(self.holders.values())
+        for held in holders:
+            self._release(held, close=True)
+
+
+def autocommit():
     """A pooled psycopg connection in autocommit mode, for one statement that is the whole
     transaction (no BEGIN, no COMMIT: one round trip). Not the request's session.
 
+    The connection is this thread's own, kept between requests (``HeldConnections``).
     Driver errors come out as SQLAlchemy's (a dropped connection answers 503, errors.py),
     and a connection the driver reports broken is dropped from the pool.
     """
-    try:
-        proxied = engine().raw_connection()
-    except Exception as exc:  # the pool does not wrap a refused connection as connect() does
-        raise wrap_driver_error(exc) from exc
-    try:
-        conn = proxied.driver_connection
-        conn.autocommit = True
-        try:
-            yield conn
-        finally:
-            if not conn.closed:
-                conn.autocommit = False
-    except Exception as exc:
-        raise wrap_driver_error(exc, proxied) from exc
-    finally:
-        proxied.close()
+    return current_app.extensions["idp.db.held"].connection()
 
 
 def transaction():

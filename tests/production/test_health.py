@@ -9,9 +9,10 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+import uuid
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -211,15 +212,17 @@ def test_service_recovers_by_itself_when_the_database_comes_back(app, app_config
             proxy.stop()
 
 
-def _terminate_pooled_backends(served) -> int:
-    """Kill, from another connection, every server process behind ``served``'s pool."""
-    pids = []
-    with db.engine(served).connect() as conn:
-        pids.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+def _terminate_backends(application_name: str) -> int:
+    """Kill, from another connection, every server process of an app's connections (those
+    in its pool and the one each thread holds for the hot paths, db.HeldConnections)."""
     with create_engine(PG_URL, poolclass=NullPool).connect() as killer:
-        for pid in pids:
-            killer.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
-    return len(pids)
+        return killer.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = :name"
+            ),
+            {"name": application_name},
+        ).scalar()
 
 
 @pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (IDP_TEST_DATABASE_URL)")
@@ -230,8 +233,11 @@ def test_connection_dropped_while_idle(app_config, factory, ping_after_idle):
     # round trip saved per request): the first request on the dead connection answers 503,
     # the pool drops its older connections, and the next request succeeds (nothing written).
     registered = factory.client(grant_types=("client_credentials",), scope="api")
+    name = f"idp-test-{uuid.uuid4().hex[:12]}"
+    url = make_url(PG_URL).update_query_dict({"application_name": name})
     served = create_app({
-        **app_config, "DATABASE_URL": PG_URL, "RATELIMIT_ENABLED": False,
+        **app_config, "DATABASE_URL": url.render_as_string(hide_password=False),
+        "RATELIMIT_ENABLED": False,
         "DATABASE_PING_AFTER_IDLE": ping_after_idle, "DATABASE_POOL_SIZE": 1,
     })  # fmt: skip
     client = served.test_client()
@@ -241,7 +247,7 @@ def test_connection_dropped_while_idle(app_config, factory, ping_after_idle):
     }
     try:
         assert client.post("/token", **request).status_code == 200
-        assert _terminate_pooled_backends(served) == 1
+        assert _terminate_backends(name) == 1
         first = client.post("/token", **request)
         if ping_after_idle == 0:
             assert first.status_code == 200
