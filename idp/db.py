@@ -87,7 +87,10 @@ def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"], app.config)
     app.extensions["idp.db"] = sessionmaker(engine, expire_on_commit=False)
     ping_after = float(app.config.get("DATABASE_PING_AFTER_IDLE", 2))
-    app.extensions["idp.db.held"] = HeldConnections(engine, ping_after)
+    capacity = int(app.config.get("DATABASE_POOL_SIZE", 5)) + int(
+        app.config.get("DATABASE_MAX_OVERFLOW", 5)
+    )
+    app.extensions["idp.db.held"] = HeldConnections(engine, ping_after, capacity)
     app.teardown_appcontext(close_session)
 
 
@@ -99,6 +102,7 @@ def engine(app: Flask | None = None) -> Engine:
 def session() -> Session:
     """The session of the current request or CLI command."""
     if "db_session" not in g:
+        current_app.extensions["idp.db.held"].make_room()
         g.db_session = current_app.extensions["idp.db"]()
     return g.db_session
 
@@ -157,14 +161,16 @@ class HeldConnections:
       worker's shutdown, a test's teardown) returns them all.
 
     A request thread holds at most one beside its session's connection (docs/deploy.md sizes
-    the pool for two per thread).
+    the pool for two per thread); where the pool is smaller, or spent, ``make_room`` gives the
+    held one back before the thread waits for another.
     """
 
     HOLD_SECONDS = 30.0
 
-    def __init__(self, engine: Engine, ping_after: float) -> None:
+    def __init__(self, engine: Engine, ping_after: float, capacity: int) -> None:
         self.engine = engine
         self.ping_after = ping_after
+        self.capacity = capacity  # DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW
         self.local = threading.local()
         self.lock = threading.Lock()
         self.holders: dict[threading.Thread, _Held] = {}
@@ -188,6 +194,18 @@ class HeldConnections:
         finally:
             held.depth -= 1
             held.last_used = time.monotonic()
+
+    def make_room(self) -> None:
+        """Give this thread's connection back when the pool has none left to lend, before
+        the thread takes a second one (its session, a transaction): a thread must never
+        wait on the pool for the connection it holds itself (a pool sized below two per
+        thread, or every thread busy at once)."""
+        held = getattr(self.local, "held", None)
+        if held is None or held.depth:
+            return
+        pool = self.engine.pool
+        if pool.checkedin() == 0 and pool.checkedout() >= self.capacity:
+            self._release(held)
 
     def _usable(self, held: _Held) -> bool:
         now = time.monotonic()
@@ -274,6 +292,7 @@ def transaction():
     """
     proxied = g.get("db_transaction")
     if proxied is None:
+        current_app.extensions["idp.db.held"].make_room()
         try:
             proxied = engine().raw_connection()
         except Exception as exc:

@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 from idp import create_app, db
 
 from ..conftest import PG_URL
+from ..helpers import basic_auth
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (IDP_TEST_DATABASE_URL)")
 
@@ -109,6 +110,27 @@ def test_a_connection_idle_longer_than_the_threshold_is_pinged_and_replaced(app_
         assert backend_pid(app) != dead  # the ping found it dead: no failed statement
     finally:
         db.engine(app).dispose()
+
+
+@pytest.mark.config(
+    DATABASE_POOL_SIZE=2, DATABASE_MAX_OVERFLOW=0, DATABASE_POOL_TIMEOUT=2, KEY_CACHE_SECONDS=0
+)
+def test_the_held_connection_needs_no_larger_pool(client, auth, user, oauth_client):
+    # Two connections in all, the least the refresh grant has ever needed: its locking
+    # transaction, and the session that reloads the signing keys (every request here). The
+    # thread's held connection would be a third: the thread gives it back first instead of
+    # waiting for it (DATABASE_POOL_TIMEOUT, then 503).
+    auth.login()
+    issued = auth.tokens(oauth_client, scope="openid offline_access")
+    secret = basic_auth(oauth_client.client_id, oauth_client.client_secret)
+    looked_up = client.post("/introspect", data={"token": issued["access_token"]}, headers=secret)
+    assert looked_up.get_json()["active"] is True  # RFC 7662 §2.2
+    bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+    assert client.get("/userinfo", headers=bearer).status_code == 200
+    refreshed = auth.token(
+        oauth_client, {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}
+    )
+    assert refreshed.status_code == 200 and refreshed.get_json()["refresh_token"]
 
 
 def test_dispose_closes_every_held_connection(app_config):
