@@ -86,10 +86,9 @@ def ping_after_idle(engine: Engine, seconds: float) -> None:
 def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"], app.config)
     app.extensions["idp.db"] = sessionmaker(engine, expire_on_commit=False)
-    ping_after = float(app.config.get("DATABASE_PING_AFTER_IDLE", 2))
-    capacity = int(app.config.get("DATABASE_POOL_SIZE", 5)) + int(
-        app.config.get("DATABASE_MAX_OVERFLOW", 5)
-    )
+    config = app.config  # config.DEFAULTS has every DATABASE_* setting
+    capacity = int(config["DATABASE_POOL_SIZE"]) + int(config["DATABASE_MAX_OVERFLOW"])
+    ping_after = float(config["DATABASE_PING_AFTER_IDLE"])
     app.extensions["idp.db.held"] = HeldConnections(engine, ping_after, capacity)
     app.teardown_appcontext(close_session)
 
@@ -135,11 +134,12 @@ def driver_path() -> bool:
 class _Held:
     """A thread's checked-out connection (``HeldConnections``)."""
 
-    __slots__ = ("proxied", "conn", "since", "last_used", "depth")
+    __slots__ = ("proxied", "conn", "thread", "since", "last_used", "depth")
 
     def __init__(self, proxied) -> None:
         self.proxied = proxied  # None once back in the pool
         self.conn = proxied.driver_connection
+        self.thread = threading.current_thread()
         self.since = self.last_used = time.monotonic()
         self.depth = 0
 
@@ -237,7 +237,7 @@ class HeldConnections:
             raise wrap_driver_error(exc, proxied) from exc
         held = _Held(proxied)
         with self.lock:
-            self.holders[threading.current_thread()] = held
+            self.holders[held.thread] = held
         self.local.held = held
         return held
 
@@ -251,7 +251,8 @@ class HeldConnections:
         if getattr(self.local, "held", None) is held:
             self.local.held = None
         with self.lock:
-            self.holders = {t: other for t, other in self.holders.items() if other is not held}
+            if self.holders.get(held.thread) is held:
+                del self.holders[held.thread]
         if proxied.dbapi_connection is not None:  # else invalidated already
             try:
                 if close or held.conn.closed:
