@@ -18,7 +18,7 @@ import smtplib
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import Flask, current_app
@@ -27,7 +27,15 @@ from sqlalchemy import event, select, update
 from .. import audit, db, metrics
 from ..background import Worker, seconds_until_due
 from ..models import MailMessage, utcnow
-from ..models.mail import FAILED, PENDING, SENT
+from ..models.mail import (
+    CLAIM,
+    FAILED,
+    MARK_FAILED,
+    MARK_RETRY,
+    MARK_SENT,
+    PENDING,
+    PENDING_ROWS,
+)
 from .message import envelope_sender
 
 log = logging.getLogger("idp.mail")
@@ -123,79 +131,122 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=base * 2 ** (attempt - 1))
 
 
-def due_ids(limit: int) -> list[int]:
+def pending_rows(limit: int):
+    """(id, attempts, next_attempt_at) of up to ``limit`` pending rows, the earliest due first.
+    The read ends at once: no transaction stays open while we talk to the SMTP server."""
     s = db.session()
-    ids = s.scalars(
-        select(MailMessage.id)
-        .where(MailMessage.status == PENDING, MailMessage.next_attempt_at <= utcnow())
-        .order_by(MailMessage.next_attempt_at, MailMessage.id)
-        .limit(limit)
-    ).all()
-    s.commit()  # no transaction stays open while we talk to the SMTP server
-    return list(ids)
+    rows = s.connection().execute(PENDING_ROWS, {"limit": limit}).all()
+    s.commit()
+    return rows
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one pass over the queue did: messages sent, and seconds until the next pending
+    message is due (0: more are due now; None: none is pending)."""
+
+    sent: int
+    wait: float | None
+
+
+def deliver_round(limit: int = 100) -> Round:
+    """Attempt every message that is due now, up to ``limit`` of them.
+
+    The wait comes from what the round saw (the first row not yet due, the retry times it
+    set) without another look at the table, except when another worker claimed a row first:
+    its lease is not known here, so the table is asked (``seconds_until_next``). A message
+    queued during the round wakes the thread on its commit (``kick_after_commit``)."""
+    rows = pending_rows(limit + 1)
+    now = utcnow()
+    later = [row.next_attempt_at for row in rows if row.next_attempt_at > now][:1]
+    sent, lost = 0, False
+    for row in rows[:limit]:
+        if row.next_attempt_at > now:
+            break  # ordered by due time: the rest are not due either
+        outcome = attempt(row.id, row.attempts)
+        if outcome == SENT_NOW:
+            sent += 1
+        elif outcome == LOST:
+            lost = True
+        elif outcome != GAVE_UP:
+            later.append(outcome)  # its next try
+    if len(rows) > limit and rows[limit].next_attempt_at <= now:
+        return Round(sent, 0.0)
+    if lost:
+        return Round(sent, seconds_until_next())
+    if not later:
+        return Round(sent, None)
+    return Round(sent, max((min(later) - utcnow()).total_seconds(), 0.0))
 
 
 def deliver_due(limit: int = 100) -> int:
     """Attempt every message that is due now; returns how many were sent."""
-    return sum(deliver_one(i) for i in due_ids(limit))
+    return deliver_round(limit).sent
 
 
-def deliver_one(message_id: int) -> bool:
+SENT_NOW, LOST, GAVE_UP = "sent", "lost", "gave up"
+
+
+def attempt(message_id: int, seen_attempts: int) -> str | datetime:
+    """One delivery attempt of a message seen pending after ``seen_attempts`` attempts:
+    SENT_NOW, LOST (another worker claimed it first, or it is no longer due), GAVE_UP
+    (failed for good) or the time of its next try."""
     config = current_app.config
     s = db.session()
-    row = s.get(MailMessage, message_id, populate_existing=True)
     now = utcnow()
-    if row is None or row.status != PENDING or row.next_attempt_at > now:
-        return False
-    attempt = row.attempts + 1
+    number = seen_attempts + 1
     # Claim the row: the single worker whose UPDATE matches sends it; the new
     # next_attempt_at doubles as a lease should this worker die mid-conversation.
-    lease = max(retry_delay(attempt), timedelta(seconds=6 * float(config["SMTP_TIMEOUT"])))
-    won = s.execute(
-        update(MailMessage)
-        .where(
-            MailMessage.id == row.id,
-            MailMessage.attempts == row.attempts,
-            MailMessage.status == PENDING,
-        )
-        .values(attempts=attempt, next_attempt_at=now + lease)
-    ).rowcount
+    lease = max(retry_delay(number), timedelta(seconds=6 * float(config["SMTP_TIMEOUT"])))
+    claim = {"message_id": message_id, "seen_attempts": seen_attempts, "now": now,
+             "attempt": number, "lease_until": now + lease}  # fmt: skip
+    row = s.connection().execute(CLAIM, claim).one_or_none()
     s.commit()
-    if won != 1:
-        return False
-    s.refresh(row)
+    if row is None:
+        return LOST
     try:
         transmit(row)
     except Undelivered as exc:
-        failed(row, attempt, str(exc), permanent=exc.permanent)
-        return False
+        return failed(row.id, number, str(exc), permanent=exc.permanent)
     except Exception as exc:  # a bug must cost attempts, not loop forever on one message
         log.exception("mail %d: unexpected error while sending", row.id)
-        failed(row, attempt, f"unexpected {type(exc).__name__}", permanent=False)
-        return False
-    row.status = SENT
-    row.sent_at = utcnow()
-    row.message = None  # the server has it; no copy of a link outlives the delivery
-    row.last_error = None
+        return failed(row.id, number, f"unexpected {type(exc).__name__}", permanent=False)
+    s.connection().execute(MARK_SENT, {"message_id": row.id, "now": utcnow()})
     s.commit()
     metrics.mail_sent("smtp" if config["SMTP_HOST"] else "outbox")
-    log.info("mail %d sent (attempt %d)", row.id, attempt)
-    return True
+    log.info("mail %d sent (attempt %d)", row.id, number)
+    return SENT_NOW
 
 
-def failed(row: MailMessage, attempt: int, error: str, permanent: bool) -> None:
+def deliver_one(message_id: int) -> bool:
+    """Attempt one message now if it is pending and due; True if the server took it."""
     s = db.session()
-    row.last_error = error
-    log.warning("mail %d not delivered (attempt %d): %s", row.id, attempt, error)
-    if permanent or attempt >= int(current_app.config["MAIL_ATTEMPTS"]):
-        row.status = FAILED
-        row.failed_at = utcnow()
-        audit.record("mail.failed", target=str(row.id), attempts=attempt, error=error)
+    seen = s.scalar(
+        select(MailMessage.attempts).where(
+            MailMessage.id == message_id, MailMessage.status == PENDING
+        )
+    )
+    s.commit()
+    return seen is not None and attempt(message_id, seen) == SENT_NOW
+
+
+def failed(message_id: int, number: int, error: str, permanent: bool) -> str | datetime:
+    """Record a failed attempt: GAVE_UP after a permanent refusal or the last attempt,
+    else the time of the next try (the delay doubled)."""
+    s = db.session()
+    log.warning("mail %d not delivered (attempt %d): %s", message_id, number, error)
+    if permanent or number >= int(current_app.config["MAIL_ATTEMPTS"]):
+        values = {"message_id": message_id, "error": error, "now": utcnow()}
+        s.connection().execute(MARK_FAILED, values)
+        audit.record("mail.failed", target=str(message_id), attempts=number, error=error)
         s.commit()
         metrics.mail_failed("refused" if permanent else "attempts")
-        return
-    row.next_attempt_at = utcnow() + retry_delay(attempt)
+        return GAVE_UP
+    retry_at = utcnow() + retry_delay(number)
+    values = {"message_id": message_id, "error": error, "next_attempt_at": retry_at}
+    s.connection().execute(MARK_RETRY, values)
     s.commit()
+    return retry_at
 
 
 @dataclass(frozen=True)
@@ -243,8 +294,7 @@ class Sender(Worker):
         return float(self.app.config["MAIL_RETRY_DELAY"])
 
     def round(self) -> float | None:
-        deliver_due()
-        return seconds_until_next()
+        return deliver_round().wait
 
     def maybe_look(self) -> None:
         """Called on requests: every SESSION_SWEEP_INTERVAL, look for mail another process

@@ -1,0 +1,89 @@
+"""The CPU of one queued notice, in-process: rendering and queuing it, then delivering it.
+
+A sign-in from a new browser queues a new-device notice (idp/auth/devices.py), and the
+worker's mail thread delivers it: with one sign-in at a time, one message per round. This
+script times both halves for N messages (the outbox, as without SMTP_HOST; with
+BENCH_SMTP_PORT, an SMTP server on that loopback port instead):
+
+    python bench/profile_mail.py [N]
+    BENCH_PSTATS=FILE python bench/profile_mail.py [N]   # cProfile of the delivery rounds
+
+"queue" is ``mail.send`` plus the commit, as POST /login pays it; "deliver" is one
+``Sender._pass`` per message (its app context, ``deliver_due``, the look for the next due
+row), as the mail thread pays it. IDP_DATABASE_URL or a temporary SQLite file, as the others.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import sys
+import time
+
+from inprocess import service_app
+from sqlalchemy import event, func, select
+
+from idp import db, mail
+from idp.models import MailMessage
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    smtp_port = os.environ.get("BENCH_SMTP_PORT")
+    smtp = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": int(smtp_port), "SMTP_SECURITY": "none",
+            "MAIL_FROM": "idp@example.com"} if smtp_port else {}  # fmt: skip
+    app, _ = service_app(MAIL_WORKER=False, **smtp)  # no thread: this script runs the rounds
+    sender = app.extensions["idp.mail"]
+    statements = [0]
+    event.listen(db.engine(app), "before_cursor_execute", lambda *_: statements.__setitem__(
+        0, statements[0] + 1))  # fmt: skip
+
+    def queue_one():
+        with app.test_request_context("/login", headers={"User-Agent": "bench"}):
+            mail.send("bench@example.com", "New sign-in to your account", "new_device",
+                      name="Bench", username="bench", device="Firefox on Linux",
+                      when="2026-12-04 20:00 UTC", ip=None,
+                      account_url="http://127.0.0.1/account")  # fmt: skip
+            db.session().commit()
+
+    for _ in range(5):  # warm-up: templates compiled, statements prepared
+        queue_one()
+        sender._pass()
+    profiler = cProfile.Profile(time.process_time) if os.environ.get("BENCH_PSTATS") else None
+
+    queued = delivered = 0.0
+    queue_statements = deliver_statements = 0
+    for _ in range(count):  # one message per round, as when sign-ins come one at a time
+        statements[0] = 0
+        started = time.process_time()
+        queue_one()
+        queued += time.process_time() - started
+        queue_statements += statements[0]
+        statements[0] = 0
+        if profiler:
+            profiler.enable()
+        started = time.process_time()
+        sender._pass()
+        delivered += time.process_time() - started
+        if profiler:
+            profiler.disable()
+        deliver_statements += statements[0]
+    if profiler:
+        profiler.dump_stats(os.environ["BENCH_PSTATS"])
+    with app.app_context():
+        s = db.session()
+        sent = s.scalar(select(func.count()).where(MailMessage.status == "sent"))
+        s.commit()
+    print(f"{count} notices ({'SMTP' if smtp_port else 'outbox'}), CPU per message:")
+    print(
+        f"  {queued / count * 1000:6.2f} ms  {queue_statements / count:4.1f} statements"
+        "  queue (mail.send + commit)"
+    )
+    print(
+        f"  {delivered / count * 1000:6.2f} ms  {deliver_statements / count:4.1f} statements"
+        f"  deliver (one round per message; {sent} sent in all)"
+    )
+
+
+if __name__ == "__main__":
+    main()
