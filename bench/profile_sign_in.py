@@ -9,6 +9,7 @@ alone at the configured cost. IDP_DATABASE_URL or a temporary SQLite file, as th
     BENCH_PROFILE=1 python bench/profile_sign_in.py [N]   # cProfile of the whole flow
     BENCH_SQL=1 python bench/profile_sign_in.py [N]       # and the statements of one flow
     BENCH_STEP="POST /token" BENCH_PSTATS=FILE python bench/profile_sign_in.py [N]  # one step
+    BENCH_CONFIG='{"NEW_DEVICE_NOTICES": false}' python bench/profile_sign_in.py [N]  # settings
 
 Per step it also counts SQL statements and commits (through SQLAlchemy's engine events: on
 PostgreSQL the driver-path token INSERT of idp/models/token_sql.py is not among them).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import cProfile
 import hashlib
+import json
 import os
 import pstats
 import re
@@ -54,6 +56,7 @@ def main() -> None:
         ISSUER="http://127.0.0.1:8000",
         RATELIMIT_LOGIN_IP="1000000/minute",
         RATELIMIT_LOGIN_ACCOUNT="1000000/minute",
+        **json.loads(os.environ.get("BENCH_CONFIG", "{}")),
     )
     with app.app_context():
         # As bench/prepare.py's user: with an address, so every flow (a new browser) queues
