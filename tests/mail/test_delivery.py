@@ -250,6 +250,68 @@ def test_a_claimed_message_is_sent_by_one_worker_only(app, smtp_server, mailbox)
     assert len(mailbox.received) == 1
 
 
+@pytest.mark.config(MAIL_WORKER=False, MAIL_RETRY_DELAY=60)
+def test_a_round_says_how_long_the_thread_may_sleep(app, smtp_server, mailbox):
+    # The sender thread sleeps until the next message is due and ends when none is pending;
+    # a round works this out from the rows it read and the retry times it set.
+    use_server(app, smtp_server)
+    with app.app_context():
+        assert delivery.deliver_round() == delivery.Round(sent=0, wait=None)
+    queue(app)
+    with app.app_context():
+        assert delivery.deliver_round() == delivery.Round(sent=1, wait=None)
+    mailbox.reply = "421 4.7.0 Busy"
+    queue(app)
+    with app.app_context():
+        refused = delivery.deliver_round()
+    assert refused.sent == 0 and 55 < refused.wait <= 60  # its retry, MAIL_RETRY_DELAY away
+    with app.app_context():
+        assert 55 < delivery.deliver_round().wait <= 60  # not due yet: nothing attempted
+    assert len(mailbox.received) == 1
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_a_round_with_more_due_than_its_limit_asks_for_another_at_once(app, smtp_server, mailbox):
+    use_server(app, smtp_server)
+    for _ in range(3):
+        queue(app)
+    with app.app_context():
+        assert delivery.deliver_round(limit=2) == delivery.Round(sent=2, wait=0.0)
+        assert delivery.deliver_round(limit=2) == delivery.Round(sent=1, wait=None)
+    assert len(mailbox.received) == 3
+
+
+@pytest.mark.config(MAIL_WORKER=False, MAIL_RETRY_DELAY=60, SMTP_TIMEOUT=5)
+def test_a_message_another_worker_claimed_keeps_the_thread_waiting_for_its_lease(
+    app, smtp_server, mailbox, monkeypatch
+):
+    # Forced interleaving: another worker claims the row between this round's read and its
+    # claim, then dies before sending. This round loses the claim; it must still wake when
+    # that worker's lease ends (else the message waits for the next sweep of a request).
+    use_server(app, smtp_server)
+    message_id = queue(app)
+    read = delivery.pending_rows
+
+    def read_then_other_worker_claims(limit):
+        rows = read(limit)
+        with app.app_context():
+            now = delivery.utcnow()
+            claim = {"message_id": message_id, "seen_attempts": 0, "now": now, "attempt": 1,
+                     "lease_until": now + delivery.timedelta(seconds=60)}  # fmt: skip
+            s = db.session()
+            assert s.connection().execute(delivery.CLAIM, claim).one_or_none() is not None
+            s.commit()
+        return rows
+
+    monkeypatch.setattr(delivery, "pending_rows", read_then_other_worker_claims)
+    with app.app_context():
+        lost = delivery.deliver_round()
+    assert lost.sent == 0 and 55 < lost.wait <= 60
+    assert mailbox.received == []
+    row = stored(app, message_id)
+    assert row.status == "pending" and row.attempts == 1  # claimed once, by the other
+
+
 # --- TLS and authentication ---------------------------------------------------------------
 
 
