@@ -29,8 +29,21 @@ from . import (
 )
 
 
+class IdpGroup(FlaskGroup):
+    """Flask's group without its app lookup for finding commands: every ``idp`` command is
+    added here and the app registers none. Building the app to list them printed a
+    traceback in `idp --help` on a machine with no issuer configured yet, and a mistyped
+    command was answered with a configuration error instead of "No such command"."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self.commands.get(name)
+
+
 @click.group(
-    cls=FlaskGroup,
+    cls=IdpGroup,
     create_app=create_app,
     add_default_commands=False,
     add_version_option=False,

@@ -128,6 +128,23 @@ def test_init_keeps_existing_settings_in_instance_config(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_help_on_a_machine_with_nothing_configured_lists_the_commands(tmp_path):
+    # The first thing a new operator types: no issuer yet, so the app cannot be built, and
+    # the help must not need it.
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    done = run_idp(["--help"], instance)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "Error" not in done.stderr
+    for command in ("init", "demo", "serve", "users", "clients", "keys", "db"):
+        assert f"  {command} " in done.stdout
+    mistyped = run_idp(["user", "list"], instance)
+    assert mistyped.returncode == 2
+    assert "No such command 'user'" in mistyped.stderr
+    assert "Traceback" not in mistyped.stderr
+
+
 def test_unsafe_configuration_is_a_short_error_not_a_traceback(tmp_path):
     instance = tmp_path / "instance"
     instance.mkdir()
