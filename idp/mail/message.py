@@ -7,9 +7,11 @@ value, so a user-supplied name or address cannot add headers.
 
 from __future__ import annotations
 
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -17,9 +19,32 @@ from flask import current_app, render_template
 
 from ..models import utcnow
 
+
+class _ParsedOnce(HeaderRegistry):
+    """The policy's header factory, remembering what it parsed. Parsing a header value is
+    most of building a message (a notice goes out with every sign-in from a new browser),
+    and most values are the same in every message: MIME-Version, the parts' Content-Type
+    and Content-Transfer-Encoding, From, Auto-Submitted. A parsed header is immutable (a
+    str; changing a header stores a newly parsed one), so one can be shared by every
+    message and thread. The policy still refuses CR or LF before the factory is asked.
+    Headers that differ in every message are parsed as before, so no recipient's address
+    stays in the cache."""
+
+    PER_MESSAGE = frozenset({"to", "date", "message-id"})
+
+    def __call__(self, name: str, value):
+        if type(value) is str and name.lower() not in self.PER_MESSAGE:
+            return self._parsed(name, value)
+        return super().__call__(name, value)
+
+    @lru_cache(maxsize=256)  # noqa: B019 (one instance, for the life of the process)
+    def _parsed(self, name: str, value: str):
+        return super().__call__(name, value)
+
+
 # 7bit: every part is quoted-printable or base64, so the stored text is ASCII and any SMTP
 # server takes it (no 8BITMIME or SMTPUTF8 needed).
-POLICY = SMTP.clone(cte_type="7bit")
+POLICY = SMTP.clone(cte_type="7bit", header_factory=_ParsedOnce())
 
 
 def sender() -> str:
