@@ -8,9 +8,9 @@ BENCH_SMTP_PORT, an SMTP server on that loopback port instead):
     python bench/profile_mail.py [N]
     BENCH_PSTATS=FILE python bench/profile_mail.py [N]   # cProfile of the delivery rounds
 
-"queue" is ``mail.send`` plus the commit, as POST /login pays it; "deliver" is one
-``Sender._pass`` per message (its app context, ``deliver_due``, the look for the next due
-row), as the mail thread pays it. IDP_DATABASE_URL or a temporary SQLite file, as the others.
+"queue" is ``mail.send`` plus the commit, as POST /login pays it (in a test request
+context); "deliver" is one sender round per message in its own app context, as the mail
+thread pays it. IDP_DATABASE_URL or a temporary SQLite file, as the others.
 """
 
 from __future__ import annotations
@@ -34,9 +34,16 @@ def main() -> None:
             "MAIL_FROM": "idp@example.com"} if smtp_port else {}  # fmt: skip
     app, _ = service_app(MAIL_WORKER=False, **smtp)  # no thread: this script runs the rounds
     sender = app.extensions["idp.mail"]
-    statements = [0]
-    event.listen(db.engine(app), "before_cursor_execute", lambda *_: statements.__setitem__(
-        0, statements[0] + 1))  # fmt: skip
+    statements = 0
+
+    @event.listens_for(db.engine(app), "before_cursor_execute")
+    def _count(*_):
+        nonlocal statements
+        statements += 1
+
+    def deliver_one_round():
+        with app.app_context():
+            sender.round()
 
     def queue_one():
         with app.test_request_context("/login", headers={"User-Agent": "bench"}):
@@ -48,26 +55,26 @@ def main() -> None:
 
     for _ in range(5):  # warm-up: templates compiled, statements prepared
         queue_one()
-        sender._pass()
+        deliver_one_round()
     profiler = cProfile.Profile(time.process_time) if os.environ.get("BENCH_PSTATS") else None
 
     queued = delivered = 0.0
     queue_statements = deliver_statements = 0
     for _ in range(count):  # one message per round, as when sign-ins come one at a time
-        statements[0] = 0
+        statements = 0
         started = time.process_time()
         queue_one()
         queued += time.process_time() - started
-        queue_statements += statements[0]
-        statements[0] = 0
+        queue_statements += statements
+        statements = 0
         if profiler:
             profiler.enable()
         started = time.process_time()
-        sender._pass()
+        deliver_one_round()
         delivered += time.process_time() - started
         if profiler:
             profiler.disable()
-        deliver_statements += statements[0]
+        deliver_statements += statements
     if profiler:
         profiler.dump_stats(os.environ["BENCH_PSTATS"])
     with app.app_context():

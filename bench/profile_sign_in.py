@@ -45,7 +45,7 @@ PASSWORD = "bench password " + "x" * 12
 def mail_idle(app) -> None:
     """Wait until this process's mail thread has delivered what the flows queued."""
     sender = app.extensions["idp.mail"]
-    while sender._running:
+    while sender.running:
         time.sleep(0.001)
 
 

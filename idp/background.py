@@ -62,6 +62,11 @@ class Worker:
     def enabled(self) -> bool:
         return not self._stopped
 
+    @property
+    def running(self) -> bool:
+        """Whether the thread is in its rounds (it ends when the queue has no work)."""
+        return self._running
+
     def round(self) -> float | None:
         """One pass over the queue; seconds until the next due row, None when none is left."""
         raise NotImplementedError

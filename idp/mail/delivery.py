@@ -1,7 +1,8 @@
 """Delivery of queued mail: SMTP (RFC 5321) or, without SMTP_HOST, the outbox folder.
 
-    mail_messages row (pending) ──► Sender thread: deliver_due()
-        claim a due row (conditional UPDATE: attempts+1, next try later = a lease)
+    mail_messages row (pending) ──► Sender thread: deliver_round()
+        the pending rows, earliest due first; per due row:
+        claim it (conditional UPDATE: attempts+1, next try later = a lease)
         transmit: SMTP [STARTTLS | TLS] [AUTH] MAIL RCPT DATA, or instance/outbox/<id>.eml
         250 after DATA ─► sent (body erased) │ 5xx ─► failed │ else retry, delay doubled,
         until MAIL_ATTEMPTS ─► failed;  retry_failed() puts failed rows back in the queue
@@ -158,7 +159,9 @@ def deliver_round(limit: int = 100) -> Round:
     queued during the round wakes the thread on its commit (``kick_after_commit``)."""
     rows = pending_rows(limit + 1)
     now = utcnow()
-    later = [row.next_attempt_at for row in rows if row.next_attempt_at > now][:1]
+    # Ordered by due time: the first row not yet due is the earliest of those that wait.
+    waiting = next((row.next_attempt_at for row in rows if row.next_attempt_at > now), None)
+    later = [] if waiting is None else [waiting]
     sent, lost = 0, False
     for row in rows[:limit]:
         if row.next_attempt_at > now:
