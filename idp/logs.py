@@ -25,8 +25,8 @@ import time
 import traceback
 import weakref
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener
-from queue import SimpleQueue
+from logging.handlers import QueueHandler
+from queue import Empty, SimpleQueue
 
 from flask import Flask, Response, g, has_request_context, request
 
@@ -150,20 +150,31 @@ class BackgroundHandler(QueueHandler):
     before the hand-over. The queue is drained when the handler is closed and at exit.
     A forked child (gunicorn with --preload) starts a thread of its own: threads do not
     survive a fork, and its lines would otherwise wait in the queue for ever.
+
+    The thread writes in batches: woken by a line, it lets the lines of the next
+    ``LINGER_SECONDS`` gather, then formats them all and writes them with one write and one
+    flush. Woken for every line instead (as ``QueueListener`` is), the thread took the GIL
+    from the request threads once per request; under load that hand-over, not the
+    formatting, was most of what the access line cost (docs/benchmarks.md, seventh round).
+    An idle worker's thread sleeps in ``get`` and is never woken.
     """
+
+    LINGER_SECONDS = 0.02
 
     def __init__(self, writer: logging.Handler):
         super().__init__(SimpleQueue())
         self.writer = writer
-        self.listener: QueueListener | None = None
+        self.thread: threading.Thread | None = None
         self._start()
         _RUNNING.add(self)
         atexit.register(self.close)
 
     def _start(self) -> None:
         self.queue = SimpleQueue()  # what the parent had queued is the parent's to write
-        self.listener = QueueListener(self.queue, self.writer)
-        self.listener.start()
+        self.thread = threading.Thread(
+            target=self._run, args=(self.queue,), name="idp-log-writer", daemon=True
+        )
+        self.thread.start()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         if not getattr(record, "request_id", None):
@@ -172,16 +183,56 @@ class BackgroundHandler(QueueHandler):
         record.args = None
         return record
 
+    def _run(self, queue: SimpleQueue) -> None:
+        while True:
+            batch = [queue.get()]
+            if batch[0] is not _STOP:
+                time.sleep(self.LINGER_SECONDS)
+            while True:
+                try:
+                    batch.append(queue.get_nowait())
+                except Empty:
+                    break
+            stop = any(record is _STOP for record in batch)
+            self._write([record for record in batch if record is not _STOP])
+            if stop:
+                return
+
+    def _write(self, records: list[logging.LogRecord]) -> None:
+        writer = self.writer
+        if not isinstance(writer, logging.StreamHandler):
+            for record in records:
+                writer.handle(record)
+            return
+        lines = []
+        for record in records:
+            if not writer.filter(record):
+                continue
+            try:
+                lines.append(writer.format(record) + writer.terminator)
+            except Exception:
+                writer.handleError(record)
+        if not lines:
+            return
+        with writer.lock:
+            try:
+                writer.stream.write("".join(lines))
+                writer.flush()
+            except Exception:
+                writer.handleError(records[-1])
+
     def close(self) -> None:
         _RUNNING.discard(self)
-        listener, self.listener = self.listener, None
-        if listener is not None:
-            listener.stop()  # writes what is queued, then ends the thread
+        thread, self.thread = self.thread, None
+        if thread is not None:
+            self.queue.put(_STOP)
+            thread.join()  # writes what is queued, then ends
             atexit.unregister(self.close)
             self.writer.close()
         super().close()
 
 
+_STOP = object()
 _RUNNING: weakref.WeakSet[BackgroundHandler] = weakref.WeakSet()
 
 
