@@ -206,12 +206,11 @@ class BackgroundHandler(QueueHandler):
             return
         lines = []
         for record in records:
-            if not writer.filter(record):
-                continue
             try:
-                lines.append(writer.format(record) + writer.terminator)
+                if writer.filter(record):
+                    lines.append(writer.format(record) + writer.terminator)
             except Exception:
-                writer.handleError(record)
+                writer.handleError(record)  # this line only; the thread goes on
         if not lines:
             return
         with writer.lock:
