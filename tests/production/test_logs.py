@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -239,6 +240,28 @@ def test_lines_that_arrive_together_are_written_together(app, monkeypatch):
     lines = [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
     assert lines == [f"line {n}" for n in range(300)]  # all, in order, the filter obeyed
     assert stream.writes < 5
+
+
+def test_a_line_that_cannot_be_formatted_loses_only_itself(app, monkeypatch):
+    # A formatter that raises on one record must not end the writer thread: every later
+    # line would then wait in the queue for ever.
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # handleError stays quiet
+    stream = io.StringIO()
+
+    def refuse(record):
+        if "broken" in record.getMessage():
+            raise ValueError("cannot format this one")
+        return True
+
+    writer = logging.StreamHandler(stream)
+    writer.addFilter(refuse)
+    with background_logger("idp.tests.broken", writer) as (logger, _):
+        logger.info("before")
+        logger.info("broken")
+        time.sleep(2 * BackgroundHandler.LINGER_SECONDS)  # "after" comes in a later batch
+        logger.info("after")
+    lines = [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+    assert lines == ["before", "after"]
 
 
 def test_a_forked_worker_writes_its_lines_from_a_thread_of_its_own(tmp_path):
