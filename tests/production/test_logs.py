@@ -243,8 +243,8 @@ def test_lines_that_arrive_together_are_written_together(app, monkeypatch):
 
 
 def test_a_line_that_cannot_be_formatted_loses_only_itself(app, monkeypatch):
-    # A formatter that raises on one record must not end the writer thread: every later
-    # line would then wait in the queue for ever.
+    # A writer that raises on one record (here its filter; its formatter runs in the same
+    # guard) must not end the writer thread: every later line would wait in the queue.
     monkeypatch.setattr(logging, "raiseExceptions", False)  # handleError stays quiet
     stream = io.StringIO()
 
