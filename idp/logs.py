@@ -141,7 +141,8 @@ class StderrHandler(logging.StreamHandler):
 
 
 class BackgroundHandler(QueueHandler):
-    """Hands records to a thread of their own, which formats and writes them to ``writer``.
+    """Hands records to a thread of their own, which formats and writes them to ``writer``
+    (a stream handler: stderr in production, a file or a buffer in tests).
 
     The request threads of a gthread worker then never wait on the writer's lock or on a
     write to stderr while holding it: under load, with one handler shared by four threads,
@@ -161,7 +162,7 @@ class BackgroundHandler(QueueHandler):
 
     LINGER_SECONDS = 0.02
 
-    def __init__(self, writer: logging.Handler):
+    def __init__(self, writer: logging.StreamHandler):
         super().__init__(SimpleQueue())
         self.writer = writer
         self.thread: threading.Thread | None = None
@@ -200,10 +201,6 @@ class BackgroundHandler(QueueHandler):
 
     def _write(self, records: list[logging.LogRecord]) -> None:
         writer = self.writer
-        if not isinstance(writer, logging.StreamHandler):
-            for record in records:
-                writer.handle(record)
-            return
         lines = []
         for record in records:
             try:
