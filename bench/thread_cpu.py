@@ -25,22 +25,24 @@ import time
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def process_ticks(pid: int) -> int:
-    """The whole process, threads that have ended included."""
-    with open(f"/proc/{pid}/stat") as stat:
+def cpu_ticks(stat_path: str) -> int:
+    """utime + stime of a /proc stat file (a process's counts its ended threads too)."""
+    with open(stat_path) as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def process_ticks(pid: int) -> int:
+    return cpu_ticks(f"/proc/{pid}/stat")
 
 
 def ticks(pid: int) -> dict[int, int]:
     found = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            found[int(tid)] = cpu_ticks(f"/proc/{pid}/task/{tid}/stat")
         except FileNotFoundError:  # ended meanwhile
             continue
-        found[int(tid)] = int(fields[11]) + int(fields[12])  # utime + stime
     return found
 
 
