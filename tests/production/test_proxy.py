@@ -177,3 +177,30 @@ def test_gunicorn_control_socket_is_off_unless_a_path_is_given(monkeypatch, tmp_
     assert config.control_socket == str(tmp_path / "idp.ctl")
     monkeypatch.delenv("IDP_CONTROL_SOCKET")
     importlib.reload(conf)
+
+
+def test_each_worker_keeps_what_it_built_at_start_out_of_full_collections(monkeypatch, tmp_path):
+    # A full pass of the cyclic collector holds the GIL for all of a worker's threads, for a
+    # time that grows with the objects it walks: the app built at start (modules, models,
+    # compiled statements) is moved out of its reach once loaded, as gunicorn calls it.
+    import gc
+
+    from gunicorn.config import Config
+
+    import idp.gunicorn_conf as conf
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    module = importlib.reload(conf)
+    config = Config()
+    for name, value in vars(module).items():
+        if name in config.settings:
+            config.set(name, value)
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        config.post_worker_init(None)
+        # Everything alive now is frozen (this test process stands in for the worker).
+        assert gc.get_freeze_count() > 1000
+        assert len(gc.get_objects()) < gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
