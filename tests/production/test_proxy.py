@@ -152,27 +152,31 @@ def test_forms_work_over_https_behind_a_tls_proxy(client, user):
     assert "Secure" in answer.headers["Set-Cookie"]
 
 
-def test_gunicorn_control_socket_is_off_unless_a_path_is_given(monkeypatch, tmp_path):
-    # gunicorn's default control socket is one path per user (~/.gunicorn/gunicorn.ctl): a
-    # second server of the same user would take it over from the first. Read the module as
-    # gunicorn does (every module-level name that is a setting).
+def gunicorn_settings():
+    """idp.gunicorn_conf read afresh as gunicorn reads it: every module-level name that is a
+    setting, set on gunicorn's own Config (which checks each value, hooks included)."""
     from gunicorn.config import Config
 
     import idp.gunicorn_conf as conf
 
-    def settings():
-        module = importlib.reload(conf)
-        config = Config()
-        for name, value in vars(module).items():
-            if name in config.settings:
-                config.set(name, value)
-        return config
+    module = importlib.reload(conf)
+    config = Config()
+    for name, value in vars(module).items():
+        if name in config.settings:
+            config.set(name, value)
+    return config
+
+
+def test_gunicorn_control_socket_is_off_unless_a_path_is_given(monkeypatch, tmp_path):
+    # gunicorn's default control socket is one path per user (~/.gunicorn/gunicorn.ctl): a
+    # second server of the same user would take it over from the first.
+    import idp.gunicorn_conf as conf
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.delenv("IDP_CONTROL_SOCKET", raising=False)
-    assert settings().control_socket_disable is True
+    assert gunicorn_settings().control_socket_disable is True
     monkeypatch.setenv("IDP_CONTROL_SOCKET", str(tmp_path / "idp.ctl"))
-    config = settings()
+    config = gunicorn_settings()
     assert config.control_socket_disable is False
     assert config.control_socket == str(tmp_path / "idp.ctl")
     monkeypatch.delenv("IDP_CONTROL_SOCKET")
@@ -183,24 +187,29 @@ def test_each_worker_keeps_what_it_built_at_start_out_of_full_collections(monkey
     # A full pass of the cyclic collector holds the GIL for all of a worker's threads, for a
     # time that grows with the objects it walks: the app built at start (modules, models,
     # compiled statements) is moved out of its reach once loaded, as gunicorn calls it.
+    # Garbage made before the freeze is collected first: frozen, a cycle would never be.
     import gc
-
-    from gunicorn.config import Config
-
-    import idp.gunicorn_conf as conf
+    import weakref
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    module = importlib.reload(conf)
-    config = Config()
-    for name, value in vars(module).items():
-        if name in config.settings:
-            config.set(name, value)
+    config = gunicorn_settings()
+
+    class Node:
+        pass
+
+    gc.disable()  # no automatic pass may collect the cycle before the hook does
+    cycle = Node()
+    cycle.itself = cycle
+    garbage = weakref.ref(cycle)
+    del cycle
     gc.unfreeze()
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and garbage() is not None
     try:
         config.post_worker_init(None)
         # Everything alive now is frozen (this test process stands in for the worker).
         assert gc.get_freeze_count() > 1000
         assert len(gc.get_objects()) < gc.get_freeze_count()
+        assert garbage() is None
     finally:
         gc.unfreeze()
+        gc.enable()
