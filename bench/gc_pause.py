@@ -18,7 +18,7 @@ import gc
 import sys
 import time
 
-from wsgi_cpu import call, environ, service_app, service_scenarios, user_tokens
+from wsgi_cpu import call, environ, refresh_request, service_app, service_scenarios, user_tokens
 
 from idp import db
 
@@ -46,8 +46,7 @@ def main() -> None:
             status, body = call(app, scenarios[name])
             assert status.startswith("200"), (name, status, body[:200])
     for _access, refresh in pairs[1:]:
-        body = f"grant_type=refresh_token&refresh_token={refresh}".encode()
-        status, answer = call(app, environ("POST", "/token", body, authorization=rp_basic))
+        status, answer = call(app, refresh_request(refresh, rp_basic))
         assert status.startswith("200"), (status, answer[:200])
     frozen, tracked = gc.get_freeze_count(), len(gc.get_objects())
     with_freeze = full_pass_ms()

@@ -68,6 +68,12 @@ def service_scenarios(app, basic: str) -> dict:
     }
 
 
+def refresh_request(refresh_token: str, basic: str) -> dict:
+    """The token request that rotates ``refresh_token`` (RFC 6749 §6), as the client ``basic``."""
+    body = urlencode({"grant_type": "refresh_token", "refresh_token": refresh_token})
+    return environ("POST", "/token", body.encode(), authorization=basic)
+
+
 def main() -> None:
     args = sys.argv[1:]
     count = int(args.pop(0)) if args and args[0].isdigit() else 2000
@@ -78,8 +84,7 @@ def main() -> None:
     refresh_tokens = iter(pair[1] for pair in pairs[1:])
 
     def refresh_env():  # rotating: each request presents a refresh token not used before
-        body = urlencode({"grant_type": "refresh_token", "refresh_token": next(refresh_tokens)})
-        return environ("POST", "/token", body.encode(), authorization=rp_basic)
+        return refresh_request(next(refresh_tokens), rp_basic)
 
     scenarios["refresh"] = refresh_env
     for name in args or scenarios:
