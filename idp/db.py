@@ -197,7 +197,7 @@ class HeldConnections:
 
     def make_room(self) -> None:
         """Give this thread's connection back when the pool has none left to lend, before
-        the thread takes a second one (its session, a transaction): a thread must never
+        the thread takes a second one (its session): a thread must never
         wait on the pool for the connection it holds itself (a pool sized below two per
         thread, or every thread busy at once)."""
         held = getattr(self.local, "held", None)
@@ -282,48 +282,6 @@ def autocommit():
     return current_app.extensions["idp.db.held"].connection()
 
 
-def transaction():
-    """The request's own pooled psycopg connection, in a transaction (BEGIN is sent with the
-    first statement), for a hot path that writes without the session (refresh rotation).
-
-    Kept on ``flask.g`` until ``end_transaction`` or the request's end, which rolls back
-    whatever was not committed (an error answered after the first statement) and returns
-    the connection to the pool. Not the session's connection: ORM work in the same request
-    runs in a transaction of its own.
-    """
-    proxied = g.get("db_transaction")
-    if proxied is None:
-        current_app.extensions["idp.db.held"].make_room()
-        try:
-            proxied = engine().raw_connection()
-        except Exception as exc:
-            raise wrap_driver_error(exc) from exc
-        g.db_transaction = proxied
-    return proxied.driver_connection
-
-
-def end_transaction(commit: bool) -> None:
-    """Commit (or roll back) the connection of ``transaction()`` and return it to the pool."""
-    proxied = g.pop("db_transaction", None)
-    if proxied is None:
-        return
-    try:
-        conn = proxied.driver_connection
-        if commit:
-            conn.commit()
-        elif not conn.closed:
-            conn.rollback()
-    except Exception as exc:
-        raise wrap_driver_error(exc, proxied) from exc
-    finally:
-        proxied.close()
-
-
-def transaction_error(exc: Exception) -> Exception:
-    """A psycopg error raised on ``transaction()``'s connection, as SQLAlchemy's."""
-    return wrap_driver_error(exc, g.get("db_transaction"))
-
-
 def session_driver_connection():
     """The psycopg connection under the request's session, inside its transaction."""
     return session().connection().connection.driver_connection
@@ -342,11 +300,6 @@ def wrap_driver_error(exc: Exception, proxied=None) -> Exception:
 
 def close_session(_exc: BaseException | None = None) -> None:
     values = vars(g._get_current_object())  # flask.g keeps its attributes there
-    if "db_transaction" in values:
-        try:
-            end_transaction(commit=False)
-        except Exception:  # noqa: S110 (a broken connection was invalidated; nothing to undo)
-            pass
     db_session = values.pop("db_session", None)
     if db_session is not None:
         db_session.close()

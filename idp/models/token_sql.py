@@ -13,8 +13,9 @@ connection on first use, and reads only the columns the endpoint needs.
                   and the three liveness facts (session live, consent given, code revoked)
 
 Rows come back as ``TokenView``/``UserView``: plain read-only objects with the attributes
-and TokenMixin methods the endpoints read. A token that must be changed (revocation,
-refresh rotation) is still read through the ORM (``oauth.tokens.find``).
+and TokenMixin methods the endpoints read. A token that a revocation changes is still read
+through the ORM (``oauth.tokens.find``); the refresh rotation has its own two statements
+(below).
 
 SQLite keeps the SQLAlchemy path (``db.driver_path()`` says which); docs/architecture.md.
 """
@@ -25,7 +26,7 @@ import json
 import operator
 import re
 
-from sqlalchemy import bindparam, exists, insert, or_, select, update
+from sqlalchemy import Boolean, bindparam, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
 from .consent import Consent
@@ -173,70 +174,75 @@ class UserView:
 
 # --- refresh rotation (RFC 6749 §6, RFC 9700 §4.14.2) -------------------------------------
 #
-#     FIND_REFRESH  the row of a refresh token with its user, and the liveness facts read
-#                   under FOR SHARE row locks (user, session, consent, code: the order in
-#                   which revocations write), held until the rotation commits
-#     ROTATE        one statement: consume the parent (the UPDATE whose row count decides
-#                   the single winner) and INSERT its successor only if it was consumed
+#     FIND_REFRESH  the row of a refresh token with its user, and the liveness facts
+#                   (autocommitted: the grant's checks, answered before anything is written)
+#     ROTATE        one autocommitted statement: read the liveness facts again under FOR SHARE
+#                   row locks (user, session, consent, code: the order in which revocations
+#                   write), consume the parent only if the grant is still live (the UPDATE
+#                   whose row count decides the single winner) and INSERT its successor only
+#                   if it was consumed
 #
-# Both run in one transaction on one pooled connection (``oauth.tokens``: find_to_refresh,
+# Each is one round trip on the thread's held connection (``oauth.tokens``: find_to_refresh,
 # rotate); docs/architecture.md "Hot paths" says why that keeps settle's guarantees.
 
 
-def _locked_exists(query):
-    return query.with_for_update(read=True).exists()
+def _grant_state(token, locked: bool) -> tuple:
+    """The four liveness facts of ``token``'s grant, as FIND_TOKEN's rule reads them; with
+    ``locked``, each row that makes a fact true is locked FOR SHARE."""
 
+    def exists_(query):
+        return query.with_for_update(read=True).exists() if locked else query.exists()
 
-_refresh_digest = bindparam("digest")
-_LOCKED_USER = U.alias("locked_user")  # the joined users row is read, this one is locked
-FIND_REFRESH = str(
-    select(
-        *(T.c[name] for name in TOKEN_FIELDS),
-        # In the order revocations write (tokens.settle): a revocation that wrote its state
-        # first is waited for and seen; one that writes after waits for this transaction.
+    user = U.alias("live_user")  # FIND_REFRESH also joins the users row, for its claims
+    return (
         or_(
-            T.c.user_id.is_(None),
-            _locked_exists(
-                select(_LOCKED_USER.c.id).where(
-                    _LOCKED_USER.c.id == T.c.user_id, _LOCKED_USER.c.disabled.is_(False)
-                )
+            token.c.user_id.is_(None),
+            exists_(
+                select(user.c.id).where(user.c.id == token.c.user_id, user.c.disabled.is_(False))
             ),
         ).label("user_live"),
         or_(
-            T.c.sid.is_(None),
-            _locked_exists(
+            token.c.sid.is_(None),
+            exists_(
                 select(UserSession.id).where(
-                    UserSession.sid == T.c.sid, UserSession.ended_at.is_(None)
+                    UserSession.sid == token.c.sid, UserSession.ended_at.is_(None)
                 )
             ),
         ).label("session_live"),
         or_(
-            T.c.user_id.is_(None),
-            _locked_exists(
+            token.c.user_id.is_(None),
+            exists_(
                 select(Consent.id).where(
-                    Consent.user_id == T.c.user_id, Consent.client_id == T.c.client_id
+                    Consent.user_id == token.c.user_id, Consent.client_id == token.c.client_id
                 )
             ),
         ).label("consent_given"),
         or_(
-            T.c.authorization_code_id.is_(None),
+            token.c.authorization_code_id.is_(None),
             # A lock is taken only on a row that matches: the live code; a code purged since
             # (refresh tokens outlive it) is no mark of revocation.
-            _locked_exists(
+            exists_(
                 select(AuthorizationCode.id).where(
-                    AuthorizationCode.id == T.c.authorization_code_id,
+                    AuthorizationCode.id == token.c.authorization_code_id,
                     ~(
                         AuthorizationCode.used_at.is_not(None)
                         & (AuthorizationCode.expires_at <= AuthorizationCode.used_at)
                     ),
                 )
             ),
-            ~exists().where(AuthorizationCode.id == T.c.authorization_code_id),
+            ~exists().where(AuthorizationCode.id == token.c.authorization_code_id),
         ).label("code_live"),
+    )
+
+
+FIND_REFRESH = str(
+    select(
+        *(T.c[name] for name in TOKEN_FIELDS),
+        *_grant_state(T, locked=False),
         *(U.c[name].label("u_" + name) for name in USER_FIELDS),
     )
     .select_from(T.outerjoin(U, U.c.id == T.c.user_id))
-    .where(T.c.refresh_token_hash == _refresh_digest)
+    .where(T.c.refresh_token_hash == bindparam("digest"))
     .compile(dialect=DIALECT)
 )
 
@@ -244,12 +250,25 @@ FIND_REFRESH = str(
 def _rotate_statement() -> str:
     from sqlalchemy import cast, update
 
+    parent = T.alias("parent")
+    state = (
+        select(*_grant_state(parent, locked=True))
+        .where(parent.c.id == bindparam("parent_id"))
+        .cte("grant_state")
+    )
     consumed = (
         update(T)
         .where(
             T.c.id == bindparam("parent_id"),
             T.c.refresh_used_at.is_(None),
             T.c.revoked_at.is_(None),
+            # The grant is still as live as the checks found it (tokens.is_live): the user
+            # active and the code not revoked; the session live unless the token outlives
+            # it, the consent there unless the grant needs none.
+            state.c.user_live,
+            state.c.code_live,
+            or_(state.c.session_live, ~bindparam("need_session", type_=Boolean)),
+            or_(state.c.consent_given, ~bindparam("need_consent", type_=Boolean)),
         )
         .values(refresh_used_at=bindparam("used_at"))
         .returning(T.c.id)
@@ -261,6 +280,7 @@ def _rotate_statement() -> str:
         insert(T)
         .from_select(INSERT_COLUMNS, values.select_from(consumed))
         .returning(T.c.id)
+        .add_cte(state)
         .add_cte(consumed)
         .compile(dialect=DIALECT)
     )
@@ -270,9 +290,8 @@ ROTATE = _rotate_statement()
 
 
 def find_refresh(conn, digest: str) -> TokenView | None:
-    """The token whose refresh token hashes to ``digest``, its grant's state locked (FOR
-    SHARE) in ``conn``'s transaction; ``grant_state`` as ``find_token`` gives it, and
-    ``user_live`` (the user's row, locked: not disabled)."""
+    """The token whose refresh token hashes to ``digest``; ``grant_state`` as ``find_token``
+    gives it, and ``user_live`` (the user's row: not disabled)."""
     found = conn.execute(FIND_REFRESH, {"digest": digest}, prepare=True).fetchone()
     if found is None:
         return None
@@ -284,10 +303,11 @@ def find_refresh(conn, digest: str) -> TokenView | None:
     return view
 
 
-def rotate(conn, parent_id: int, used_at, row) -> int | None:
+def rotate(conn, parent_id: int, used_at, row, *, need_session: bool, need_consent: bool):
     """Consume refresh token ``parent_id`` and INSERT ``row`` (a ``NewToken``) in one
-    statement: the new row's id, or None (and nothing written) if the parent was used or
-    revoked meanwhile. The caller commits."""
+    autocommitted statement: the new row's id, or None (and nothing written) if the parent
+    was used or revoked meanwhile, or its grant ended (``need_session``, ``need_consent``:
+    whether the grant still needs its session and its consent, as ``tokens.is_live`` found)."""
     from psycopg.types.json import Json
 
     values = row.__dict__
@@ -296,6 +316,7 @@ def rotate(conn, parent_id: int, used_at, row) -> int | None:
         if params[name] is not None:
             params[name] = Json(params[name])
     params["parent_id"], params["used_at"] = parent_id, used_at
+    params["need_session"], params["need_consent"] = need_session, need_consent
     found = conn.execute(ROTATE, params, prepare=True).fetchone()
     return None if found is None else found[0]
 

@@ -218,13 +218,12 @@ class RefreshTokenGrant(ResourceIndicators, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotate on every use
 
     def authenticate_refresh_token(self, refresh_token):
-        # On PostgreSQL the row comes from the driver, with the grant's rows locked until
-        # the rotation commits (tokens.find_to_refresh, tokens.rotate).
+        # On PostgreSQL the row comes from the driver; the rotation checks the grant's state
+        # again, locked, as it consumes the token (tokens.find_to_refresh, tokens.rotate).
         row = tokens.find_to_refresh(refresh_token)
         if row is None or row.presented_as != "refresh_token":
             return None
         if row.refresh_used_at is not None:
-            db.end_transaction(commit=False)  # the driver's locks: nothing to keep
             tokens.revoke_family(row.family_id, reason="rotated refresh token reused")
             db.session().commit()
             return None

@@ -173,24 +173,35 @@ def insert(session, row: Token) -> int:  # session: None if the request opened n
 
 
 def rotate(parent: token_sql.RefreshView, row: token_sql.NewToken, now) -> int:
-    """The refresh grant on PostgreSQL: consume ``parent`` and store ``row`` in one statement,
-    in the transaction ``find_to_refresh`` opened, and commit; the new row's id.
+    """The refresh grant on PostgreSQL: consume ``parent`` and store ``row`` in one
+    autocommitted statement (``token_sql.ROTATE``); the new row's id.
 
-    That transaction holds FOR SHARE locks on the grant's user, session, consent and code
-    rows since the parent was read (``token_sql.FIND_REFRESH``), taken in the order
-    revocations write, before this statement locks the parent: a revocation that wrote its
-    state first was seen there; one that writes after waits for this commit and then sees
-    the new row (so ``settle`` has nothing left to find). A racing use or revocation of the
-    parent holds or waits for the parent's row lock: the loser of the consuming UPDATE
-    stores nothing, and its family revocation, a statement begun after the winner's commit,
-    revokes the winner's new row too (RFC 9700 §4.14.2).
+    That statement reads the grant's state again under FOR SHARE row locks on the user,
+    session, consent and code rows, in the order revocations write, before it locks the
+    parent, and consumes the parent only if the grant is still live: a revocation that wrote
+    its state first is seen there (nothing is written); one that writes after waits for the
+    statement's commit and then sees the new row (so ``settle`` has nothing left to find). A
+    racing use or revocation of the parent holds or waits for the parent's row lock: the
+    loser of the consuming UPDATE stores nothing, and its family revocation, a statement
+    begun after the winner's commit, revokes the winner's new row too (RFC 9700 §4.14.2).
     """
-    try:
-        new_id = token_sql.rotate(db.transaction(), parent.id, now, row)
-        db.end_transaction(commit=new_id is not None)
-    except Exception as exc:
-        raise db.transaction_error(exc) from exc
+    with db.autocommit() as conn:
+        new_id = token_sql.rotate(
+            conn, parent.id, now, row,
+            # What tokens.is_live needed of the grant when the parent was read.
+            need_session=not keeps_offline(parent),
+            need_consent=needs_consent(parent),
+        )  # fmt: skip
     if new_id is None:
+        state = (
+            db.session()
+            .execute(select(Token.refresh_used_at, Token.revoked_at).where(Token.id == parent.id))
+            .one()
+        )
+        if state.refresh_used_at is None and state.revoked_at is None:
+            # Its grant ended while the tokens were made: the revocation that ended it
+            # revokes the grant's tokens; this request stored nothing.
+            raise InvalidGrantError("The grant has ended.")
         revoke_family(parent.family_id, reason="refresh token raced or reused")
         db.session().commit()
         raise InvalidGrantError("The refresh token was already used.")
@@ -199,14 +210,13 @@ def rotate(parent: token_sql.RefreshView, row: token_sql.NewToken, now) -> int:
 
 def find_to_refresh(token_string: str):
     """``find`` for the refresh grant. On PostgreSQL: the refresh token's row, its user and
-    its grant's state read on the driver (``token_sql.find_refresh``) in a transaction that
-    keeps the grant's rows locked until ``rotate`` commits. Elsewhere: ``find`` (ORM)."""
+    its grant's state read on the driver in one autocommitted statement
+    (``token_sql.find_refresh``); ``rotate`` checks the grant's state again, locked, as it
+    consumes the token. Elsewhere: ``find`` (ORM)."""
     if not db.driver_path():
         return find(token_string, "refresh_token")
-    try:
-        return token_sql.find_refresh(db.transaction(), secret_hash(token_string))
-    except Exception as exc:
-        raise db.transaction_error(exc) from exc
+    with db.autocommit() as conn:
+        return token_sql.find_refresh(conn, secret_hash(token_string))
 
 
 TOKEN_COLUMNS = tuple(c.key for c in Token.__table__.columns if c.key != "id")
@@ -453,6 +463,15 @@ def grant_is_live(
     if user is None:
         return True
     return user.is_active and (consent_given or bool(client["first_party"]))
+
+
+def needs_consent(row: Token) -> bool:
+    """Whether ``row``'s grant stands on a consent (``grant_is_live``): a user's grant to a
+    third-party client, other than a token exchange (which belongs to its subject's family)."""
+    if row.user_id is None or row.grant_type == EXCHANGE:
+        return False
+    client = registry().settings(row.client_id)
+    return not (client is not None and client["first_party"])
 
 
 def revoke(row: Token) -> None:

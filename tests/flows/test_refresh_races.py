@@ -1,12 +1,14 @@
 """Refresh rotation against what races it (RFC 6749 §6, RFC 9700 §4.14.2, issues 19 and 20).
 
-On PostgreSQL a refresh reads its token with the grant's rows locked and consumes it and
-stores the new tokens in one transaction (tokens.find_to_refresh, tokens.rotate); on SQLite
-it consumes, then stores and re-checks (tokens.settle). Each test forces the other action
-to run at the worst moment of that request: just before the old token is consumed, or
-after the new row was written and before it is committed. The other action runs in its own
-thread, as a second worker would: on PostgreSQL it waits for the refresh's row locks, on
-SQLite for its write lock. Whatever the order, no token of the answer may stay usable.
+On PostgreSQL a refresh reads its token and its grant's state, makes the new tokens, then
+re-reads the grant's state under row locks, consumes the old token and stores the new one
+in one autocommitted statement (tokens.find_to_refresh, tokens.rotate); on SQLite it
+consumes, then stores and re-checks (tokens.settle). Each test forces the other action to
+run at the worst moment of that request: after the checks and just before the old token is
+consumed, or after the new row was written (on PostgreSQL committed with it, on SQLite
+before its commit). The other action runs in its own thread, as a second worker would: on
+SQLite it waits for the refresh's write lock. Whatever the order, no token of the answer may
+stay usable.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class Racer:
         else:  # the new row is written, not committed: after the driver's rotate or the INSERT
 
             def after(original):
-                def racing(*args):
-                    stored = original(*args)
+                def racing(*args, **kwargs):
+                    stored = original(*args, **kwargs)
                     self.start()
                     return stored
 
@@ -253,3 +255,59 @@ def test_a_refused_scope_leaves_the_refresh_token_usable(app, auth, user, oauth_
     assert again.status_code == 200
     with app.app_context():
         assert db.session().query(Token).count() == 2
+
+
+# The first half of a revocation (tokens.revoke_grants' callers change the state first, then
+# revoke the rows): the grant's state changed, its tokens not yet revoked.
+GRANT_ENDINGS = {
+    "user disabled": "UPDATE users SET disabled = true",
+    "session ended": "UPDATE user_sessions SET ended_at = CURRENT_TIMESTAMP",
+    "consent deleted": "DELETE FROM consents",
+    "code revoked": "UPDATE authorization_codes SET expires_at = used_at",
+}
+
+
+@pytest.mark.parametrize("ending", GRANT_ENDINGS)
+def test_a_grant_ending_between_the_checks_and_the_rotation_gets_nothing(
+    app, auth, user, oauth_client, monkeypatch, ending
+):
+    # RFC 6749 §5.2 invalid_grant: the grant ended after the refresh checked it and before
+    # it stored its new tokens. On PostgreSQL the rotation re-reads the grant's state as it
+    # consumes the token (token_sql.ROTATE), so nothing is consumed or stored; on SQLite the
+    # re-check after the INSERT (tokens.settle) revokes what was stored.
+    auth.login()
+    first = auth.tokens(oauth_client)
+
+    def end_grant():
+        with db.engine(app).begin() as conn:
+            assert conn.execute(text(GRANT_ENDINGS[ending])).rowcount == 1
+
+    racer = Racer(app, monkeypatch, "before_consume", end_grant)
+    response = refresh(app, oauth_client, first["refresh_token"])
+    racer.join()
+    monkeypatch.undo()
+    refused_or_dead(app, oauth_client, response)
+    if db.engine(app).dialect.name == "postgresql":
+        assert refused(response)
+        assert [row.refresh_used_at for row in all_tokens(app)] == [None]
+        assert events(app, "token.family_revoked") == []
+
+
+def test_an_offline_grant_survives_a_sign_out_during_its_rotation(
+    app, auth, user, oauth_client, monkeypatch
+):
+    # OIDC Core §11 with SIGN_OUT_KEEPS_OFFLINE_ACCESS (the default): an offline_access
+    # refresh token outlives the session, also when the session ends while it is rotated.
+    auth.login()
+    first = auth.tokens(oauth_client, scope="openid offline_access")
+
+    def end_session():
+        with db.engine(app).begin() as conn:
+            conn.execute(text(GRANT_ENDINGS["session ended"]))
+
+    racer = Racer(app, monkeypatch, "before_consume", end_session)
+    response = refresh(app, oauth_client, first["refresh_token"])
+    racer.join()
+    monkeypatch.undo()
+    assert response.status_code == 200, response.get_json()
+    assert refresh(app, oauth_client, response.get_json()["refresh_token"]).status_code == 200
