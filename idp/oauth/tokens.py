@@ -196,9 +196,9 @@ def rotate(parent: token_sql.RefreshView, row: token_sql.NewToken, now) -> int:
         state = (
             db.session()
             .execute(select(Token.refresh_used_at, Token.revoked_at).where(Token.id == parent.id))
-            .one()
+            .one_or_none()  # None: deleted meanwhile (its user deleted)
         )
-        if state.refresh_used_at is None and state.revoked_at is None:
+        if state is not None and state.refresh_used_at is None and state.revoked_at is None:
             # Its grant ended while the tokens were made: the revocation that ended it
             # revokes the grant's tokens; this request stored nothing.
             raise InvalidGrantError("The grant has ended.")

@@ -311,3 +311,23 @@ def test_an_offline_grant_survives_a_sign_out_during_its_rotation(
     monkeypatch.undo()
     assert response.status_code == 200, response.get_json()
     assert refresh(app, oauth_client, response.get_json()["refresh_token"]).status_code == 200
+
+
+def test_deleting_the_user_while_refreshing_answers_invalid_grant(
+    app, auth, user, oauth_client, monkeypatch
+):
+    # RFC 6749 §5.2: the grant is gone with its user (tokens go by ON DELETE CASCADE); the
+    # refresh that checked it a moment before is refused, not answered with an error page.
+    auth.login()
+    first = auth.tokens(oauth_client)
+
+    def delete_account():  # the row itself, as admin.users.remove_user deletes it last
+        with db.engine(app).begin() as conn:
+            conn.execute(text("DELETE FROM users WHERE id = :id"), {"id": user.id})
+
+    racer = Racer(app, monkeypatch, "before_consume", delete_account)
+    response = refresh(app, oauth_client, first["refresh_token"])
+    racer.join()
+    monkeypatch.undo()
+    assert refused(response), response.get_data(as_text=True)
+    assert all_tokens(app) == []
