@@ -197,9 +197,9 @@ class HeldConnections:
 
     def make_room(self) -> None:
         """Give this thread's connection back when the pool has none left to lend, before
-        the thread takes a second one (its session): a thread must never
-        wait on the pool for the connection it holds itself (a pool sized below two per
-        thread, or every thread busy at once)."""
+        the thread takes a second one (its session): a thread must never wait on the pool
+        for the connection it holds itself (a pool sized below two per thread, or every
+        thread busy at once)."""
         held = getattr(self.local, "held", None)
         if held is None or held.depth:
             return
