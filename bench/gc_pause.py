@@ -4,8 +4,9 @@ with and without ``gc.freeze()`` right after the app is built, as
 
     python bench/gc_pause.py [N]     # SQLite in a temp folder, or IDP_DATABASE_URL
 
-The app is built as ``wsgi_cpu.py`` builds it and frozen, then answers N requests of each hot
-endpoint (token, introspection, UserInfo, refresh): what a worker makes on its first requests
+The app is built as ``wsgi_cpu.py`` builds it (``inprocess.service_app`` freezes it), then
+answers N requests of each hot endpoint (token, introspection, UserInfo, refresh): what a
+worker makes on its first requests
 (compiled templates and statements, caches, tokens' rows) stays within the collector's reach.
 A full pass is timed then, and again after ``gc.unfreeze()`` (the same objects, none frozen:
 a worker without the freeze). While a pass runs no other thread of the process runs, so its
@@ -35,9 +36,7 @@ def full_pass_ms(repeat: int = 5) -> float:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    app, basic = service_app()
-    gc.collect()
-    gc.freeze()  # as post_worker_init, once the app is built
+    app, basic = service_app()  # collected and frozen, as post_worker_init does
     scenarios = service_scenarios(app, basic)
     rp_basic, pairs = user_tokens(app, count + 1)
     scenarios["userinfo"] = environ("GET", "/userinfo", authorization="Bearer " + pairs[0][0])
