@@ -267,6 +267,21 @@ GRANT_ENDINGS = {
 }
 
 
+def refresh_while(app, monkeypatch, registered, refresh_token: str, statement: str):
+    """Refresh, with ``statement`` run and committed by another connection after the
+    grant's checks and before the old token is consumed; the token response."""
+
+    def change():
+        with db.engine(app).begin() as conn:
+            assert conn.execute(text(statement)).rowcount == 1
+
+    racer = Racer(app, monkeypatch, "before_consume", change)
+    response = refresh(app, registered, refresh_token)
+    racer.join()
+    monkeypatch.undo()
+    return response
+
+
 @pytest.mark.parametrize("ending", GRANT_ENDINGS)
 def test_a_grant_ending_between_the_checks_and_the_rotation_gets_nothing(
     app, auth, user, oauth_client, monkeypatch, ending
@@ -277,15 +292,8 @@ def test_a_grant_ending_between_the_checks_and_the_rotation_gets_nothing(
     # re-check after the INSERT (tokens.settle) revokes what was stored.
     auth.login()
     first = auth.tokens(oauth_client)
-
-    def end_grant():
-        with db.engine(app).begin() as conn:
-            assert conn.execute(text(GRANT_ENDINGS[ending])).rowcount == 1
-
-    racer = Racer(app, monkeypatch, "before_consume", end_grant)
-    response = refresh(app, oauth_client, first["refresh_token"])
-    racer.join()
-    monkeypatch.undo()
+    statement = GRANT_ENDINGS[ending]
+    response = refresh_while(app, monkeypatch, oauth_client, first["refresh_token"], statement)
     refused_or_dead(app, oauth_client, response)
     if db.engine(app).dialect.name == "postgresql":
         assert refused(response)
@@ -300,15 +308,8 @@ def test_an_offline_grant_survives_a_sign_out_during_its_rotation(
     # refresh token outlives the session, also when the session ends while it is rotated.
     auth.login()
     first = auth.tokens(oauth_client, scope="openid offline_access")
-
-    def end_session():
-        with db.engine(app).begin() as conn:
-            conn.execute(text(GRANT_ENDINGS["session ended"]))
-
-    racer = Racer(app, monkeypatch, "before_consume", end_session)
-    response = refresh(app, oauth_client, first["refresh_token"])
-    racer.join()
-    monkeypatch.undo()
+    statement = GRANT_ENDINGS["session ended"]
+    response = refresh_while(app, monkeypatch, oauth_client, first["refresh_token"], statement)
     assert response.status_code == 200, response.get_json()
     assert refresh(app, oauth_client, response.get_json()["refresh_token"]).status_code == 200
 
@@ -318,16 +319,10 @@ def test_deleting_the_user_while_refreshing_answers_invalid_grant(
 ):
     # RFC 6749 §5.2: the grant is gone with its user (tokens go by ON DELETE CASCADE); the
     # refresh that checked it a moment before is refused, not answered with an error page.
+    # The row itself, as admin.users.remove_user deletes it last.
     auth.login()
     first = auth.tokens(oauth_client)
-
-    def delete_account():  # the row itself, as admin.users.remove_user deletes it last
-        with db.engine(app).begin() as conn:
-            conn.execute(text("DELETE FROM users WHERE id = :id"), {"id": user.id})
-
-    racer = Racer(app, monkeypatch, "before_consume", delete_account)
-    response = refresh(app, oauth_client, first["refresh_token"])
-    racer.join()
-    monkeypatch.undo()
+    statement = f"DELETE FROM users WHERE id = {int(user.id)}"
+    response = refresh_while(app, monkeypatch, oauth_client, first["refresh_token"], statement)
     assert refused(response), response.get_data(as_text=True)
     assert all_tokens(app) == []
