@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import operator
 import re
+from types import SimpleNamespace
 
 from sqlalchemy import Boolean, bindparam, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
@@ -250,12 +251,17 @@ FIND_REFRESH = str(
 def _rotate_statement() -> str:
     from sqlalchemy import cast, update
 
-    parent = T.alias("parent")
-    state = (
-        select(*_grant_state(parent, locked=True))
-        .where(parent.c.id == bindparam("parent_id"))
-        .cte("grant_state")
+    # The parent's grant columns never change once the row exists: they come as parameters
+    # from the read (find_refresh), not from reading its row a second time.
+    parent = SimpleNamespace(
+        c=SimpleNamespace(
+            **{
+                name: bindparam(f"parent_{name}", type_=T.c[name].type)
+                for name in ("user_id", "sid", "client_id", "authorization_code_id")
+            }
+        )
     )
+    state = select(*_grant_state(parent, locked=True)).cte("grant_state")
     consumed = (
         update(T)
         .where(
@@ -303,11 +309,12 @@ def find_refresh(conn, digest: str) -> TokenView | None:
     return view
 
 
-def rotate(conn, parent_id: int, used_at, row, *, need_session: bool, need_consent: bool):
-    """Consume refresh token ``parent_id`` and INSERT ``row`` (a ``NewToken``) in one
-    autocommitted statement: the new row's id, or None (and nothing written) if the parent
-    was used or revoked meanwhile, or its grant ended (``need_session``, ``need_consent``:
-    whether the grant still needs its session and its consent, as ``tokens.is_live`` found)."""
+def rotate(conn, parent: RefreshView, used_at, row, *, need_session: bool, need_consent: bool):
+    """Consume refresh token ``parent`` (as ``find_refresh`` read it) and INSERT ``row`` (a
+    ``NewToken``) in one autocommitted statement: the new row's id, or None (and nothing
+    written) if the parent was used or revoked meanwhile, or its grant ended
+    (``need_session``, ``need_consent``: whether the grant still needs its session and its
+    consent, as ``tokens.is_live`` found)."""
     from psycopg.types.json import Json
 
     values = row.__dict__
@@ -315,7 +322,10 @@ def rotate(conn, parent_id: int, used_at, row, *, need_session: bool, need_conse
     for name in JSON_COLUMNS:  # 4 of the ~50 columns: wrapped, the others as they are
         if params[name] is not None:
             params[name] = Json(params[name])
-    params["parent_id"], params["used_at"] = parent_id, used_at
+    params["parent_id"], params["used_at"] = parent.id, used_at
+    params["parent_user_id"], params["parent_sid"] = parent.user_id, parent.sid
+    params["parent_client_id"] = parent.client_id
+    params["parent_authorization_code_id"] = parent.authorization_code_id
     params["need_session"], params["need_consent"] = need_session, need_consent
     found = conn.execute(ROTATE, params, prepare=True).fetchone()
     return None if found is None else found[0]

@@ -187,7 +187,7 @@ def rotate(parent: token_sql.RefreshView, row: token_sql.NewToken, now) -> int:
     """
     with db.autocommit() as conn:
         new_id = token_sql.rotate(
-            conn, parent.id, now, row,
+            conn, parent, now, row,
             # What tokens.is_live needed of the grant when the parent was read.
             need_session=not keeps_offline(parent),
             need_consent=needs_consent(parent),
