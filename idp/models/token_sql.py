@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from sqlalchemy import Boolean, bindparam, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
+from .. import db
 from .consent import Consent
 from .grant import AuthorizationCode, CodeMethods
 from .session import UserSession
@@ -100,6 +101,8 @@ _N = len(TOKEN_FIELDS)
 _POSITIONAL = re.compile(r"%\((\w+)\)s")
 assert tuple(_POSITIONAL.findall(INSERT_TOKEN)) == INSERT_COLUMNS
 INSERT_TOKEN_POSITIONAL = _POSITIONAL.sub("%s", INSERT_TOKEN)
+_INSERT_TOKEN = db.Prepared("idp_insert_token", INSERT_TOKEN_POSITIONAL)
+_FIND_TOKEN = db.Prepared("idp_find_token", FIND_TOKEN)
 _INSERT_NULLS = dict.fromkeys(INSERT_COLUMNS)
 _insert_params = operator.itemgetter(*INSERT_COLUMNS)
 _JSON_INSERT_COLUMNS = tuple(name for name in INSERT_COLUMNS if name in JSON_COLUMNS)
@@ -112,12 +115,14 @@ def insert_token(conn, row: Token) -> int:
         if values[name] is not None:
             values[name] = json.dumps(values[name])
     params = _insert_params(values)
+    if conn.autocommit:
+        return _INSERT_TOKEN.one(conn, params)[0]
     return conn.execute(INSERT_TOKEN_POSITIONAL, params, prepare=True).fetchone()[0]
 
 
 def find_token(conn, digest: str) -> TokenView | None:
     """The token whose access or refresh token hashes to ``digest``, as a read-only view."""
-    found = conn.execute(FIND_TOKEN, {"digest": digest}, prepare=True).fetchone()
+    found = _FIND_TOKEN.one(conn, {"digest": digest})
     if found is None:
         return None
     view = _view(TokenView(), found)
@@ -168,8 +173,6 @@ class UserView:
     @property
     def groups(self):
         """The groups claim is rare: read through the ORM when a scope asks for it."""
-        from .. import db
-
         return db.session().get(User, self.id).groups
 
 
@@ -293,12 +296,14 @@ def _rotate_statement() -> str:
 
 
 ROTATE = _rotate_statement()
+_FIND_REFRESH = db.Prepared("idp_find_refresh", FIND_REFRESH)
+_ROTATE = db.Prepared("idp_rotate", ROTATE)
 
 
 def find_refresh(conn, digest: str) -> TokenView | None:
     """The token whose refresh token hashes to ``digest``; ``grant_state`` as ``find_token``
     gives it, and ``user_live`` (the user's row: not disabled)."""
-    found = conn.execute(FIND_REFRESH, {"digest": digest}, prepare=True).fetchone()
+    found = _FIND_REFRESH.one(conn, {"digest": digest})
     if found is None:
         return None
     view = _view(RefreshView(), found)
@@ -327,7 +332,7 @@ def rotate(conn, parent: RefreshView, used_at, row, *, need_session: bool, need_
     params["parent_client_id"] = parent.client_id
     params["parent_authorization_code_id"] = parent.authorization_code_id
     params["need_session"], params["need_consent"] = need_session, need_consent
-    found = conn.execute(ROTATE, params, prepare=True).fetchone()
+    found = _ROTATE.one(conn, params)
     return None if found is None else found[0]
 
 
@@ -385,6 +390,8 @@ def _consume_statement():
 # The statement itself (SQLite runs it through the session) and its psycopg text.
 CONSUME_CODE_STATEMENT = _consume_statement()
 CONSUME_CODE = str(CONSUME_CODE_STATEMENT.compile(dialect=DIALECT))
+_FIND_CODE = db.Prepared("idp_find_code", FIND_CODE)
+_CONSUME_CODE = db.Prepared("idp_consume_code", CONSUME_CODE)
 
 
 class CodeView(CodeMethods):
@@ -396,9 +403,7 @@ class CodeView(CodeMethods):
 def find_code(conn, digest: str, client_id: str) -> CodeView | None:
     """The code of ``client_id`` whose string hashes to ``digest``, used or not, with its user
     (a ``UserView``, None if the user was deleted)."""
-    found = conn.execute(
-        FIND_CODE, {"digest": digest, "client_id": client_id}, prepare=True
-    ).fetchone()
+    found = _FIND_CODE.one(conn, {"digest": digest, "client_id": client_id})
     if found is None:
         return None
     view = CodeView()
@@ -411,4 +416,4 @@ def find_code(conn, digest: str, client_id: str) -> CodeView | None:
 def consume_code(conn, code_id: int, now) -> bool:
     """Mark code ``code_id`` used at ``now`` if it is unused and unexpired: whether this
     request won (RFC 6749 §4.1.2: a code is redeemed once)."""
-    return conn.execute(CONSUME_CODE, {"code_id": code_id, "now": now}, prepare=True).rowcount == 1
+    return _CONSUME_CODE.rowcount(conn, {"code_id": code_id, "now": now}) == 1

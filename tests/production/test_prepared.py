@@ -1,0 +1,108 @@
+"""The hot paths' statements on psycopg's libpq layer (``db.Prepared``): the values they
+read, the statements they run, and the prepared statements they lose.
+
+PostgreSQL only, as the driver path is (``db.driver_path``).
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from idp import db
+from idp.models import token_sql
+from idp.oauth.tokens import secret_hash
+
+from ..conftest import PG_URL
+from ..helpers import basic_auth
+
+pg_only = pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (IDP_TEST_DATABASE_URL)")
+
+
+def test_placeholders_become_numbered_parameters_once_per_name():
+    named = db.Prepared("test_named", "SELECT %(a)s, %(b)s::JSON, %(a)s, 'x' LIKE '100%%'")
+    assert named.sql == b"SELECT $1, $2::JSON, $1, 'x' LIKE '100%'"
+    assert named.names == ("a", "b") and not named.positional
+    positional = db.Prepared("test_positional", "INSERT INTO t VALUES (%s, %s)")
+    assert positional.sql == b"INSERT INTO t VALUES ($1, $2)" and positional.positional
+
+
+def test_a_name_is_one_statement():
+    # A connection knows a prepared statement by its name only: a second statement under
+    # the same name would run the first one's text.
+    db.Prepared("test_same", "SELECT 1")
+    db.Prepared("test_same", "SELECT 1")  # the same statement again: the same name is fine
+    with pytest.raises(ValueError):
+        db.Prepared("test_same", "SELECT 2")
+
+
+@pg_only
+def test_a_token_reads_the_same_through_libpq_as_through_a_cursor(app, client, auth, user, factory):
+    # Every column type the look-ups read: timestamps with time zone, JSON (amr, audience,
+    # resources), booleans, integers, text, and NULLs; both token strings' hashes.
+    registered = factory.client()
+    auth.login()
+    issued = auth.tokens(registered, scope="openid profile email offline_access")
+    with app.app_context(), db.autocommit() as conn:
+        for name in ("FIND_TOKEN", "FIND_REFRESH"):
+            statement = getattr(token_sql, name)
+            for token in (issued["access_token"], issued["refresh_token"]):
+                params = {"digest": secret_hash(token)}
+                by_cursor = conn.execute(statement, params).fetchone()
+                by_libpq = db.Prepared(f"test_{name}", statement).one(conn, params)
+                assert by_libpq == by_cursor  # None for FIND_REFRESH with the access token
+                assert [type(v) for v in by_libpq or ()] == [type(v) for v in by_cursor or ()]
+        found = db.Prepared("test_FIND_TOKEN", token_sql.FIND_TOKEN).one(conn, {"digest": "x"})
+        assert found is None
+
+
+@pg_only
+@pytest.mark.config(KEY_CACHE_SECONDS=3600)  # no session per request: the INSERT autocommitted
+def test_a_statement_deallocated_behind_its_back_is_prepared_again(app, client, factory):
+    # psycopg sends DEALLOCATE ALL after a ROLLBACK on a connection where it prepared
+    # statements (the pool's reset of a connection that a session used), which takes the
+    # hot paths' statements with it: the next one prepares again and the request succeeds.
+    registered = factory.client(grant_types=("client_credentials",), scope="api")
+    secret = basic_auth(registered.client_id, registered.client_secret)
+    issued = client.post("/token", data={"grant_type": "client_credentials"}, headers=secret)
+    token = issued.get_json()["access_token"]
+
+    def introspect():
+        looked_up = client.post("/introspect", data={"token": token}, headers=secret)
+        return looked_up.get_json()["active"]  # RFC 7662 §2.2
+
+    def prepared_here() -> set[str]:
+        with app.app_context(), db.autocommit() as conn:
+            return {r[0] for r in conn.execute("SELECT name FROM pg_prepared_statements")}
+
+    assert introspect() is True
+    assert "idp_find_token" in prepared_here()  # this thread's held connection
+    with app.app_context(), db.autocommit() as conn:
+        conn.execute("DEALLOCATE ALL")
+    assert "idp_find_token" not in prepared_here()
+    assert introspect() is True
+    again = client.post("/token", data={"grant_type": "client_credentials"}, headers=secret)
+    assert again.status_code == 200  # RFC 6749 §4.4.3
+    assert {"idp_find_token", "idp_insert_token"} <= prepared_here()
+
+
+@pg_only
+def test_an_error_is_psycopgs_own_and_leaves_the_connection_usable(app):
+    divide = db.Prepared("test_divide", "SELECT 1 / %(n)s::INTEGER")
+    with app.app_context(), db.autocommit() as conn:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            divide.one(conn, {"n": 0})
+        assert divide.one(conn, {"n": 1}) == (1,)  # autocommit: no aborted transaction
+    with pytest.raises(DBAPIError), app.app_context(), db.autocommit() as conn:
+        divide.one(conn, {"n": 0})  # as SQLAlchemy's, which errors.py answers
+
+
+@pg_only
+def test_a_changed_row_count_comes_back(app):
+    with app.app_context(), db.autocommit() as conn:
+        conn.execute("CREATE TEMPORARY TABLE counted (n INTEGER)")
+        conn.execute("INSERT INTO counted VALUES (1), (2), (3)")
+        update = db.Prepared("test_update", "UPDATE counted SET n = n + 1 WHERE n >= %(n)s")
+        assert update.rowcount(conn, {"n": 2}) == 2
+        assert update.rowcount(conn, {"n": 9}) == 0
