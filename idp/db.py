@@ -95,7 +95,7 @@ def init_app(app: Flask) -> None:
 
 
 def engine(app: Flask | None = None) -> Engine:
-    factory = (app or current_app).extensions["idp.db"]
+    factory = (app or current_app._get_current_object()).extensions["idp.db"]
     return factory.kw["bind"]
 
 
@@ -109,7 +109,7 @@ def session() -> Session:
 
 def open_session() -> Session | None:
     """The request's session if it has opened one, else None (opening one costs a commit)."""
-    return g.get("db_session")
+    return vars(g._get_current_object()).get("db_session")  # g.get, without the proxy
 
 
 def read_only() -> None:
@@ -280,7 +280,7 @@ def autocommit():
     Driver errors come out as SQLAlchemy's (a dropped connection answers 503, errors.py),
     and a connection the driver reports broken is dropped from the pool.
     """
-    return current_app.extensions["idp.db.held"].connection()
+    return current_app._get_current_object().extensions["idp.db.held"].connection()
 
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s")

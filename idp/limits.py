@@ -72,7 +72,8 @@ def by_pending_account() -> str:
 
 def presented_client_id() -> str | None:
     """client_id from HTTP Basic (RFC 6749 §2.3.1) or the form body, unauthenticated."""
-    header = request.headers.get("Authorization", "")
+    req = request._get_current_object()
+    header = req.environ.get("HTTP_AUTHORIZATION", "")  # req.headers.get("Authorization")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic" and value:
         try:
@@ -80,8 +81,8 @@ def presented_client_id() -> str | None:
         except (ValueError, UnicodeDecodeError):
             return None
         return unquote(decoded.partition(":")[0]) or None
-    if request.mimetype == "application/x-www-form-urlencoded":
-        return request.form.get("client_id") or None
+    if req.mimetype == "application/x-www-form-urlencoded":
+        return req.form.get("client_id") or None
     return None
 
 
@@ -339,7 +340,7 @@ class ViewLimits:
             plan = self.plan(strings)
         limiter = self.limiter
         strategy = limiter.limiter if limiter._storage_dead else limiter._limiter
-        method = request.method
+        method = request._get_current_object().method
         endpoint = self.endpoint
         keys: dict[int, str] = {}
         counted: list[tuple[RateLimitItem, list[str]]] = []

@@ -200,4 +200,4 @@ def init_app(app: Flask) -> None:
 
 
 def registry() -> RegistryCache:
-    return current_app.extensions["idp.registry"]
+    return current_app._get_current_object().extensions["idp.registry"]

@@ -130,7 +130,7 @@ def nonce_is_valid(value) -> bool:
 
 
 def nonce_required() -> bool:
-    return bool(current_app.config["DPOP_REQUIRE_NONCE"])
+    return bool(current_app._get_current_object().config["DPOP_REQUIRE_NONCE"])
 
 
 # --- the proof (§4.3) ---------------------------------------------------------------------
@@ -234,9 +234,10 @@ def check_proof(
 
 def header_proof() -> str | None:
     """The request's DPoP header, if any; more than one is refused (§4.3 item 1)."""
-    if "HTTP_DPOP" not in request.environ:  # the one WSGI name of a DPoP header: none sent
+    req = request._get_current_object()
+    if "HTTP_DPOP" not in req.environ:  # the one WSGI name of a DPoP header: none sent
         return None
-    values = request.headers.getlist("DPoP")
+    values = req.headers.getlist("DPoP")
     if len(values) > 1:
         raise DPoPError("Send one DPoP header.")
     return values[0] if values else None
@@ -250,13 +251,13 @@ def from_request(endpoint: str) -> str | None:
     for this request in ``g.dpop_jkt`` (None without a header). Raises DPoPError."""
     proof = header_proof()
     jkt = check_proof(proof, request.method, endpoint_url(endpoint)) if proof else None
-    g.dpop_jkt = jkt
+    g._get_current_object().dpop_jkt = jkt
     return jkt
 
 
 def current_jkt() -> str | None:
     """The key the tokens issued in this request are bound to (None: Bearer)."""
-    return g.get("dpop_jkt")
+    return vars(g._get_current_object()).get("dpop_jkt")  # g.get, without the proxy
 
 
 def require_for(client) -> None:

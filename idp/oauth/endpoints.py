@@ -96,7 +96,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
             "token_type": "Bearer" if token.presented_as == "access_token" else "refresh_token",
             "exp": int(expires_at.timestamp()),
             "iat": int(token.issued_at.timestamp()),
-            "iss": current_app.config["ISSUER"],
+            "iss": current_app._get_current_object().config["ISSUER"],
         }
         if token.user is not None:
             payload["sub"] = subject_for(token.client, token.user)  # what the client sees

@@ -29,7 +29,7 @@ TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # RFC 8693 §3
 
 
 def userinfo_url() -> str:
-    return current_app.config["ISSUER"] + PATHS["userinfo_endpoint"]
+    return current_app._get_current_object().config["ISSUER"] + PATHS["userinfo_endpoint"]
 
 
 def audience(client: Client, user: User | None, scope: str, target: list[Resource]) -> list[str]:
@@ -48,7 +48,7 @@ def claims(row: Token, client: Client, user: User | None, scope: str) -> dict:
     """The claims of RFC 9068 §2.2 for the access token stored as ``row``."""
     aud = row.audience or [client.client_id]
     data = {
-        "iss": current_app.config["ISSUER"],
+        "iss": current_app._get_current_object().config["ISSUER"],
         "exp": int(row.access_expires_at.timestamp()),
         "aud": aud[0] if len(aud) == 1 else aud,
         # §2.2: the resource owner's subject, or the client's id when no user is involved.
@@ -74,7 +74,8 @@ def claims(row: Token, client: Client, user: User | None, scope: str) -> dict:
 
 
 def encode(data: dict) -> str:
-    return keys.sign(data, current_app.config["ACCESS_TOKEN_SIGNING_ALG"], typ=TYP)
+    alg = current_app._get_current_object().config["ACCESS_TOKEN_SIGNING_ALG"]
+    return keys.sign(data, alg, typ=TYP)
 
 
 def shape(token: dict, request, row: Token) -> None:

@@ -151,4 +151,4 @@ _REGISTRIES: dict[str, JWSRegistry] = {}
 
 
 def store() -> KeyStore:
-    return current_app.extensions["idp.keys"]
+    return current_app._get_current_object().extensions["idp.keys"]

@@ -28,7 +28,8 @@ ID_TOKEN_TYP = "JWT"  # what sign() puts on ID tokens; access tokens are at+jwt 
 
 
 def signing_alg(client: Client) -> str:
-    return client.id_token_signed_response_alg or current_app.config["ID_TOKEN_SIGNING_ALG"]
+    config = current_app._get_current_object().config
+    return client.id_token_signed_response_alg or config["ID_TOKEN_SIGNING_ALG"]
 
 
 def issue_id_token(
@@ -50,12 +51,13 @@ def issue_id_token(
     now = int(time.time())
     claims = user_claims(user, scope, client, claims_request.released(requested, "id_token"))
     claims["sub"] = subjects.remember(client, user)  # a pairwise sub must map back (hints)
+    config = current_app._get_current_object().config
     claims.update(
-        iss=current_app.config["ISSUER"],
+        iss=config["ISSUER"],
         aud=client.client_id,
         azp=client.client_id,
         iat=now,
-        exp=now + int(current_app.config["ID_TOKEN_LIFETIME"]),
+        exp=now + int(config["ID_TOKEN_LIFETIME"]),
         auth_time=auth_time or now,
     )
     if nonce:

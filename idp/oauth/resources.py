@@ -182,7 +182,8 @@ def token_format(client: Client, resources: list[Target]) -> str:
         raise InvalidTargetError("These resources need different token formats; ask separately.")
     if formats:
         return formats.pop()
-    return client.access_token_format or current_app.config["ACCESS_TOKEN_FORMAT"]
+    config = current_app._get_current_object().config
+    return client.access_token_format or config["ACCESS_TOKEN_FORMAT"]
 
 
 def lifetime(client: Client, resources: list[Target]) -> int | None:

@@ -237,4 +237,4 @@ def build(app: Flask) -> AuthorizationServer:
 
 
 def server() -> AuthorizationServer:
-    return current_app.extensions["idp.oauth"]
+    return current_app._get_current_object().extensions["idp.oauth"]

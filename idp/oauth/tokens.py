@@ -61,7 +61,7 @@ def generate_bearer_token(
         "expires_in": int(
             expires_in
             or getattr(client, "access_token_lifetime", None)
-            or current_app.config["ACCESS_TOKEN_LIFETIME"]
+            or current_app._get_current_object().config["ACCESS_TOKEN_LIFETIME"]
         ),
     }
     if scope is not None:
@@ -101,7 +101,8 @@ def save_token(token: dict, request) -> Token:
     if "refresh_token" in token:
         row.refresh_token_hash = secret_hash(token["refresh_token"])
         lifetime = (
-            request.client.refresh_token_lifetime or current_app.config["REFRESH_TOKEN_LIFETIME"]
+            request.client.refresh_token_lifetime
+            or current_app._get_current_object().config["REFRESH_TOKEN_LIFETIME"]
         )
         row.refresh_expires_at = now + timedelta(seconds=int(lifetime))
     # RFC 9068 / RFC 8707: audience, lifetime and format (JWT or opaque) of the access token.
@@ -363,7 +364,7 @@ def _settle_state(names: tuple[str, ...], params: dict) -> tuple:
 def keeps_offline(row: Token) -> bool:
     """An offline_access refresh token that survives sign-out (OIDC Core §11)."""
     return (
-        bool(current_app.config["SIGN_OUT_KEEPS_OFFLINE_ACCESS"])
+        bool(current_app._get_current_object().config["SIGN_OUT_KEEPS_OFFLINE_ACCESS"])
         and row.refresh_token_hash is not None
         and "offline_access" in row.granted_scope.split()
     )

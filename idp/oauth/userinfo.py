@@ -112,7 +112,8 @@ def _claims_response(claims: dict) -> Response:
 
 def _scheme() -> str:
     """The authentication scheme the request used: "bearer" (header or body) or "dpop"."""
-    header = request.environ.get("HTTP_AUTHORIZATION", "")  # headers.get("Authorization")
+    environ = request._get_current_object().environ
+    header = environ.get("HTTP_AUTHORIZATION", "")  # headers.get("Authorization")
     return header.partition(" ")[0].lower() or "bearer"
 
 
