@@ -52,11 +52,39 @@ def app_config(app_config, idp_socket):
     return {**app_config, "ISSUER": f"http://127.0.0.1:{port}"}
 
 
+def closing_bodies(app):
+    """``app``, with each answer's body closed however its request ends.
+
+    Werkzeug's development server skips the body's ``close()`` when the browser resets the
+    connection while the server drains the request (``execute`` in werkzeug/serving.py:
+    the read in its ``finally`` raises first). A static file's handle was then left to the
+    garbage collector, and its ResourceWarning failed whichever test it landed in (seen
+    once, for the favicon of a page the browser had already left). A generator's
+    ``finally`` runs when the server drops it, so the file is closed either way.
+    """
+
+    def wsgi(environ, start_response):
+        body = app(environ, start_response)
+
+        def chunks():
+            try:
+                yield from body
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
+
+        return chunks()
+
+    return wsgi
+
+
 @pytest.fixture
 def live_server(app, idp_socket):
     """The app served by Werkzeug in a thread; yields the issuer URL."""
     port = idp_socket.getsockname()[1]
-    server = make_server("127.0.0.1", port, app, threaded=True, fd=idp_socket.fileno())
+    server = make_server(
+        "127.0.0.1", port, closing_bodies(app), threaded=True, fd=idp_socket.fileno()
+    )
     thread = threading.Thread(target=server.serve_forever, name="idp-live-server", daemon=True)
     thread.start()
     a11y.ORIGINS.add(app.config["ISSUER"])  # its pages are checked with axe-core
