@@ -27,7 +27,7 @@ import operator
 import re
 from types import SimpleNamespace
 
-from sqlalchemy import Boolean, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Boolean, bindparam, cast, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
 from .. import db
@@ -108,13 +108,20 @@ _insert_params = operator.itemgetter(*INSERT_COLUMNS)
 _JSON_INSERT_COLUMNS = tuple(name for name in INSERT_COLUMNS if name in JSON_COLUMNS)
 
 
-def insert_token(conn, row: Token) -> int:
-    """INSERT the values set on a new row (on ``conn``, a psycopg connection); its id."""
+def _insert_values(row) -> dict:
+    """The values set on a new row (a Token or ``NewToken``) by column name, every column of
+    INSERT_COLUMNS present (NULL when unset), JSON values as their text: the parameters of
+    INSERT_TOKEN and of ROTATE's INSERT, which type them (``::JSON``, CAST)."""
     values = {**_INSERT_NULLS, **row.__dict__}
     for name in _JSON_INSERT_COLUMNS:
         if values[name] is not None:
             values[name] = json.dumps(values[name])
-    params = _insert_params(values)
+    return values
+
+
+def insert_token(conn, row: Token) -> int:
+    """INSERT the values set on a new row (on ``conn``, a psycopg connection); its id."""
+    params = _insert_params(_insert_values(row))
     if conn.autocommit:
         return _INSERT_TOKEN.one(conn, params)[0]
     return conn.execute(INSERT_TOKEN_POSITIONAL, params, prepare=True).fetchone()[0]
@@ -252,8 +259,6 @@ FIND_REFRESH = str(
 
 
 def _rotate_statement() -> str:
-    from sqlalchemy import cast, update
-
     # The parent's grant columns never change once the row exists: they come as parameters
     # from the read (find_refresh), not from reading its row a second time.
     parent = SimpleNamespace(
@@ -320,13 +325,7 @@ def rotate(conn, parent: RefreshView, used_at, row, *, need_session: bool, need_
     written) if the parent was used or revoked meanwhile, or its grant ended
     (``need_session``, ``need_consent``: whether the grant still needs its session and its
     consent, as ``tokens.is_live`` found)."""
-    from psycopg.types.json import Json
-
-    values = row.__dict__
-    params = {name: values.get(name) for name in INSERT_COLUMNS}
-    for name in JSON_COLUMNS:  # 4 of the ~50 columns: wrapped, the others as they are
-        if params[name] is not None:
-            params[name] = Json(params[name])
+    params = _insert_values(row)
     params["parent_id"], params["used_at"] = parent.id, used_at
     params["parent_user_id"], params["parent_sid"] = parent.user_id, parent.sid
     params["parent_client_id"] = parent.client_id
