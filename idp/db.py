@@ -7,6 +7,7 @@ teardown, so every worker shares nothing but the database itself.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -286,6 +287,16 @@ def autocommit():
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s")
 
 
+@functools.cache
+def _libpq():
+    """psycopg's libpq layer and its parameter formats, imported on first use (a process on
+    SQLite never loads psycopg) and then once, not per statement."""
+    from psycopg import pq
+    from psycopg.adapt import PyFormat
+
+    return pq, PyFormat
+
+
 class Prepared:
     """One hot-path statement on an autocommitted connection, as a server-side prepared
     statement under a name of its own, run through psycopg's libpq layer (``psycopg.pq``).
@@ -330,12 +341,12 @@ class Prepared:
     def run(self, conn, params):
         """The PGresult of the statement with ``params`` (a sequence in placeholder order
         for ``%s`` statements, else a mapping by name)."""
-        from psycopg import errors, pq
-        from psycopg.adapt import PyFormat, Transformer
-
+        pq, PyFormat = _libpq()
         try:
             prepared, transformer = conn._idp_prepared
         except AttributeError:  # this connection's first: kept on it, and gone with it
+            from psycopg.adapt import Transformer
+
             prepared, transformer = conn._idp_prepared = (set(), Transformer(conn))
         values = params if self.positional else [params[key] for key in self.names]
         sent = transformer.dump_sequence(values, (PyFormat.TEXT,) * len(values))
@@ -344,13 +355,13 @@ class Prepared:
             if self.name not in prepared:
                 result = pgconn.prepare(self.name, self.sql, None)
                 if result.status != pq.ExecStatus.COMMAND_OK:
-                    raise errors.error_from_result(result, encoding=conn.info.encoding)
+                    raise _error(conn, result)
                 prepared.add(self.name)
             result = pgconn.exec_prepared(self.name, sent, None, pq.Format.BINARY)
             if result.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
                 return result
-            error = errors.error_from_result(result, encoding=conn.info.encoding)
-            if attempt == 1 and isinstance(error, errors.InvalidSqlStatementName):
+            error = _error(conn, result)
+            if attempt == 1 and error.sqlstate == "26000":  # invalid_sql_statement_name
                 prepared.discard(self.name)  # deallocated behind this process's back
                 continue
             raise error
@@ -368,6 +379,13 @@ class Prepared:
     def rowcount(self, conn, params) -> int:
         """The rows the statement changed: ``execute(...).rowcount``."""
         return self.run(conn, params).command_tuples or 0
+
+
+def _error(conn, result) -> Exception:
+    """The psycopg error (its class by SQLSTATE) that ``execute`` raises for ``result``."""
+    from psycopg import errors
+
+    return errors.error_from_result(result, encoding=conn.info.encoding)
 
 
 def session_driver_connection():
