@@ -102,10 +102,13 @@ def engine(app: Flask | None = None) -> Engine:
 
 def session() -> Session:
     """The session of the current request or CLI command."""
-    if "db_session" not in g:
-        current_app.extensions["idp.db.held"].make_room()
-        g.db_session = current_app.extensions["idp.db"]()
-    return g.db_session
+    values = vars(g._get_current_object())  # flask.g's attributes, without the proxy
+    found = values.get("db_session")
+    if found is None:
+        app = current_app._get_current_object()
+        app.extensions["idp.db.held"].make_room()
+        found = values["db_session"] = app.extensions["idp.db"]()
+    return found
 
 
 def open_session() -> Session | None:
