@@ -179,6 +179,30 @@ def test_formatter_masks_credentials_a_careless_message_might_carry():
     )
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "POST /token 200",
+        "GET /userinfo",
+        "BEARER /abcdefghijk 200",  # a method is any token: scheme and path in one line
+        "GET /x?Authorization=Basic%20abcdefghijkl",
+        "dpop\tabcdefghijkl",
+        "Baſic abcdefghijkl",  # IGNORECASE matches "ſ" (U+017F) for "s"
+        "Bearer\u00a0abcdefghijkl",  # a non-ASCII space
+        "bearerabcdefghijkl",
+        "::1",
+        "",
+    ],
+)
+def test_credentials_are_masked_wherever_the_patterns_find_them(text):
+    # scrub scans a pattern only where it could match: the same result as scanning always.
+    from idp.logs import CREDENTIALS, SECRET_PAIRS
+
+    expected = SECRET_PAIRS.sub(lambda m: m.group(1) + "[redacted]", text)
+    expected = CREDENTIALS.sub(lambda m: m.group(1) + " [redacted]", expected)
+    assert scrub(text) == expected
+
+
 def test_formatter_drops_extra_fields_with_secret_names():
     record = logging.makeLogRecord(
         {"name": "idp", "msg": "hello", "levelname": "INFO", "client_secret": "s3cr3t",
