@@ -20,7 +20,7 @@ import flask
 from flask import Flask, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
-from werkzeug.datastructures import Headers
+from werkzeug.datastructures import Headers, ImmutableMultiDict
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 HOPS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
@@ -52,7 +52,29 @@ def request_class(config) -> type[flask.Request]:
         "_max_form_memory_size": config["MAX_FORM_MEMORY_SIZE"],
         "_max_form_parts": config["MAX_FORM_PARTS"],
     }
-    return type("Request", (flask.Request,), {"__module__": __name__, **limits})
+    return type(
+        "Request",
+        (flask.Request,),
+        {"__module__": __name__, "parameter_storage_class": Parameters, **limits},
+    )
+
+
+class Parameters(ImmutableMultiDict):
+    """The query's and the form's parameters (``request.args``, ``request.form``).
+
+    Werkzeug's ``get`` looks a key up through ``__getitem__``, which raises a
+    ``BadRequestKeyError`` (an HTTPException, built with its description) for a key that is
+    absent; ``get`` then catches it. OAuth requests ask for optional parameters that are
+    mostly absent (``client_secret``, ``client_assertion``, ``token_type_hint``): 1.9 µs a
+    miss, against 0.15 µs here. The answers are Werkzeug's: the first value, else
+    ``default``; with ``type``, Werkzeug's own ``get``. ``params["name"]`` still raises.
+    """
+
+    def get(self, key, default=None, type=None):  # noqa: A002 (Werkzeug's signature)
+        if type is not None:
+            return super().get(key, default, type)
+        values = dict.get(self, key)
+        return values[0] if values else default
 
 
 class Response(flask.Response):
