@@ -1,0 +1,127 @@
+"""Where one request's CPU goes, per component, in µs: each of Flask's phases, each hook,
+and the parts of the view (client authentication, the statement, the signature).
+
+    python bench/components.py [N] [scenario ...]   # token introspect userinfo refresh
+
+Each listed function is wrapped in a timer of the calling thread's CPU clock
+(``time.thread_time_ns``); N requests are replayed in-process as ``wsgi_cpu.py`` replays
+them (no network, no gunicorn), and each component's CPU is printed divided by N. The
+figures are inclusive, and an entry is part of the nearest entry above it with less
+indent. Unlike cProfile, which times every Python call and inflates small ones several
+times over, only these ~35 functions carry a timer (~0.3 µs each), so the parts add up to
+the request's own CPU. Waiting for the database is not CPU and is not counted; nor is the
+log writer's thread, which formats and writes the access line.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sys
+import time
+
+import flask.app
+from authlib.oauth2.rfc6749 import authorization_server
+from authlib.oauth2.rfc6749.grants import base as grant_base
+from inprocess import service_app, user_tokens
+from joserfc import jwt
+from wsgi_cpu import call, environ, refresh_request, service_scenarios
+
+from idp import db
+from idp.oauth import grants, jwt_tokens, keys, oidc, routes, server, tokens
+
+CPU = time.thread_time_ns
+spent: collections.Counter[str] = collections.Counter()
+calls: collections.Counter[str] = collections.Counter()
+ORDER: list[str] = []  # labels in the order they are printed (nested ones indented)
+
+
+def timed(label: str, func):
+    if label not in ORDER:
+        ORDER.append(label)
+
+    def wrapper(*args, **kwargs):
+        started = CPU()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            spent[label] += CPU() - started
+            calls[label] += 1
+
+    return wrapper
+
+
+def wrap(owner, name: str, label: str) -> None:
+    setattr(owner, name, timed(label, getattr(owner, name)))
+
+
+def hooks(funcs: dict, indent: str) -> None:
+    for chain in funcs.values():
+        chain[:] = [timed(f"{indent}hook {hook.__qualname__}", hook) for hook in chain]
+
+
+def instrument(app) -> None:
+    """Timers on the phases and parts, registered in the order they are printed."""
+    flask_app = flask.app.Flask
+    authlib_server = authorization_server.AuthorizationServer
+    wrap(flask_app, "request_context", "Flask.request_context: Request, URL adapter")
+    wrap(flask_app, "full_dispatch_request", "Flask.full_dispatch_request")
+    wrap(flask_app, "preprocess_request", "  Flask.preprocess_request")
+    hooks(app.before_request_funcs, "    ")
+    wrap(flask_app, "dispatch_request", "  Flask.dispatch_request: the view")
+    wrap(routes, "_form_error", "    form check")
+    wrap(authlib_server, "create_token_response", "    Authlib's token response")
+    wrap(authlib_server, "get_token_grant", "      grant look-up")
+    for value in vars(grants).values():
+        if isinstance(value, type) and "validate_token_request" in vars(value):
+            wrap(value, "validate_token_request", "      grant validation")
+    wrap(server.AuthorizationServer, "authenticate_client", "        client authentication")
+    wrap(grant_base.BaseGrant, "generate_token", "      token generation")
+    wrap(jwt_tokens, "shape", "      JWT access token: claims, signature")
+    wrap(keys, "sign", "        of which keys.sign")
+    wrap(tokens, "insert", "      INSERT of a token")
+    wrap(oidc, "issue_id_token", "      ID token: claims, signature")
+    wrap(server.AuthorizationServer, "handle_response", "      JSON answer")
+    wrap(jwt, "encode", "      every signature: joserfc.jwt.encode, RSA included")
+    wrap(db.Prepared, "one", "    any driver statement: db.Prepared.one")
+    wrap(db.Prepared, "run", "      of which libpq: db.Prepared.run")
+    wrap(flask_app, "finalize_request", "  Flask.finalize_request")
+    wrap(flask_app, "make_response", "    Flask.make_response")
+    wrap(flask_app, "process_response", "    Flask.process_response")
+    hooks(app.after_request_funcs, "      ")
+    wrap(flask_app, "do_teardown_request", "Flask.do_teardown_request")
+    wrap(flask_app, "do_teardown_appcontext", "Flask.do_teardown_appcontext")
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    count = int(args.pop(0)) if args and args[0].isdigit() else 2000
+    app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
+    scenarios = service_scenarios(app, basic)
+    rp_basic, pairs = user_tokens(app, 1 + count + 60)
+    scenarios["userinfo"] = environ("GET", "/userinfo", authorization="Bearer " + pairs[0][0])
+    refresh_tokens = iter(pair[1] for pair in pairs[1:])
+    scenarios["refresh"] = lambda: refresh_request(next(refresh_tokens), rp_basic)
+    instrument(app)
+    for name in args or ("token", "introspect", "userinfo", "refresh"):
+        request = scenarios[name]
+        for _ in range(50):
+            status, body = call(app, request)
+            assert status.startswith("200"), (name, status, body[:300])
+        spent.clear()
+        calls.clear()
+        started = CPU()
+        for _ in range(count):
+            call(app, request)
+        total = (CPU() - started) / count / 1000
+        print(f"{name}: {total:.1f} µs of CPU per request (timers included)")
+        for label in ORDER:
+            if calls[label]:
+                per = spent[label] / count / 1000
+                print(f"  {per:8.1f} µs  {calls[label] / count:4.1f}×  {label}")
+    db.engine(app).dispose()
+
+
+if __name__ == "__main__":
+    main()
