@@ -24,9 +24,9 @@ import time
 import flask.app
 from authlib.oauth2.rfc6749 import authorization_server
 from authlib.oauth2.rfc6749.grants import base as grant_base
-from inprocess import service_app, user_tokens
+from inprocess import service_app
 from joserfc import jwt
-from wsgi_cpu import call, environ, refresh_request, service_scenarios
+from wsgi_cpu import all_scenarios, call
 
 from idp import db
 from idp.oauth import grants, jwt_tokens, keys, oidc, routes, server, tokens
@@ -98,11 +98,7 @@ def main() -> None:
     args = sys.argv[1:]
     count = int(args.pop(0)) if args and args[0].isdigit() else 2000
     app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
-    scenarios = service_scenarios(app, basic)
-    rp_basic, pairs = user_tokens(app, 1 + count + 60)
-    scenarios["userinfo"] = environ("GET", "/userinfo", authorization="Bearer " + pairs[0][0])
-    refresh_tokens = iter(pair[1] for pair in pairs[1:])
-    scenarios["refresh"] = lambda: refresh_request(next(refresh_tokens), rp_basic)
+    scenarios = all_scenarios(app, basic, count)
     instrument(app)
     for name in args or ("token", "introspect", "userinfo", "refresh"):
         request = scenarios[name]

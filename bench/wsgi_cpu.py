@@ -74,10 +74,9 @@ def refresh_request(refresh_token: str, basic: str) -> dict:
     return environ("POST", "/token", body.encode(), authorization=basic)
 
 
-def main() -> None:
-    args = sys.argv[1:]
-    count = int(args.pop(0)) if args and args[0].isdigit() else 2000
-    app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
+def all_scenarios(app, basic: str, count: int) -> dict:
+    """``service_scenarios`` and a user's: ``userinfo``, and ``refresh`` (a callable giving
+    the next of enough refresh tokens for ``count`` requests and a warm-up)."""
     scenarios = service_scenarios(app, basic)
     rp_basic, pairs = user_tokens(app, 1 + count + 60)
     scenarios["userinfo"] = environ("GET", "/userinfo", authorization="Bearer " + pairs[0][0])
@@ -87,6 +86,14 @@ def main() -> None:
         return refresh_request(next(refresh_tokens), rp_basic)
 
     scenarios["refresh"] = refresh_env
+    return scenarios
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    count = int(args.pop(0)) if args and args[0].isdigit() else 2000
+    app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
+    scenarios = all_scenarios(app, basic, count)
     for name in args or scenarios:
         env = scenarios[name]
         for _ in range(50):
