@@ -25,7 +25,7 @@ import time
 from urllib.parse import urlencode
 
 from inprocess import service_app, user_tokens
-from wsgi_cpu import call, environ, service_scenarios
+from wsgi_cpu import call, environ, service_scenarios, warm_up
 
 from idp import db
 
@@ -56,9 +56,7 @@ def main() -> None:
         )  # fmt: skip
     for name in args or scenarios:
         env = scenarios[name]
-        for _ in range(30):
-            status, body = call(app, env)
-            assert status.startswith("200"), (name, status, body[:300])
+        warm_up(app, name, env, 30)
         # A full collection of the set-up's objects would land in one run's window and not in
         # another's: frozen, they are not scanned again; collections of young objects remain.
         gc.collect()
