@@ -52,6 +52,7 @@ SECRET_PAIRS = re.compile(
     r"id_token_hint|subject_token|actor_token|request_uri)\"?\s*[=:]\s*\"?)([^\s&\"',;]+)"
 )
 CREDENTIALS = re.compile(r"(?i)\b(Bearer|Basic|DPoP)\s+[A-Za-z0-9._~+/=-]{8,}")
+_SCHEME_NAMES = re.compile("bearer|basic|dpop")  # CREDENTIALS' schemes, in lower case
 
 # Attributes every LogRecord has; anything else was passed with extra=.
 STANDARD = set(vars(logging.makeLogRecord({}))) | {
@@ -74,9 +75,6 @@ def scrub(text: str) -> str:
     if not text.isascii() or _SCHEME_NAMES.search(text.lower()):
         text = CREDENTIALS.sub(lambda m: m.group(1) + " [redacted]", text)
     return text
-
-
-_SCHEME_NAMES = re.compile("bearer|basic|dpop")  # CREDENTIALS' schemes, in lower case
 
 
 def is_secret_name(name: str) -> bool:
