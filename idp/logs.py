@@ -51,8 +51,9 @@ SECRET_PAIRS = re.compile(
     r"|client_assertion|registration_access_token|logout_token|device_code|user_code|"
     r"id_token_hint|subject_token|actor_token|request_uri)\"?\s*[=:]\s*\"?)([^\s&\"',;]+)"
 )
-CREDENTIALS = re.compile(r"(?i)\b(Bearer|Basic|DPoP)\s+[A-Za-z0-9._~+/=-]{8,}")
-_SCHEME_NAMES = re.compile("bearer|basic|dpop")  # CREDENTIALS' schemes, in lower case
+SCHEMES = ("Bearer", "Basic", "DPoP")  # HTTP authentication schemes that carry credentials
+CREDENTIALS = re.compile(rf"(?i)\b({'|'.join(SCHEMES)})\s+[A-Za-z0-9._~+/=-]{{8,}}")
+_SCHEME_NAMES = re.compile("|".join(SCHEMES).lower())  # what scrub looks for on ASCII text
 
 # Attributes every LogRecord has; anything else was passed with extra=.
 STANDARD = set(vars(logging.makeLogRecord({}))) | {
