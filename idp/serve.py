@@ -38,7 +38,8 @@ def init_app(app: Flask) -> None:
 
 
 def request_class(config) -> type[flask.Request]:
-    """Flask's request, with this app's body and form limits set on a class of its own.
+    """Flask's request, with this app's body and form limits and its parameters' class set on
+    a class of its own.
 
     Flask reads each of ``max_content_length``, ``max_form_memory_size`` and
     ``max_form_parts`` from ``current_app.config`` every time Werkzeug asks, through the
@@ -46,6 +47,7 @@ def request_class(config) -> type[flask.Request]:
     AttributeError on CPython 3.11 (~1 µs). A value set on the request comes first (Flask
     3.1); the configured ones are fixed at start, so they are set once here. A limit
     configured as None (none) is left to Flask, which then reads the config as before.
+    Its query and form parameters are ``Parameters``.
     """
     limits = {
         "_max_content_length": config["MAX_CONTENT_LENGTH"],
