@@ -101,7 +101,13 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    database_url = workers_database(tmp_path_factory)
+    with running(tmp_path_factory, workers_database(tmp_path_factory)) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running(tmp_path_factory, database_url: str, *options: str):
+    """`idp serve --workers 2` (and ``options``) on a migrated database, until the block ends."""
     folder = tmp_path_factory.mktemp("server")
     config = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET_KEY, "ISSUER": "http://127.0.0.1"}
     app = create_app(config)
@@ -128,7 +134,7 @@ def server(tmp_path_factory):
     env.pop("IDP_TEST_DATABASE_URL", None)
     log_path = folder / "server.log"
     command = [sys.executable, "-c", "from idp.cli import main; main()", "serve",
-               "--workers", "2", "--bind", f"127.0.0.1:{port}"]  # fmt: skip
+               "--workers", "2", "--bind", f"127.0.0.1:{port}", *options]  # fmt: skip
     with log_path.open("w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
