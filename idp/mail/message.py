@@ -41,6 +41,21 @@ class _ParsedOnce(HeaderRegistry):
     def _parsed(self, name: str, value: str):
         return super().__call__(name, value)
 
+    def __getitem__(self, name: str) -> type:
+        """The class of a header named ``name``. The standard library makes a new class on
+        every call (``type(...)``, a few µs), and the policy asks for it for every header
+        set (``header_max_count``) and parsed: ~17 times per message. The class depends only
+        on the name, so one per name is kept."""
+        return self._class(name.lower())
+
+    @lru_cache(maxsize=64)  # noqa: B019 (the names of headers this process sets)
+    def _class(self, lower_name: str) -> type:
+        return super().__getitem__(lower_name)
+
+    def map_to_type(self, name: str, cls) -> None:
+        super().map_to_type(name, cls)
+        self._class.cache_clear()
+
 
 # 7bit: every part is quoted-printable or base64, so the stored text is ASCII and any SMTP
 # server takes it (no 8BITMIME or SMTPUTF8 needed).

@@ -11,6 +11,7 @@ import os
 import stat
 import time
 from email import message_from_bytes
+from email.headerregistry import HeaderRegistry
 from email.policy import default
 
 import pytest
@@ -18,7 +19,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from idp import db, mail
-from idp.mail import delivery
+from idp.mail import delivery, message
 from idp.models import AuditEvent, MailMessage
 
 from .conftest import SMTP_PASSWORD, SMTP_USER, SMTPServer
@@ -132,6 +133,39 @@ def test_non_ascii_subject_and_body_travel_intact(app, smtp_server, mailbox):
     (received,) = mailbox.received
     assert received["Subject"] == "Mot de passe modifié ✓"  # RFC 2047 encoded on the wire
     assert "Hello Zoë," in received.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["New sign-in to your account", "Mot de passe modifié ✓ " + "long enough to be folded " * 4],
+)
+def test_the_policys_header_cache_writes_what_the_standard_library_writes(
+    app, monkeypatch, subject
+):
+    # mail.message.POLICY keeps parsed constant headers and one class per header name; the
+    # messages it writes must be the standard library's, byte for byte (RFC 5322 folding,
+    # RFC 2047 encoding), the first time and from the cache.
+    standard = message.POLICY.clone(header_factory=HeaderRegistry())
+
+    def written(policy) -> str:
+        monkeypatch.setattr(message, "POLICY", policy)
+        rendered = message.render(TO, subject, "notice", name="Zoë Ångström", text="x" * 200)
+        rendered.replace_header("Date", "Sun, 06 Dec 2026 07:00:00 +0000")
+        rendered.replace_header("Message-ID", "<fixed@localhost>")
+        rendered.set_boundary("fixed-boundary")
+        return rendered.as_string()
+
+    with app.app_context():
+        cached = message.POLICY
+        expected = written(standard)
+        assert written(cached) == expected
+        assert written(cached) == expected  # every constant header now from the cache
+        # RFC 5322 §3.6: one Subject, one To (the header classes' max_count, still enforced).
+        for name in ("Subject", "To"):
+            with pytest.raises(ValueError):
+                message.render(TO, subject, "notice", name="Zoë", text="x")[name] = TO
+    assert expected.startswith("From: ") and "\r\n\r\n" in expected
+    assert subject.isascii() or "=?utf-8?" in expected.partition("\r\nDate:")[0]
 
 
 def test_a_header_cannot_be_injected_through_the_subject(app):
