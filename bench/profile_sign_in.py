@@ -10,6 +10,14 @@ alone at the configured cost. IDP_DATABASE_URL or a temporary SQLite file, as th
     BENCH_SQL=1 python bench/profile_sign_in.py [N]       # and the statements of one flow
     BENCH_STEP="POST /token" BENCH_PSTATS=FILE python bench/profile_sign_in.py [N]  # one step
     BENCH_CONFIG='{"NEW_DEVICE_NOTICES": false}' python bench/profile_sign_in.py [N]  # settings
+    BENCH_COMPONENTS=1 python bench/profile_sign_in.py [N]   # µs per component, per step
+
+With BENCH_COMPONENTS, the functions named in ``instrument`` carry the thread-CPU timers of
+bench/components.py, and each step prints its request thread's CPU per flow, split into
+those parts (inclusive: an entry is part of the nearest one above it with less indent).
+The argon2 verification and the notice's delivery run on threads of their own: their CPU
+is printed apart, per flow, and their calls of the listed functions (the mail thread's
+commits, say) are not counted in any step.
 
 Per step it also counts SQL statements and commits (through SQLAlchemy's engine events: on
 PostgreSQL the driver-path token INSERT of idp/models/token_sql.py is not among them).
@@ -22,6 +30,7 @@ on argon2's buffer.
 from __future__ import annotations
 
 import base64
+import collections
 import cProfile
 import hashlib
 import json
@@ -30,8 +39,10 @@ import pstats
 import re
 import secrets
 import sys
+import threading
 import time
 
+import components
 from inprocess import service_app
 from sqlalchemy import event
 
@@ -40,6 +51,7 @@ from idp.auth.users import create_user
 from idp.oauth.clients import create_client
 
 PASSWORD = "bench password " + "x" * 12
+APART = ("argon2 thread", "mail thread")  # BENCH_COMPONENTS: parts on threads of their own
 
 
 def mail_idle(app) -> None:
@@ -47,6 +59,77 @@ def mail_idle(app) -> None:
     sender = app.extensions["idp.mail"]
     while sender.running:
         time.sleep(0.001)
+
+
+def instrument(app) -> None:
+    """bench/components.py's timers on the parts of a sign-in, in the order printed."""
+    import argon2
+    import flask.app
+    import flask_login
+    import flask_wtf
+    import jinja2
+    import sqlalchemy.orm
+    from components import hooks, timed
+
+    main_thread = threading.main_thread()
+
+    def wrap(owner, name: str, label: str) -> None:
+        func = getattr(owner, name)
+        counted = timed(label, func)
+        if label.startswith(APART):  # timed on whichever thread runs it
+            setattr(owner, name, counted)
+            return
+
+        def on_the_request_thread(*args, **kwargs):
+            if threading.current_thread() is main_thread:
+                return counted(*args, **kwargs)
+            return func(*args, **kwargs)
+
+        setattr(owner, name, on_the_request_thread)
+
+    from idp import audit, mail, serve
+    from idp.account import sign_in
+    from idp.auth import devices, login, mfa, session
+    from idp.mail.message import EmailMessage
+    from idp.oauth import authorize, grants, jwt_tokens, keys, oidc, server
+
+    flask_app = flask.app.Flask
+    wrap(flask_app, "request_context", "Flask.request_context")
+    wrap(serve.CookieSessions, "open_session", "  cookie session: open")
+    wrap(flask_app, "preprocess_request", "Flask.preprocess_request: before hooks")
+    hooks(app.before_request_funcs, "  ")
+    wrap(flask_login.LoginManager, "_load_user", "  Flask-Login: the signed-in user")
+    wrap(flask_app, "dispatch_request", "Flask.dispatch_request: the view")
+    wrap(flask_wtf.FlaskForm, "__init__", "  FlaskForm(): the form, its CSRF token")
+    wrap(flask_wtf.FlaskForm, "validate_on_submit", "  FlaskForm.validate_on_submit")
+    wrap(sign_in, "authenticate", "  login.authenticate")
+    wrap(login, "find_user", "    find_user: the user row (ORM)")
+    wrap(login.passwords, "match", "    passwords.match: waiting for the argon2 thread")
+    wrap(mfa, "begin", "  mfa.begin")
+    wrap(mfa, "survey", "    mfa.survey: factors and group policy (ORM)")
+    wrap(session, "start", "    session.start")
+    wrap(session, "login_user", "      Flask-Login login_user, its signal")
+    wrap(devices, "remember", "        devices.remember: the device row")
+    wrap(devices, "notify", "        devices.notify: the new-device notice")
+    wrap(mail, "render", "          mail.render: templates, headers (stdlib email)")
+    wrap(EmailMessage, "as_string", "          EmailMessage.as_string")
+    wrap(authorize, "finish", "  authorize.finish")
+    wrap(grants.AuthorizationCodeGrant, "save_authorization_code", "    code INSERT, audit")
+    wrap(server.AuthorizationServer, "create_token_response", "  Authlib's token response")
+    wrap(jwt_tokens, "shape", "    JWT access token")
+    wrap(oidc, "issue_id_token", "    ID token")
+    wrap(keys, "sign", "    keys.sign: RS256 signatures")
+    wrap(audit, "record", "  audit.record (every event)")
+    wrap(jinja2.Template, "render", "  Jinja templates")
+    wrap(sqlalchemy.orm.Session, "commit", "  Session.commit: flush, COMMIT")
+    wrap(flask_app, "finalize_request", "Flask.finalize_request: after hooks")
+    hooks(app.after_request_funcs, "  ")
+    wrap(serve.CookieSessions, "save_session", "  cookie session: save")
+    wrap(flask_app, "do_teardown_request", "Flask.do_teardown_request")
+    wrap(flask_app, "do_teardown_appcontext", "Flask.do_teardown_appcontext")
+    # On threads of their own: counted apart, per flow.
+    wrap(argon2.PasswordHasher, "verify", "argon2 thread: PasswordHasher.verify")
+    wrap(type(app.extensions["idp.mail"]), "round", "mail thread: a delivery round")
 
 
 def main() -> None:
@@ -98,16 +181,27 @@ def main() -> None:
 
     step_profiler = cProfile.Profile(time.process_time)
     profiled_step = os.environ.get("BENCH_STEP")  # e.g. "POST /token": dumped to BENCH_PSTATS
+    by_component = bool(os.environ.get("BENCH_COMPONENTS"))
+    if by_component:
+        instrument(app)
+    spent = components.spent
+    parts = {name: collections.Counter() for name in names}  # label -> ns, in that step
+    own_cpu = dict.fromkeys(names, 0)  # the request thread's CPU in each step, ns
 
     def step(name, call):
         current[0] = name
         started = time.process_time()
+        if by_component:
+            before, thread_started = dict(spent), time.thread_time_ns()
         if name == profiled_step:
             step_profiler.enable()
         answer = call()
         if name == profiled_step:
             step_profiler.disable()
         steps[name] += time.process_time() - started
+        if by_component:
+            own_cpu[name] += time.thread_time_ns() - thread_started
+            parts[name].update({k: v - before.get(k, 0) for k, v in spent.items()})
         current[0] = None
         return answer
 
@@ -138,6 +232,10 @@ def main() -> None:
         shown.clear()
         flow()
         print("\n".join(shown))
+    for name in names:  # the warm-up's parts
+        parts[name].clear()
+        own_cpu[name] = 0
+    apart = dict(spent)  # the other threads' parts: counted over the batches, not per step
     best = None
     for _ in range(batches):
         for name in names:
@@ -158,6 +256,9 @@ def main() -> None:
         if best is None or total < best[0]:
             best = (total, dict(steps), dict(statements), dict(commits))
     total, steps, statements, commits = best
+    if by_component:
+        print_parts(parts, own_cpu, {k: v - apart.get(k, 0) for k, v in spent.items()},
+                    count * batches)  # fmt: skip
     if profiled_step:
         step_profiler.dump_stats(os.environ.get("BENCH_PSTATS", "/tmp/profile_step.pstats"))
     with app.app_context():
@@ -177,6 +278,18 @@ def main() -> None:
         print(f"  {seconds / count * 1000:7.2f} ms  {statements[name] / count:4.1f} statements"
               f"  {commits[name] / count:3.1f} commits  {name}")  # fmt: skip
     print(f"  {argon2:7.2f} ms  one argon2id verification alone (in POST /login)")
+
+
+def print_parts(parts: dict, own_cpu: dict, totals: dict, runs: int) -> None:
+    """Each step's request-thread CPU and its parts, then the other threads', per flow."""
+    for name, counter in parts.items():
+        print(f"{name}: {own_cpu[name] / runs / 1000:.0f} µs of the request thread's CPU")
+        for label in components.ORDER:
+            if counter[label] and not label.startswith(APART):
+                print(f"  {counter[label] / runs / 1000:8.0f} µs  {label}")
+    for label in components.ORDER:
+        if label.startswith(APART):
+            print(f"{totals.get(label, 0) / runs / 1000:8.0f} µs per flow  {label}")
 
 
 if __name__ == "__main__":
