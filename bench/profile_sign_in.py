@@ -71,6 +71,12 @@ def instrument(app) -> None:
     import sqlalchemy.orm
     from components import hooks, timed
 
+    from idp import audit, mail, serve
+    from idp.account import sign_in
+    from idp.auth import devices, login, mfa, session
+    from idp.mail.message import EmailMessage
+    from idp.oauth import authorize, grants, jwt_tokens, keys, oidc, server
+
     main_thread = threading.main_thread()
 
     def wrap(owner, name: str, label: str) -> None:
@@ -87,49 +93,50 @@ def instrument(app) -> None:
 
         setattr(owner, name, on_the_request_thread)
 
-    from idp import audit, mail, serve
-    from idp.account import sign_in
-    from idp.auth import devices, login, mfa, session
-    from idp.mail.message import EmailMessage
-    from idp.oauth import authorize, grants, jwt_tokens, keys, oidc, server
-
     flask_app = flask.app.Flask
-    wrap(flask_app, "request_context", "Flask.request_context")
-    wrap(serve.CookieSessions, "open_session", "  cookie session: open")
-    wrap(flask_app, "preprocess_request", "Flask.preprocess_request: before hooks")
-    hooks(app.before_request_funcs, "  ")
-    wrap(flask_login.LoginManager, "_load_user", "  Flask-Login: the signed-in user")
-    wrap(flask_app, "dispatch_request", "Flask.dispatch_request: the view")
-    wrap(flask_wtf.FlaskForm, "__init__", "  FlaskForm(): the form, its CSRF token")
-    wrap(flask_wtf.FlaskForm, "validate_on_submit", "  FlaskForm.validate_on_submit")
-    wrap(sign_in, "authenticate", "  login.authenticate")
-    wrap(login, "find_user", "    find_user: the user row (ORM)")
-    wrap(login.passwords, "match", "    passwords.match: waiting for the argon2 thread")
-    wrap(mfa, "begin", "  mfa.begin")
-    wrap(mfa, "survey", "    mfa.survey: factors and group policy (ORM)")
-    wrap(session, "start", "    session.start")
-    wrap(session, "login_user", "      Flask-Login login_user, its signal")
-    wrap(devices, "remember", "        devices.remember: the device row")
-    wrap(devices, "notify", "        devices.notify: the new-device notice")
-    wrap(mail, "render", "          mail.render: templates, headers (stdlib email)")
-    wrap(EmailMessage, "as_string", "          EmailMessage.as_string")
-    wrap(authorize, "finish", "  authorize.finish")
-    wrap(grants.AuthorizationCodeGrant, "save_authorization_code", "    code INSERT, audit")
-    wrap(server.AuthorizationServer, "create_token_response", "  Authlib's token response")
-    wrap(jwt_tokens, "shape", "    JWT access token")
-    wrap(oidc, "issue_id_token", "    ID token")
-    wrap(keys, "sign", "    keys.sign: RS256 signatures")
-    wrap(audit, "record", "  audit.record (every event)")
-    wrap(jinja2.Template, "render", "  Jinja templates")
-    wrap(sqlalchemy.orm.Session, "commit", "  Session.commit: flush, COMMIT")
-    wrap(flask_app, "finalize_request", "Flask.finalize_request: after hooks")
-    hooks(app.after_request_funcs, "  ")
-    wrap(serve.CookieSessions, "save_session", "  cookie session: save")
-    wrap(flask_app, "do_teardown_request", "Flask.do_teardown_request")
-    wrap(flask_app, "do_teardown_appcontext", "Flask.do_teardown_appcontext")
-    # On threads of their own: counted apart, per flow.
-    wrap(argon2.PasswordHasher, "verify", "argon2 thread: PasswordHasher.verify")
-    wrap(type(app.extensions["idp.mail"]), "round", "mail thread: a delivery round")
+    parts = (
+        (flask_app, "request_context", "Flask.request_context"),
+        (serve.CookieSessions, "open_session", "  cookie session: open"),
+        (flask_app, "preprocess_request", "Flask.preprocess_request: before hooks"),
+        (hooks, app.before_request_funcs, "  "),
+        (flask_login.LoginManager, "_load_user", "  Flask-Login: the signed-in user"),
+        (flask_app, "dispatch_request", "Flask.dispatch_request: the view"),
+        (flask_wtf.FlaskForm, "__init__", "  FlaskForm(): the form, its CSRF token"),
+        (flask_wtf.FlaskForm, "validate_on_submit", "  FlaskForm.validate_on_submit"),
+        (sign_in, "authenticate", "  login.authenticate"),
+        (login, "find_user", "    find_user: the user row (ORM)"),
+        (login.passwords, "match", "    passwords.match: waiting for the argon2 thread"),
+        (mfa, "begin", "  mfa.begin"),
+        (mfa, "survey", "    mfa.survey: factors and group policy (ORM)"),
+        (session, "start", "    session.start"),
+        (session, "login_user", "      Flask-Login login_user, its signal"),
+        (devices, "remember", "        devices.remember: the device row"),
+        (devices, "notify", "        devices.notify: the new-device notice"),
+        (mail, "render", "          mail.render: templates, headers (stdlib email)"),
+        (EmailMessage, "as_string", "          EmailMessage.as_string"),
+        (authorize, "finish", "  authorize.finish"),
+        (grants.AuthorizationCodeGrant, "save_authorization_code", "    code INSERT, audit"),
+        (server.AuthorizationServer, "create_token_response", "  Authlib's token response"),
+        (jwt_tokens, "shape", "    JWT access token"),
+        (oidc, "issue_id_token", "    ID token"),
+        (keys, "sign", "    keys.sign: RS256 signatures"),
+        (audit, "record", "  audit.record (every event)"),
+        (jinja2.Template, "render", "  Jinja templates"),
+        (sqlalchemy.orm.Session, "commit", "  Session.commit: flush, COMMIT"),
+        (flask_app, "finalize_request", "Flask.finalize_request: after hooks"),
+        (hooks, app.after_request_funcs, "  "),
+        (serve.CookieSessions, "save_session", "  cookie session: save"),
+        (flask_app, "do_teardown_request", "Flask.do_teardown_request"),
+        (flask_app, "do_teardown_appcontext", "Flask.do_teardown_appcontext"),
+        # On threads of their own: counted apart, per flow.
+        (argon2.PasswordHasher, "verify", "argon2 thread: PasswordHasher.verify"),
+        (type(app.extensions["idp.mail"]), "round", "mail thread: a delivery round"),
+    )
+    for part in parts:
+        if part[0] is hooks:
+            hooks(*part[1:])
+        else:
+            wrap(*part)
 
 
 def main() -> None:
