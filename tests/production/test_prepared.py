@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from idp import db
-from idp.models import token_sql
+from idp.models import AuthorizationCode, Token, User, token_sql
 from idp.oauth.tokens import secret_hash
 
 from ..conftest import PG_URL
@@ -55,6 +56,44 @@ def test_a_token_reads_the_same_through_libpq_as_through_a_cursor(app, client, a
                 assert [type(v) for v in by_libpq or ()] == [type(v) for v in by_cursor or ()]
         found = db.Prepared("test_FIND_TOKEN", token_sql.FIND_TOKEN).one(conn, {"digest": "x"})
         assert found is None
+
+
+@pg_only
+def test_the_views_carry_each_column_under_its_name(app, client, auth, user, factory):
+    # token_sql.builder generates the code that fills TokenView, RefreshView, CodeView and
+    # their UserView from a row by position: each attribute must hold its own column.
+    registered = factory.client()
+    auth.login()
+    code, verifier, _ = auth.get_code(registered, scope="openid profile email offline_access")
+    issued = auth.exchange(registered, code, verifier).get_json()
+    with app.app_context():
+        orm = db.session()
+        access_hash = secret_hash(issued["access_token"])
+        stored = orm.scalar(select(Token).where(Token.access_token_hash == access_hash))
+        code_hash = secret_hash(code)
+        stored_code = orm.scalar(
+            select(AuthorizationCode).where(AuthorizationCode.code_hash == code_hash)
+        )
+        account = orm.get(User, stored.user_id)
+        with db.autocommit() as conn:
+            views = [
+                token_sql.find_token(conn, secret_hash(issued["access_token"])),
+                token_sql.find_refresh(conn, secret_hash(issued["refresh_token"])),
+            ]
+            code_view = token_sql.find_code(conn, secret_hash(code), registered.client_id)
+
+        def columns(row, names) -> dict:
+            return {name: getattr(row, name) for name in names}
+
+        for view in views:
+            assert columns(view, token_sql.TOKEN_FIELDS) == columns(stored, token_sql.TOKEN_FIELDS)
+        assert columns(code_view, token_sql.CODE_FIELDS) == columns(
+            stored_code, token_sql.CODE_FIELDS
+        )
+        for view in (*views, code_view):
+            assert columns(view.user, token_sql.USER_FIELDS) == columns(
+                account, token_sql.USER_FIELDS
+            )
 
 
 @pg_only
