@@ -4,7 +4,9 @@
 # Serves bench/lean_reference.py (issue 17's lean Flask app: Basic auth, RS256 with
 # cryptography, one psycopg prepared statement) with gunicorn, 1 gthread worker pinned to
 # core 0 (2 threads as in the issue, or THREADS), and runs the same wrk scripts as
-# bench/run.sh on the last core, 32 connections, so its rows compare with run.sh's.
+# bench/run.sh on the last core, 32 connections, so its rows compare with run.sh's; then
+# bench/login_flow.py against its lean sign-in (argon2id at the IdP's default cost), as
+# run.sh's login_flow row.
 #   LEAN_DATABASE_URL  PostgreSQL database (default .../bench; its lean_tokens table is replaced)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,13 @@ worker_ticks() {
   done
   echo "$total"
 }
+row() {  # a RESULT line and the worker's CPU ticks before and after it: one table row
+  echo "${1#RESULT }" | "$PY" -c "
+import json, sys
+r = json.loads(sys.stdin.read())
+cpu = ($3 - $2) * 1000 / $TICKS / max(r['requests'], 1)
+print(f\"| lean {r['scenario']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {cpu:.3f} |\")"
+}
 echo "| scenario | requests/s | p50 ms | p99 ms | errors | server CPU ms/req |"
 echo "|---|---|---|---|---|---|"
 for scenario in "client_credentials client_credentials.lua" "introspection introspect.lua"; do
@@ -43,9 +52,13 @@ for scenario in "client_credentials client_credentials.lua" "introspection intro
   line=$(taskset -c "$LAST" wrk -t1 -c32 -d"${SECONDS_PER_RUN}s" --latency -s "bench/lua/$2" \
     "$LEAN_ISSUER" | grep '^RESULT')
   after=$(worker_ticks)
-  echo "${line#RESULT }" | "$PY" -c "
-import json, sys
-r = json.loads(sys.stdin.read())
-cpu = ($after - $before) * 1000 / $TICKS / max(r['requests'], 1)
-print(f\"| lean {r['scenario']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {cpu:.3f} |\")"
+  row "$line" "$before" "$after"
 done
+# The sign-in (bench/login_flow.py, 8 browsers at once, on the last core), as run.sh runs it.
+(cd bench && taskset -c "$LAST" "../$PY" login_flow.py "$LEAN_ISSUER" --threads 8 --duration 2 \
+  >/dev/null) || true
+before=$(worker_ticks)
+line=$(cd bench && taskset -c "$LAST" "../$PY" login_flow.py "$LEAN_ISSUER" --threads 8 \
+  --duration "$SECONDS_PER_RUN" | grep '^RESULT')
+after=$(worker_ticks)
+row "$line" "$before" "$after"
