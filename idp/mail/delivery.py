@@ -18,6 +18,7 @@ import os
 import smtplib
 import ssl
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -132,13 +133,21 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=base * 2 ** (attempt - 1))
 
 
+@contextmanager
+def one_statement():
+    """A pooled connection in autocommit mode, for a statement that is its own transaction
+    (the pending rows, the claim, marking a message sent): no BEGIN and no COMMIT round trips,
+    on either database. What must commit together (a failure and its audit event) goes
+    through the session."""
+    with db.engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        yield conn
+
+
 def pending_rows(limit: int):
     """(id, attempts, next_attempt_at) of up to ``limit`` pending rows, the earliest due first.
     The read ends at once: no transaction stays open while we talk to the SMTP server."""
-    s = db.session()
-    rows = s.connection().execute(PENDING_ROWS, {"limit": limit}).all()
-    s.commit()
-    return rows
+    with one_statement() as conn:
+        return conn.execute(PENDING_ROWS, {"limit": limit}).all()
 
 
 @dataclass(frozen=True)
@@ -195,7 +204,6 @@ def attempt(message_id: int, seen_attempts: int) -> str | datetime:
     SENT_NOW, LOST (another worker claimed it first, or it is no longer due), GAVE_UP
     (failed for good) or the time of its next try."""
     config = current_app.config
-    s = db.session()
     now = utcnow()
     number = seen_attempts + 1
     # Claim the row: the single worker whose UPDATE matches sends it; the new
@@ -203,8 +211,8 @@ def attempt(message_id: int, seen_attempts: int) -> str | datetime:
     lease = max(retry_delay(number), timedelta(seconds=6 * float(config["SMTP_TIMEOUT"])))
     claim = {"message_id": message_id, "seen_attempts": seen_attempts, "now": now,
              "attempt": number, "lease_until": now + lease}  # fmt: skip
-    row = s.connection().execute(CLAIM, claim).one_or_none()
-    s.commit()
+    with one_statement() as conn:
+        row = conn.execute(CLAIM, claim).one_or_none()
     if row is None:
         return LOST
     try:
@@ -214,8 +222,8 @@ def attempt(message_id: int, seen_attempts: int) -> str | datetime:
     except Exception as exc:  # a bug must cost attempts, not loop forever on one message
         log.exception("mail %d: unexpected error while sending", row.id)
         return failed(row.id, number, f"unexpected {type(exc).__name__}", permanent=False)
-    s.connection().execute(MARK_SENT, {"message_id": row.id, "now": utcnow()})
-    s.commit()
+    with one_statement() as conn:
+        conn.execute(MARK_SENT, {"message_id": row.id, "now": utcnow()})
     metrics.mail_sent("smtp" if config["SMTP_HOST"] else "outbox")
     log.info("mail %d sent (attempt %d)", row.id, number)
     return SENT_NOW
