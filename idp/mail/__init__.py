@@ -12,6 +12,7 @@ gets one line with To and Subject (never the body: it will carry single-use link
 from __future__ import annotations
 
 from flask import Flask
+from sqlalchemy import insert
 
 from .. import db
 from ..models import MailMessage
@@ -20,14 +21,22 @@ from .message import render
 
 __all__ = ["Retried", "destination", "init_app", "retry_failed", "send"]
 
+# One pending row (the model's defaults: pending, due now), its id back.
+QUEUE = insert(MailMessage).returning(MailMessage.id)
 
-def send(to: str, subject: str, template: str, **context) -> MailMessage:
-    """Queue templates/mail/<template>.txt + .html for ``to``; sent after the caller commits."""
+
+def send(to: str, subject: str, template: str, **context) -> int:
+    """Queue templates/mail/<template>.txt + .html for ``to``; sent after the caller commits.
+    Returns the queued row's id.
+
+    The row is INSERTed at once on the session's connection, in the caller's transaction:
+    nothing else refers to it, so it needs no ORM object and no place in the flush (a
+    notice goes out with every sign-in from a new browser)."""
     message = render(to, subject, template, **context)
-    row = MailMessage(to_address=message["To"], subject=subject, message=message.as_string())
-    db.session().add(row)
+    values = {"to_address": message["To"], "subject": subject, "message": message.as_string()}
+    queued = db.session().connection().execute(QUEUE, values).scalar_one()
     kick_after_commit()
-    return row
+    return queued
 
 
 def destination(app: Flask) -> str:

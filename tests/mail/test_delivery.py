@@ -49,9 +49,9 @@ def queue(app, subject="Your password was changed", **context) -> int:
     """Queue the sample "notice" message and commit, as a flow will."""
     context = {"name": "Alice", "text": "Your password was changed.", **context}
     with app.app_context():
-        row = mail.send(TO, subject, "notice", **context)
+        queued = mail.send(TO, subject, "notice", **context)
         db.session().commit()
-        return row.id
+        return queued
 
 
 def deliver(app) -> int:
