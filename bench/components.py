@@ -61,37 +61,52 @@ def hooks(funcs: dict, indent: str) -> None:
         chain[:] = [timed(f"{indent}hook {hook.__qualname__}", hook) for hook in chain]
 
 
+def apply(parts, wrapper=wrap) -> None:
+    """Put the timers of ``parts`` in place, in order: an ``(owner, name, label)`` wraps a
+    function with ``wrapper``, a ``(hooks, funcs, indent)`` each hook of an app's chains."""
+    for part in parts:
+        if part[0] is hooks:
+            hooks(*part[1:])
+        else:
+            wrapper(*part)
+
+
 def instrument(app) -> None:
     """Timers on the phases and parts, registered in the order they are printed."""
     flask_app = flask.app.Flask
     authlib_server = authorization_server.AuthorizationServer
-    wrap(flask_app, "request_context", "Flask.request_context: Request, URL adapter")
-    wrap(flask_app, "full_dispatch_request", "Flask.full_dispatch_request")
-    wrap(flask_app, "preprocess_request", "  Flask.preprocess_request")
-    hooks(app.before_request_funcs, "    ")
-    wrap(flask_app, "dispatch_request", "  Flask.dispatch_request: the view")
-    wrap(routes, "_form_error", "    form check")
-    wrap(authlib_server, "create_token_response", "    Authlib's token response")
-    wrap(authlib_server, "get_token_grant", "      grant look-up")
-    for value in vars(grants).values():
-        if isinstance(value, type) and "validate_token_request" in vars(value):
-            wrap(value, "validate_token_request", "      grant validation")
-    wrap(server.AuthorizationServer, "authenticate_client", "        client authentication")
-    wrap(grant_base.BaseGrant, "generate_token", "      token generation")
-    wrap(jwt_tokens, "shape", "      JWT access token: claims, signature")
-    wrap(keys, "sign", "        of which keys.sign")
-    wrap(tokens, "insert", "      INSERT of a token")
-    wrap(oidc, "issue_id_token", "      ID token: claims, signature")
-    wrap(server.AuthorizationServer, "handle_response", "      JSON answer")
-    wrap(jwt, "encode", "      every signature: joserfc.jwt.encode, RSA included")
-    wrap(db.Prepared, "one", "    any driver statement: db.Prepared.one")
-    wrap(db.Prepared, "run", "      of which libpq: db.Prepared.run")
-    wrap(flask_app, "finalize_request", "  Flask.finalize_request")
-    wrap(flask_app, "make_response", "    Flask.make_response")
-    wrap(flask_app, "process_response", "    Flask.process_response")
-    hooks(app.after_request_funcs, "      ")
-    wrap(flask_app, "do_teardown_request", "Flask.do_teardown_request")
-    wrap(flask_app, "do_teardown_appcontext", "Flask.do_teardown_appcontext")
+    validating = [
+        (value, "validate_token_request", "      grant validation")
+        for value in vars(grants).values()
+        if isinstance(value, type) and "validate_token_request" in vars(value)
+    ]
+    apply((
+        (flask_app, "request_context", "Flask.request_context: Request, URL adapter"),
+        (flask_app, "full_dispatch_request", "Flask.full_dispatch_request"),
+        (flask_app, "preprocess_request", "  Flask.preprocess_request"),
+        (hooks, app.before_request_funcs, "    "),
+        (flask_app, "dispatch_request", "  Flask.dispatch_request: the view"),
+        (routes, "_form_error", "    form check"),
+        (authlib_server, "create_token_response", "    Authlib's token response"),
+        (authlib_server, "get_token_grant", "      grant look-up"),
+        *validating,
+        (server.AuthorizationServer, "authenticate_client", "        client authentication"),
+        (grant_base.BaseGrant, "generate_token", "      token generation"),
+        (jwt_tokens, "shape", "      JWT access token: claims, signature"),
+        (keys, "sign", "        of which keys.sign"),
+        (tokens, "insert", "      INSERT of a token"),
+        (oidc, "issue_id_token", "      ID token: claims, signature"),
+        (server.AuthorizationServer, "handle_response", "      JSON answer"),
+        (jwt, "encode", "      every signature: joserfc.jwt.encode, RSA included"),
+        (db.Prepared, "one", "    any driver statement: db.Prepared.one"),
+        (db.Prepared, "run", "      of which libpq: db.Prepared.run"),
+        (flask_app, "finalize_request", "  Flask.finalize_request"),
+        (flask_app, "make_response", "    Flask.make_response"),
+        (flask_app, "process_response", "    Flask.process_response"),
+        (hooks, app.after_request_funcs, "      "),
+        (flask_app, "do_teardown_request", "Flask.do_teardown_request"),
+        (flask_app, "do_teardown_appcontext", "Flask.do_teardown_appcontext"),
+    ))  # fmt: skip
 
 
 def main() -> None:

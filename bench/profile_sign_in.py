@@ -69,7 +69,7 @@ def instrument(app) -> None:
     import flask_wtf
     import jinja2
     import sqlalchemy.orm
-    from components import hooks, timed
+    from components import apply, hooks, timed
 
     from idp import audit, mail, serve
     from idp.account import sign_in
@@ -94,7 +94,7 @@ def instrument(app) -> None:
         setattr(owner, name, on_the_request_thread)
 
     flask_app = flask.app.Flask
-    parts = (
+    apply((
         (flask_app, "request_context", "Flask.request_context"),
         (serve.CookieSessions, "open_session", "  cookie session: open"),
         (flask_app, "preprocess_request", "Flask.preprocess_request: before hooks"),
@@ -131,12 +131,7 @@ def instrument(app) -> None:
         # On threads of their own: counted apart, per flow.
         (argon2.PasswordHasher, "verify", "argon2 thread: PasswordHasher.verify"),
         (type(app.extensions["idp.mail"]), "round", "mail thread: a delivery round"),
-    )
-    for part in parts:
-        if part[0] is hooks:
-            hooks(*part[1:])
-        else:
-            wrap(*part)
+    ), wrap)  # fmt: skip
 
 
 def main() -> None:
