@@ -7,7 +7,8 @@
 # bench/run.sh on the last core, 32 connections, so its rows compare with run.sh's; then
 # bench/login_flow.py against its lean sign-in (argon2id at the IdP's default cost), as
 # run.sh's login_flow row.
-#   LEAN_DATABASE_URL  PostgreSQL database (default .../bench; its lean_tokens table is replaced)
+#   LEAN_DATABASE_URL  PostgreSQL database (default .../bench; its lean_tokens and lean_codes
+#                      tables are replaced)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
