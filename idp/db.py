@@ -8,6 +8,7 @@ teardown, so every worker shares nothing but the database itself.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import threading
 import time
@@ -20,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import sqltypes
 
 
 def make_engine(url: str, config=None) -> Engine:
@@ -394,6 +396,63 @@ def _error(conn, result) -> Exception:
 def session_driver_connection():
     """The psycopg connection under the request's session, inside its transaction."""
     return session().connection().connection.driver_connection
+
+
+class InTransaction:
+    """One statement run on the request session's connection, in its transaction, without
+    the ORM: a row the caller needs no ORM object of (an audit event, a code), or a narrow
+    read. Built once from a Core statement (``build``, or ``build(dialect_name)`` for one
+    that differs by database, such as ON CONFLICT).
+
+    On PostgreSQL it runs as psycopg's own prepared statement (``execute(prepare=True)``;
+    psycopg keeps its prepared statements right across the session's ROLLBACKs), compiled
+    once: a sign-in runs about a dozen, and each cost ~300 µs of Python through SQLAlchemy
+    Core and ~570 µs as an ORM object flushed at commit, against ~175 µs here (the
+    statement's round trip included; docs/benchmarks.md). Values of JSON columns are sent
+    as their text, which the statement's ``::JSON`` casts type. Elsewhere (SQLite) it is the
+    Core statement on the session's connection.
+
+    ``execute(values)`` returns a cursor-like result: ``fetchone()``, ``rowcount``. Driver
+    errors come out as SQLAlchemy's. Nothing is flushed first: the statement must not need
+    what the ORM holds unflushed.
+    """
+
+    def __init__(self, build) -> None:
+        self.build = build
+        self._built: dict[str, object] = {}
+        statement = self.statement("postgresql")
+        compiled = statement.compile(dialect=postgresql.psycopg.dialect())
+        self.sql = str(compiled)
+        # Values the statement holds itself (``.values(status="pending")``), sent with each.
+        self.fixed = {name: value for name, value in compiled.params.items() if value is not None}
+        self.json = frozenset(
+            name for name, bind in compiled.binds.items() if isinstance(bind.type, sqltypes.JSON)
+        )
+
+    def statement(self, dialect: str):
+        built = self._built.get(dialect)
+        if built is None:
+            built = self.build(dialect) if callable(self.build) else self.build
+            self._built[dialect] = built
+        return built
+
+    def execute(self, values: dict):
+        current = session()
+        if driver_path():
+            if self.fixed:
+                values = {**self.fixed, **values}
+            if self.json:
+                values = {
+                    name: json.dumps(value) if name in self.json and value is not None else value
+                    for name, value in values.items()
+                }
+            conn = current.connection().connection.driver_connection
+            try:
+                return conn.execute(self.sql, values, prepare=True)
+            except Exception as exc:
+                raise wrap_driver_error(exc) from exc
+        connection = current.connection()
+        return connection.execute(self.statement(connection.dialect.name), values)
 
 
 def wrap_driver_error(exc: Exception, proxied=None) -> Exception:

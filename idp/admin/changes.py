@@ -93,4 +93,4 @@ def record(event: str, target: str | None, before: dict | None = None, after=Non
         details["before"] = before
     if after is not None:
         details["after"] = after
-    return audit.record(f"admin.{event}", actor=current_user.sub, target=target, **details)
+    audit.record(f"admin.{event}", actor=current_user.sub, target=target, **details)

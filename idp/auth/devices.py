@@ -98,11 +98,13 @@ def browser_token() -> tuple[str, bool]:
 # session row, audit events), which then go in one flush at the caller's commit.
 _user_id = bindparam("user_id")
 # How many devices the user has, and the id of the one with this hash ("": none).
-_COUNT_AND_MATCH = select(
-    func.count(),
-    func.max(case((KnownDevice.token_hash == bindparam("token_hash"), KnownDevice.id))),
-).where(KnownDevice.user_id == _user_id)
-_SEEN_AGAIN = (
+_COUNT_AND_MATCH = db.InTransaction(
+    select(
+        func.count(),
+        func.max(case((KnownDevice.token_hash == bindparam("token_hash"), KnownDevice.id))),
+    ).where(KnownDevice.user_id == _user_id)
+)
+_SEEN_AGAIN = db.InTransaction(
     update(KnownDevice)
     .where(KnownDevice.id == bindparam("device_id"))
     .values(last_seen_at=bindparam("now"))
@@ -114,58 +116,56 @@ _keep = (
     .limit(bindparam("keep"))
 )
 # One statement: the subquery is evaluated by the database, not sent back as a list.
-_FORGET_OLDEST = delete(KnownDevice).where(
-    KnownDevice.user_id == _user_id, KnownDevice.id.not_in(_keep.scalar_subquery())
+_FORGET_OLDEST = db.InTransaction(
+    delete(KnownDevice).where(
+        KnownDevice.user_id == _user_id, KnownDevice.id.not_in(_keep.scalar_subquery())
+    )
 )
-_REMEMBER: dict = {}
 
 
 def _remember_statement(dialect: str):
-    statement = _REMEMBER.get(dialect)
-    if statement is None:
-        insert = db.insert_for(dialect)
-        statement = insert(KnownDevice).values(
-            user_id=_user_id,
-            token_hash=bindparam("token_hash"),
-            description=bindparam("description"),
-            first_seen_at=bindparam("now"),
-            last_seen_at=bindparam("now"),
-        )
-        statement = statement.on_conflict_do_nothing(index_elements=["user_id", "token_hash"])
-        # RETURNING, not rowcount: the insert reports no row count on every driver.
-        statement = _REMEMBER[dialect] = statement.returning(KnownDevice.id)
-    return statement
+    insert = db.insert_for(dialect)
+    statement = insert(KnownDevice).values(
+        user_id=_user_id,
+        token_hash=bindparam("token_hash"),
+        description=bindparam("description"),
+        first_seen_at=bindparam("now"),
+        last_seen_at=bindparam("now"),
+    )
+    statement = statement.on_conflict_do_nothing(index_elements=["user_id", "token_hash"])
+    # RETURNING, not rowcount: the insert reports no row count on every driver.
+    return statement.returning(KnownDevice.id)
+
+
+_REMEMBER = db.InTransaction(_remember_statement)
 
 
 def remember(user: User, token: str, description: str) -> bool:
     """Store the browser for the user; False if it was there (a racing sign-in, too)."""
-    connection = db.session().connection()
     values = {
         "user_id": user.id,
         "token_hash": device_hash(user, token),
         "description": description[:120],
         "now": utcnow(),
     }
-    statement = _remember_statement(connection.dialect.name)
-    return connection.execute(statement, values).scalar() is not None
+    return _REMEMBER.execute(values).fetchone() is not None
 
 
 def forget_oldest(user: User) -> None:
-    db.session().connection().execute(_FORGET_OLDEST, {"user_id": user.id, "keep": KEEP})
+    _FORGET_OLDEST.execute({"user_id": user.id, "keep": KEEP})
 
 
 def signed_in(sender, user: User, **_) -> None:
     """Receiver of ``user_logged_in``: remember this browser, mail the user if it is new."""
     if not current_app.config["NEW_DEVICE_NOTICES"]:
         return
-    connection = db.session().connection()
     token, brought = browser_token()
     # One statement: how many devices the user has, and (if the browser brought a cookie)
     # which of them is this browser.
     mine = {"user_id": user.id, "token_hash": device_hash(user, token) if brought else ""}
-    count, known = connection.execute(_COUNT_AND_MATCH, mine).one()
+    count, known = _COUNT_AND_MATCH.execute(mine).fetchone()
     if known is not None:
-        connection.execute(_SEEN_AGAIN, {"device_id": known, "now": utcnow()})
+        _SEEN_AGAIN.execute({"device_id": known, "now": utcnow()})
         return
     description = describe(request.headers.get("User-Agent"))
     if not remember(user, token, description):

@@ -26,7 +26,7 @@ from typing import Any
 
 from flask import current_app, redirect, session, url_for
 from flask.wrappers import Response
-from sqlalchemy import ColumnElement, Select, bindparam, exists, select
+from sqlalchemy import ColumnElement, bindparam, exists, select
 
 from .. import audit, db, mail
 from ..models import Group, User, user_groups
@@ -61,7 +61,7 @@ class Factor:
 
 FACTORS: list[Factor] = []
 # The statement of ``survey`` for the registered factors, built once (registering resets it).
-_SURVEY: dict[str, Select] = {}
+_SURVEY: dict[str, db.InTransaction] = {}
 
 
 def register_factor(
@@ -92,8 +92,11 @@ def survey(user: User) -> tuple[dict[str, bool], bool]:
             Group.mfa_required.is_(True),
         )
         conditions = [f.present(user_id) for f in FACTORS if f.present is not None]
-        statement = _SURVEY["statement"] = select(group, *conditions)
-    row = iter(db.session().execute(statement, {"user_id": user.id}).one())
+        statement = _SURVEY["statement"] = db.InTransaction(select(group, *conditions))
+    current = db.session()
+    if current.autoflush:  # as Session.execute would: a factor added just now counts
+        current.flush()
+    row = iter(statement.execute({"user_id": user.id}).fetchone())
     group_requires = bool(next(row))
     has = {f.kind: bool(next(row)) if f.present is not None else f.has(user) for f in FACTORS}
     primary = any(has[f.kind] for f in FACTORS if not f.backup)
@@ -141,8 +144,8 @@ def begin(user: User, amr: list[str], next_url: str, *, need: str | None = None)
 
     The caller commits. ``next_url`` must already be a safe same-site path.
     """
-    # One statement: the factors and the group policy. Nothing unflushed concerns them (a
-    # sign-in's audit event, lockout fields), so it goes with session.start's flush.
+    # One statement: the factors and the group policy. Nothing unflushed concerns them (the
+    # lockout fields), so they go with the commit's flush.
     with db.session().no_autoflush:
         has, group_requires = survey(user)
     factors = _choose(has, need)

@@ -15,7 +15,8 @@ from datetime import timedelta
 from blinker import Namespace
 from flask import current_app, g, request, session
 from flask_login import LoginManager, login_user, logout_user
-from sqlalchemy import Insert, bindparam, or_, select, update
+from sqlalchemy import Insert, bindparam, insert, or_, select, update
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, db
@@ -44,7 +45,7 @@ def is_live(row: UserSession | None) -> bool:
     return row.last_seen_at + idle > now and row.created_at + absolute > now
 
 
-_SIGNED_IN = (
+_SIGNED_IN = db.InTransaction(
     update(User)
     .where(User.id == bindparam("user_id"))
     .values(last_login_at=bindparam("at"), updated_at=bindparam("at"))
@@ -103,27 +104,26 @@ def start(user: User, methods: list[str], factors: list[dict] | None = None) -> 
     now = time.time()
     # The user row is written before any session row, the order every writer keeps (an
     # admin disabling the user, oauth.tokens.settle's row locks), so none waits in a cycle.
-    # One prepared UPDATE on the transaction's connection, not an ORM flush of its own: the
-    # rest (session row, audit events, the user's other changes) goes in one flush at commit.
+    # One UPDATE on the transaction's connection, then the session row's INSERT
+    # (``_new_row``), not ORM flushes: the user's other changes go in the flush at commit.
     at = utcnow()
-    s.connection().execute(_SIGNED_IN, {"user_id": user.id, "at": at})
+    _SIGNED_IN.execute({"user_id": user.id, "at": at})
     set_committed_value(user, "last_login_at", at)
     set_committed_value(user, "updated_at", at)
+    user_agent = (request.headers.get("User-Agent") or "")[:512] or None
     if previous is not None and previous.user_id == user.id and is_live(previous):
         row = previous
         row.auth_time = int(now)
         row.amr = methods
         row.last_seen_at = utcnow()
+        row.user_agent = user_agent
+        row.ip = request.remote_addr
+        if factors is not None:
+            row.factors = factors
     else:
         if previous is not None:
             terminate([previous], "replaced by another sign-in")
-        row = UserSession(sid=secrets.token_urlsafe(24), user_id=user.id, auth_time=int(now))
-        row.amr = methods
-        s.add(row)
-    row.user_agent = (request.headers.get("User-Agent") or "")[:512] or None
-    row.ip = request.remote_addr
-    if factors is not None:
-        row.factors = factors
+        row = _new_row(user, int(now), at, methods, factors, user_agent)
     login_user(user)
     g.user_session = row
     session["sid"] = row.sid
@@ -133,6 +133,34 @@ def start(user: User, methods: list[str], factors: list[dict] | None = None) -> 
     session["signed_in_at"] = now
     session["amr"] = methods
     session.permanent = False
+    return row
+
+
+_SESSION_COLUMNS = (
+    "sid", "user_id", "created_at", "last_seen_at", "auth_time", "amr", "factors",
+    "user_agent", "ip", "ended_at", "end_reason",
+)  # fmt: skip
+_INSERT_SESSION = db.InTransaction(
+    insert(UserSession)
+    .values({name: bindparam(name) for name in _SESSION_COLUMNS})
+    .returning(UserSession.id)
+)
+
+
+def _new_row(user: User, auth_time: int, at, methods, factors, user_agent) -> UserSession:
+    """A new session row, INSERTed at once (one statement, not an ORM flush at commit) and
+    then added to the ORM session as the persistent object it is, loaded with what it holds:
+    the request (``current()``) and the caller's later changes use it as any loaded row."""
+    values = {
+        "sid": secrets.token_urlsafe(24), "user_id": user.id, "created_at": at,
+        "last_seen_at": at, "auth_time": auth_time, "amr": methods, "factors": factors,
+        "user_agent": user_agent, "ip": request.remote_addr, "ended_at": None,
+        "end_reason": None,
+    }  # fmt: skip
+    row_id = _INSERT_SESSION.execute(values).fetchone()[0]
+    row = UserSession(id=row_id, **values)
+    make_transient_to_detached(row)  # its state now as if loaded: nothing left to flush
+    db.session().add(row)
     return row
 
 
@@ -257,33 +285,25 @@ def remember_client(sid: str | None, client_id: str) -> None:
         return
     # One statement, not a look-up and an insert: a pair already recorded stays as it was
     # (its first_at kept), and two racing requests cannot both insert it. It runs on the
-    # transaction's connection: it needs nothing of what the ORM holds unflushed (the
-    # caller's code row and audit event go in one flush at its commit).
-    connection = s.connection()
-    connection.execute(
-        _remember_client_statement(connection.dialect.name),
-        {"session_id": row.id, "client_id": client_id, "first_at": utcnow()},
-    )
-
-
-_REMEMBER_CLIENT: dict[str, Insert] = {}
+    # transaction's connection: it needs nothing of what the ORM holds unflushed.
+    _REMEMBER_CLIENT.execute({"session_id": row.id, "client_id": client_id, "first_at": utcnow()})
 
 
 def _remember_client_statement(dialect: str) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING into session_clients, built once per dialect."""
-    statement = _REMEMBER_CLIENT.get(dialect)
-    if statement is None:
-        insert = db.insert_for(dialect)
-        statement = _REMEMBER_CLIENT[dialect] = (
-            insert(SessionClient)
-            .values(
-                session_id=bindparam("session_id"),
-                client_id=bindparam("client_id"),
-                first_at=bindparam("first_at"),
-            )
-            .on_conflict_do_nothing(index_elements=["session_id", "client_id"])
+    """INSERT ... ON CONFLICT DO NOTHING into session_clients, for ``dialect``."""
+    insert = db.insert_for(dialect)
+    return (
+        insert(SessionClient)
+        .values(
+            session_id=bindparam("session_id"),
+            client_id=bindparam("client_id"),
+            first_at=bindparam("first_at"),
         )
-    return statement
+        .on_conflict_do_nothing(index_elements=["session_id", "client_id"])
+    )
+
+
+_REMEMBER_CLIENT = db.InTransaction(_remember_client_statement)
 
 
 def current_authentication() -> tuple[int, list[str]]:

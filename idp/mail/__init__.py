@@ -12,17 +12,30 @@ gets one line with To and Subject (never the body: it will carry single-use link
 from __future__ import annotations
 
 from flask import Flask
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert
 
 from .. import db
-from ..models import MailMessage
+from ..models import MailMessage, utcnow
+from ..models.mail import PENDING
 from .delivery import Retried, Sender, kick_after_commit, outbox_dir, retry_failed
 from .message import render
 
 __all__ = ["Retried", "destination", "init_app", "retry_failed", "send"]
 
 # One pending row (the model's defaults: pending, due now), its id back.
-QUEUE = insert(MailMessage).returning(MailMessage.id)
+QUEUE = db.InTransaction(
+    insert(MailMessage)
+    .values(
+        to_address=bindparam("to_address"),
+        subject=bindparam("subject"),
+        message=bindparam("message"),
+        status=PENDING,
+        created_at=bindparam("now"),
+        attempts=0,
+        next_attempt_at=bindparam("now"),
+    )
+    .returning(MailMessage.id)
+)
 
 
 def send(to: str, subject: str, template: str, **context) -> int:
@@ -33,8 +46,11 @@ def send(to: str, subject: str, template: str, **context) -> int:
     nothing else refers to it, so it needs no ORM object and no place in the flush (a
     notice goes out with every sign-in from a new browser)."""
     message = render(to, subject, template, **context)
-    values = {"to_address": message["To"], "subject": subject, "message": message.as_string()}
-    queued = db.session().connection().execute(QUEUE, values).scalar_one()
+    values = {
+        "to_address": message["To"], "subject": subject, "message": message.as_string(),
+        "now": utcnow(),
+    }  # fmt: skip
+    queued = QUEUE.execute(values).fetchone()[0]
     kick_after_commit()
     return queued
 

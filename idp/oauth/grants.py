@@ -26,7 +26,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from .. import audit, db
 from ..auth.session import current_authentication, current_sid, remember_client
@@ -34,6 +34,11 @@ from ..models import AuthorizationCode, Token, secret_hash, token_sql, utcnow
 from . import acr, claims_request, dpop, resources, tokens
 from .claims import OIDC_SCOPES
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
+
+_CODE_COLUMNS = tuple(c.key for c in AuthorizationCode.__table__.columns if c.key != "id")
+_INSERT_CODE = db.InTransaction(
+    insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_COLUMNS})
+)
 
 RESPONSE_MODES = ("query", "form_post")
 CLIENT_AUTH = ALL_METHODS  # incl. private_key_jwt, client_secret_jwt (client_auth.py)
@@ -110,36 +115,39 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
         data = request.payload.data
         auth_time, amr = current_authentication()
         lifetime = int(current_app.config["AUTHORIZATION_CODE_LIFETIME"])
-        row = AuthorizationCode(
-            code_hash=secret_hash(code),
-            client_id=request.client.client_id,
-            user_id=request.user.id,
+        now = utcnow()
+        values = {
+            "code_hash": secret_hash(code),
+            "client_id": request.client.client_id,
+            "user_id": request.user.id,
             # Stored as sent: "" when omitted, so the token request must then omit it too.
-            redirect_uri=request.payload.redirect_uri or "",
-            scope=request.scope or "",
-            nonce=data.get("nonce"),
-            code_challenge=data.get("code_challenge"),
-            code_challenge_method=data.get("code_challenge_method"),
-            auth_time=auth_time,
-            amr=amr,
-            acr=acr.chosen(amr),
-            sid=current_sid(),
-            resources=getattr(request, "granted_resources", None) or None,
-            dpop_jkt=data.get("dpop_jkt"),  # RFC 9449 §10
+            "redirect_uri": request.payload.redirect_uri or "",
+            "scope": request.scope or "",
+            "nonce": data.get("nonce"),
+            "code_challenge": data.get("code_challenge"),
+            "code_challenge_method": data.get("code_challenge_method"),
+            "auth_time": auth_time,
+            "amr": amr,
+            "acr": acr.chosen(amr),
+            "sid": current_sid(),
+            "resources": getattr(request, "granted_resources", None) or None,
+            "dpop_jkt": data.get("dpop_jkt"),  # RFC 9449 §10
             # OIDC Core §5.5: the normal form, for the ID token and UserInfo of its tokens.
-            claims_request=claims_request.dumps(claims_request.parse(data.get("claims"))),
-            expires_at=utcnow() + timedelta(seconds=lifetime),
-        )
-        session = db.session()
-        session.add(row)
-        remember_client(row.sid, row.client_id)
+            "claims_request": claims_request.dumps(claims_request.parse(data.get("claims"))),
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=lifetime),
+            "used_at": None,
+        }
+        # One statement on the session's connection, not an ORM object flushed at commit.
+        _INSERT_CODE.execute(values)
+        remember_client(values["sid"], values["client_id"])
         audit.record(
             "code.issued",
             actor=request.user.sub,
             target=request.client.client_id,
-            scope=row.scope,
+            scope=values["scope"],
         )
-        session.commit()
+        db.session().commit()
 
     def query_authorization_code(self, code, client):
         if db.driver_path():
