@@ -1,0 +1,106 @@
+"""The sign-in's statements on the session's connection (``db.InTransaction``): what they
+write is what the ORM would have written, they belong to the caller's transaction, and
+their errors are SQLAlchemy's. Each test runs on SQLite and, with IDP_TEST_DATABASE_URL, on
+PostgreSQL (psycopg's prepared statements there).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from idp import audit, db, mail
+from idp.auth import session as sessions
+from idp.models import AuditEvent, KnownDevice, MailMessage, UserSession
+from idp.models.mail import PENDING
+
+AT = datetime(2026, 12, 6, 9, 30, 15, 123456, tzinfo=UTC)
+INSERT_DEVICE = db.InTransaction(
+    insert(KnownDevice).values(
+        user_id=bindparam("user_id"),
+        token_hash=bindparam("token_hash"),
+        description=bindparam("description"),
+        first_seen_at=bindparam("at"),
+        last_seen_at=bindparam("at"),
+    )
+)
+
+
+def count(model) -> int:
+    return db.session().scalar(select(func.count()).select_from(model))
+
+
+def test_values_read_back_as_the_orm_reads_them(app):
+    # JSON of every shape (object, nested list, empty, with non-ASCII text), None, a
+    # timezone-aware timestamp to the microsecond, text with quotes and percent signs.
+    details = {"amr": ["pwd", "otp"], "nested": {"n": 1, "ok": True}, "name": "Zoë 100% 'x'"}
+    with app.test_request_context("/", environ_base={"REMOTE_ADDR": "192.0.2.7"}):
+        audit.record("test.event", actor="a%s", target=None, **details)
+        db.session().commit()
+        (row,) = db.session().scalars(select(AuditEvent).where(AuditEvent.event == "test.event"))
+        assert (row.actor, row.target, row.ip) == ("a%s", None, "192.0.2.7")
+        assert row.details == details
+        assert row.at.tzinfo is not None and abs(time.time() - row.at.timestamp()) < 60
+
+
+def test_a_statements_own_values_are_written_and_returning_gives_the_id(app):
+    # mail.QUEUE holds status and attempts itself; only the caller's values are passed.
+    with app.test_request_context("/"):
+        queued = mail.send("bob@example.com", "Hello", "notice", name="Bob", text="Hi")
+        db.session().commit()
+        row = db.session().get(MailMessage, queued)
+        assert (row.status, row.attempts, row.to_address) == (PENDING, 0, "bob@example.com")
+        assert row.created_at == row.next_attempt_at and "Subject: Hello" in row.message
+
+
+def test_a_rollback_undoes_them_and_a_commit_keeps_them(app, user):
+    # They are part of the caller's transaction, as the ORM objects they replace were.
+    with app.test_request_context("/"):
+        before = count(AuditEvent)
+        audit.record("test.rolled_back", actor=user.sub)
+        INSERT_DEVICE.execute(
+            {"user_id": user.id, "token_hash": "h1", "description": "Firefox", "at": AT}
+        )
+        db.session().rollback()
+        assert count(AuditEvent) == before and count(KnownDevice) == 0
+        INSERT_DEVICE.execute(
+            {"user_id": user.id, "token_hash": "h2", "description": "Firefox", "at": AT}
+        )
+        db.session().commit()
+        (device,) = db.session().scalars(select(KnownDevice))
+        assert device.token_hash == "h2" and device.first_seen_at == AT
+
+
+def test_an_error_is_sqlalchemys_and_the_session_goes_on_after_a_rollback(app, user):
+    values = {"user_id": user.id, "token_hash": "same", "description": "Firefox", "at": AT}
+    with app.test_request_context("/"):
+        INSERT_DEVICE.execute(values)
+        with pytest.raises(IntegrityError):  # (user_id, token_hash) is unique
+            INSERT_DEVICE.execute(values)
+        db.session().rollback()
+        INSERT_DEVICE.execute(values)
+        db.session().commit()
+        assert count(KnownDevice) == 1
+
+
+def test_the_new_session_row_is_a_loaded_row_whose_later_changes_are_saved(app, user):
+    # session.start INSERTs the row itself and hands the ORM a persistent object: the
+    # request's later changes to it (a step-up's new amr) must still reach the database.
+    headers = {"User-Agent": "Firefox/128.0"}
+    with app.test_request_context("/login", headers=headers):
+        row = sessions.start(db.session().merge(user), ["pwd"], [{"kind": "pwd", "at": 1}])
+        s = db.session()
+        assert row in s and row not in s.new and row not in s.dirty and row.id
+        assert sessions.current() is row
+        row.amr = ["pwd", "otp", "mfa"]
+        s.commit()
+        sid = row.sid
+    with app.app_context():
+        stored = db.session().scalar(select(UserSession).where(UserSession.sid == sid))
+        assert stored.amr == ["pwd", "otp", "mfa"] and stored.factors == [{"kind": "pwd", "at": 1}]
+        assert stored.user_agent == "Firefox/128.0" and stored.ended_at is None
+        assert stored.created_at == stored.last_seen_at
