@@ -16,10 +16,10 @@ from .models import AuditEvent, utcnow
 log = logging.getLogger("idp.security")
 
 COLUMNS = ("at", "event", "actor", "target", "ip", "details")
-# One row, INSERTed at once on the session's connection (``db.InTransaction``): nothing
+# One row, INSERTed at once on the session's connection (``db.Statement``): nothing
 # reads it back in the request, so it needs no ORM object and no place in the flush (a
 # sign-in records two or three).
-_INSERT = db.InTransaction(insert(AuditEvent).values({c: bindparam(c) for c in COLUMNS}))
+_INSERT = db.Statement(insert(AuditEvent).values({c: bindparam(c) for c in COLUMNS}))
 
 
 def record(event: str, *, actor: str | None = None, target: str | None = None, **details):

@@ -398,23 +398,26 @@ def session_driver_connection():
     return session().connection().connection.driver_connection
 
 
-class InTransaction:
-    """One statement run on the request session's connection, in its transaction, without
-    the ORM: a row the caller needs no ORM object of (an audit event, a code), or a narrow
-    read. Built once from a Core statement (``build``, or ``build(dialect_name)`` for one
-    that differs by database, such as ON CONFLICT).
+class Statement:
+    """One statement run without the ORM, built once from a Core statement (``build``, or
+    ``build(dialect_name)`` for one that differs by database, such as ON CONFLICT):
+
+        execute(values)           on the request session's connection, in its transaction:
+                                  a row the caller needs no ORM object of (an audit event, a
+                                  code), or a narrow read
+        run(connection, values)   on a SQLAlchemy connection of the caller's (the mail
+                                  sender's autocommitted one)
 
     On PostgreSQL it runs as psycopg's own prepared statement (``execute(prepare=True)``;
-    psycopg keeps its prepared statements right across the session's ROLLBACKs), compiled
-    once: a sign-in runs about a dozen, and each cost ~300 µs of Python through SQLAlchemy
-    Core and ~570 µs as an ORM object flushed at commit, against ~175 µs here (the
-    statement's round trip included; docs/benchmarks.md). Values of JSON columns are sent
-    as their text, which the statement's ``::JSON`` casts type. Elsewhere (SQLite) it is the
-    Core statement on the session's connection.
+    psycopg keeps its prepared statements right across ROLLBACKs), compiled once: a sign-in
+    runs about a dozen, and each cost ~300 µs of Python through SQLAlchemy Core and ~570 µs
+    as an ORM object flushed at commit, against ~175 µs here (the statement's round trip
+    included; docs/benchmarks.md). Values of JSON columns are sent as their text, which the
+    statement's ``::JSON`` casts type. Elsewhere (SQLite) it is the Core statement.
 
-    ``execute(values)`` returns a cursor-like result: ``fetchone()``, ``rowcount``. Driver
-    errors come out as SQLAlchemy's. Nothing is flushed first: the statement must not need
-    what the ORM holds unflushed.
+    Both return a cursor-like result: ``fetchone()``, ``fetchall()``, ``rowcount``; rows are
+    tuples (read them by position). Driver errors come out as SQLAlchemy's. Nothing is
+    flushed first: the statement must not need what the ORM holds unflushed.
     """
 
     def __init__(self, build) -> None:
@@ -423,8 +426,13 @@ class InTransaction:
         statement = self.statement("postgresql")
         compiled = statement.compile(dialect=postgresql.psycopg.dialect())
         self.sql = str(compiled)
-        # Values the statement holds itself (``.values(status="pending")``), sent with each.
-        self.fixed = {name: value for name, value in compiled.params.items() if value is not None}
+        # Values the statement holds itself (``.values(status="pending", sent_at=None)``),
+        # sent with each; the others are the caller's.
+        self.fixed = {
+            name: value
+            for name, value in compiled.params.items()
+            if not compiled.binds[name].required
+        }
         self.json = frozenset(
             name for name, bind in compiled.binds.items() if isinstance(bind.type, sqltypes.JSON)
         )
@@ -437,22 +445,23 @@ class InTransaction:
         return built
 
     def execute(self, values: dict):
-        current = session()
-        if driver_path():
-            if self.fixed:
-                values = {**self.fixed, **values}
-            if self.json:
-                values = {
-                    name: json.dumps(value) if name in self.json and value is not None else value
-                    for name, value in values.items()
-                }
-            conn = current.connection().connection.driver_connection
-            try:
-                return conn.execute(self.sql, values, prepare=True)
-            except Exception as exc:
-                raise wrap_driver_error(exc) from exc
-        connection = current.connection()
-        return connection.execute(self.statement(connection.dialect.name), values)
+        return self.run(session().connection(), values)
+
+    def run(self, connection, values: dict):
+        if connection.dialect.driver != "psycopg":
+            return connection.execute(self.statement(connection.dialect.name), values)
+        if self.fixed:
+            values = {**self.fixed, **values}
+        if self.json:
+            values = {
+                name: json.dumps(value) if name in self.json and value is not None else value
+                for name, value in values.items()
+            }
+        proxied = connection.connection
+        try:
+            return proxied.driver_connection.execute(self.sql, values, prepare=True)
+        except Exception as exc:  # a dropped connection is invalidated, as SQLAlchemy would
+            raise wrap_driver_error(exc, proxied) from exc
 
 
 def wrap_driver_error(exc: Exception, proxied=None) -> Exception:

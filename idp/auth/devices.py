@@ -98,13 +98,13 @@ def browser_token() -> tuple[str, bool]:
 # session row, audit events), which then go in one flush at the caller's commit.
 _user_id = bindparam("user_id")
 # How many devices the user has, and the id of the one with this hash ("": none).
-_COUNT_AND_MATCH = db.InTransaction(
+_COUNT_AND_MATCH = db.Statement(
     select(
         func.count(),
         func.max(case((KnownDevice.token_hash == bindparam("token_hash"), KnownDevice.id))),
     ).where(KnownDevice.user_id == _user_id)
 )
-_SEEN_AGAIN = db.InTransaction(
+_SEEN_AGAIN = db.Statement(
     update(KnownDevice)
     .where(KnownDevice.id == bindparam("device_id"))
     .values(last_seen_at=bindparam("now"))
@@ -116,7 +116,7 @@ _keep = (
     .limit(bindparam("keep"))
 )
 # One statement: the subquery is evaluated by the database, not sent back as a list.
-_FORGET_OLDEST = db.InTransaction(
+_FORGET_OLDEST = db.Statement(
     delete(KnownDevice).where(
         KnownDevice.user_id == _user_id, KnownDevice.id.not_in(_keep.scalar_subquery())
     )
@@ -137,7 +137,7 @@ def _remember_statement(dialect: str):
     return statement.returning(KnownDevice.id)
 
 
-_REMEMBER = db.InTransaction(_remember_statement)
+_REMEMBER = db.Statement(_remember_statement)
 
 
 def remember(user: User, token: str, description: str) -> bool:

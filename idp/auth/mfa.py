@@ -61,7 +61,7 @@ class Factor:
 
 FACTORS: list[Factor] = []
 # The statement of ``survey`` for the registered factors, built once (registering resets it).
-_SURVEY: dict[str, db.InTransaction] = {}
+_SURVEY: dict[str, db.Statement] = {}
 
 
 def register_factor(
@@ -92,7 +92,7 @@ def survey(user: User) -> tuple[dict[str, bool], bool]:
             Group.mfa_required.is_(True),
         )
         conditions = [f.present(user_id) for f in FACTORS if f.present is not None]
-        statement = _SURVEY["statement"] = db.InTransaction(select(group, *conditions))
+        statement = _SURVEY["statement"] = db.Statement(select(group, *conditions))
     current = db.session()
     if current.autoflush:  # as Session.execute would: a factor added just now counts
         current.flush()

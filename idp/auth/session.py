@@ -45,7 +45,7 @@ def is_live(row: UserSession | None) -> bool:
     return row.last_seen_at + idle > now and row.created_at + absolute > now
 
 
-_SIGNED_IN = db.InTransaction(
+_SIGNED_IN = db.Statement(
     update(User)
     .where(User.id == bindparam("user_id"))
     .values(last_login_at=bindparam("at"), updated_at=bindparam("at"))
@@ -140,7 +140,7 @@ _SESSION_COLUMNS = (
     "sid", "user_id", "created_at", "last_seen_at", "auth_time", "amr", "factors",
     "user_agent", "ip", "ended_at", "end_reason",
 )  # fmt: skip
-_INSERT_SESSION = db.InTransaction(
+_INSERT_SESSION = db.Statement(
     insert(UserSession)
     .values({name: bindparam(name) for name in _SESSION_COLUMNS})
     .returning(UserSession.id)
@@ -303,7 +303,7 @@ def _remember_client_statement(dialect: str) -> Insert:
     )
 
 
-_REMEMBER_CLIENT = db.InTransaction(_remember_client_statement)
+_REMEMBER_CLIENT = db.Statement(_remember_client_statement)
 
 
 def current_authentication() -> tuple[int, list[str]]:

@@ -23,7 +23,7 @@ from .message import render
 __all__ = ["Retried", "destination", "init_app", "retry_failed", "send"]
 
 # One pending row (the model's defaults: pending, due now), its id back.
-QUEUE = db.InTransaction(
+QUEUE = db.Statement(
     insert(MailMessage)
     .values(
         to_address=bindparam("to_address"),

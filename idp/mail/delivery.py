@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from flask import Flask, current_app
 from sqlalchemy import event, select, update
@@ -99,7 +100,17 @@ def transmit_smtp(config, to: str, message: str) -> None:
         raise Undelivered(f"{type(exc).__name__}: {exc}"[:300]) from None
 
 
-def transmit_outbox(row: MailMessage) -> Path:
+class Claimed(NamedTuple):
+    """What the claim returns of a message: all that sending it needs."""
+
+    id: int
+    to_address: str
+    subject: str
+    message: str | None
+    created_at: datetime
+
+
+def transmit_outbox(row: Claimed) -> Path:
     """Development: the message as a .eml file (readable by any mail program)."""
     folder = outbox_dir()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -119,7 +130,7 @@ def transmit_outbox(row: MailMessage) -> Path:
     return path
 
 
-def transmit(row: MailMessage) -> None:
+def transmit(row: Claimed) -> None:
     config = current_app.config
     if config["SMTP_HOST"]:
         transmit_smtp(config, row.to_address, row.message or "")
@@ -147,7 +158,7 @@ def pending_rows(limit: int):
     """(id, attempts, next_attempt_at) of up to ``limit`` pending rows, the earliest due first.
     The read ends at once: no transaction stays open while we talk to the SMTP server."""
     with one_statement() as conn:
-        return conn.execute(PENDING_ROWS, {"limit": limit}).all()
+        return PENDING_ROWS.run(conn, {"limit": limit}).fetchall()
 
 
 @dataclass(frozen=True)
@@ -169,20 +180,20 @@ def deliver_round(limit: int = 100) -> Round:
     rows = pending_rows(limit + 1)
     now = utcnow()
     # Ordered by due time: the first row not yet due is the earliest of those that wait.
-    waiting = next((row.next_attempt_at for row in rows if row.next_attempt_at > now), None)
+    waiting = next((due for _, _, due in rows if due > now), None)
     later = [] if waiting is None else [waiting]
     sent, lost = 0, False
-    for row in rows[:limit]:
-        if row.next_attempt_at > now:
+    for message_id, attempts, due in rows[:limit]:
+        if due > now:
             break  # ordered by due time: the rest are not due either
-        outcome = attempt(row.id, row.attempts)
+        outcome = attempt(message_id, attempts)
         if outcome == SENT_NOW:
             sent += 1
         elif outcome == LOST:
             lost = True
         elif outcome != GAVE_UP:
             later.append(outcome)  # its next try
-    if len(rows) > limit and rows[limit].next_attempt_at <= now:
+    if len(rows) > limit and rows[limit][2] <= now:
         return Round(sent, 0.0)
     if lost:
         return Round(sent, seconds_until_next())
@@ -212,9 +223,10 @@ def attempt(message_id: int, seen_attempts: int) -> str | datetime:
     claim = {"message_id": message_id, "seen_attempts": seen_attempts, "now": now,
              "attempt": number, "lease_until": now + lease}  # fmt: skip
     with one_statement() as conn:
-        row = conn.execute(CLAIM, claim).one_or_none()
-    if row is None:
+        found = CLAIM.run(conn, claim).fetchone()
+    if found is None:
         return LOST
+    row = Claimed(*found)
     try:
         transmit(row)
     except Undelivered as exc:
@@ -223,7 +235,7 @@ def attempt(message_id: int, seen_attempts: int) -> str | datetime:
         log.exception("mail %d: unexpected error while sending", row.id)
         return failed(row.id, number, f"unexpected {type(exc).__name__}", permanent=False)
     with one_statement() as conn:
-        conn.execute(MARK_SENT, {"message_id": row.id, "now": utcnow()})
+        MARK_SENT.run(conn, {"message_id": row.id, "now": utcnow()})
     metrics.mail_sent("smtp" if config["SMTP_HOST"] else "outbox")
     log.info("mail %d sent (attempt %d)", row.id, number)
     return SENT_NOW

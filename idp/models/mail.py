@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Index, String, Text, bindparam, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..db import Statement
 from .base import Base, utcnow
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -35,14 +36,15 @@ class MailMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-# The sender's statements (idp/mail/delivery.py), built once from this table: Core, not the
-# ORM, since a notice per sign-in from a new browser makes delivery part of the sign-in's
-# cost (docs/benchmarks.md). Each claims or settles one row by its id in one statement.
+# The sender's statements (idp/mail/delivery.py), built once from this table: not the ORM,
+# since a notice per sign-in from a new browser makes delivery part of the sign-in's cost
+# (docs/benchmarks.md). Each claims or settles one row by its id in one statement; the
+# three of every delivery are ``db.Statement``s (prepared on PostgreSQL).
 _T = MailMessage.__table__
 
 # Pending rows, the earliest due first: the due ones are delivered, the first one not yet
 # due tells the round how long to wait (the index ix_mail_messages_status serves both).
-PENDING_ROWS = (
+PENDING_ROWS = Statement(
     select(_T.c.id, _T.c.attempts, _T.c.next_attempt_at)
     .where(_T.c.status == PENDING)
     .order_by(_T.c.next_attempt_at, _T.c.id)
@@ -50,7 +52,7 @@ PENDING_ROWS = (
 )
 # The claim: one worker's conditional UPDATE wins (attempts + 1, next try after a lease)
 # and gets what it needs to transmit.
-CLAIM = (
+CLAIM = Statement(
     update(_T)
     .where(
         _T.c.id == bindparam("message_id"),
@@ -62,7 +64,7 @@ CLAIM = (
     .returning(_T.c.id, _T.c.to_address, _T.c.subject, _T.c.message, _T.c.created_at)
 )
 # Accepted by the server: the body is erased (later messages carry single-use links).
-MARK_SENT = (
+MARK_SENT = Statement(
     update(_T)
     .where(_T.c.id == bindparam("message_id"))
     .values(status=SENT, sent_at=bindparam("now"), message=None, last_error=None)

@@ -36,7 +36,7 @@ from .claims import OIDC_SCOPES
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 
 _CODE_COLUMNS = tuple(c.key for c in AuthorizationCode.__table__.columns if c.key != "id")
-_INSERT_CODE = db.InTransaction(
+_INSERT_CODE = db.Statement(
     insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_COLUMNS})
 )
 

@@ -333,7 +333,7 @@ def test_a_message_another_worker_claimed_keeps_the_thread_waiting_for_its_lease
             claim = {"message_id": message_id, "seen_attempts": 0, "now": now, "attempt": 1,
                      "lease_until": now + delivery.timedelta(seconds=60)}  # fmt: skip
             s = db.session()
-            assert s.connection().execute(delivery.CLAIM, claim).one_or_none() is not None
+            assert delivery.CLAIM.run(s.connection(), claim).fetchone() is not None
             s.commit()
         return rows
 

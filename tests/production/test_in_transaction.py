@@ -1,4 +1,4 @@
-"""The sign-in's statements on the session's connection (``db.InTransaction``): what they
+"""The sign-in's statements on the session's connection (``db.Statement``): what they
 write is what the ORM would have written, they belong to the caller's transaction, and
 their errors are SQLAlchemy's. Each test runs on SQLite and, with IDP_TEST_DATABASE_URL, on
 PostgreSQL (psycopg's prepared statements there).
@@ -19,7 +19,7 @@ from idp.models import AuditEvent, KnownDevice, MailMessage, UserSession
 from idp.models.mail import PENDING
 
 AT = datetime(2026, 12, 6, 9, 30, 15, 123456, tzinfo=UTC)
-INSERT_DEVICE = db.InTransaction(
+INSERT_DEVICE = db.Statement(
     insert(KnownDevice).values(
         user_id=bindparam("user_id"),
         token_hash=bindparam("token_hash"),
