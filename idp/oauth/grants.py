@@ -66,8 +66,13 @@ class ResourceIndicators:
 
 class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH
-    # 48 characters of [A-Za-z0-9]: about 285 bits, far above the 128 the issue asks for.
-    AUTHORIZATION_CODE_LENGTH = 48
+
+    def generate_authorization_code(self) -> str:
+        """256 random bits (RFC 6749 §10.10 and RFC 9700 §4.5 ask for at least 128), as the
+        tokens have (``tokens.new_secret``): one read of the system's random source.
+        Authlib's default draws 48 characters one at a time from ``SystemRandom`` (48
+        reads, ~45 µs a code against ~1 µs)."""
+        return tokens.new_secret()
 
     @staticmethod
     def validate_authorization_redirect_uri(request, client):
