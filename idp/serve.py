@@ -15,11 +15,15 @@ from __future__ import annotations
 import os
 import re
 import sys
+import zlib
 
 import flask
 from flask import Flask, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
+from itsdangerous import URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
+from itsdangerous.url_safe import URLSafeSerializerMixin
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -168,6 +172,22 @@ def add_vary(response, name: str) -> None:
         lines[found] = ("Vary", f"{value}, {name}")
 
 
+class SessionSerializer(URLSafeTimedSerializer):
+    """itsdangerous's serializer of the session cookie, compressing with a small deflate
+    state. ``zlib.compress`` sets up a 32 KiB window and its tables for every cookie (~55 µs
+    on the issue's host, for a ~400-byte payload); a 4 KiB window (a cookie is at most that)
+    and memLevel 4 compress a session to the same length in ~7 µs. The result is a zlib
+    stream any ``zlib.decompress`` reads, so cookies stay readable both ways."""
+
+    def dump_payload(self, obj) -> bytes:
+        json = super(URLSafeSerializerMixin, self).dump_payload(obj)  # the JSON, as bytes
+        deflate = zlib.compressobj(6, zlib.DEFLATED, 12, 4)
+        compressed = deflate.compress(json) + deflate.flush()
+        if len(compressed) < len(json) - 1:  # itsdangerous's own rule and format
+            return b"." + base64_encode(compressed)
+        return base64_encode(json)
+
+
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, with the signing serializer built once per key.
 
@@ -199,6 +219,8 @@ class CookieSessions(SecureCookieSessionInterface):
         cached_keys, serializer = self._cached
         if cached_keys != keys:
             serializer = super().get_signing_serializer(app)
+            if type(serializer) is URLSafeTimedSerializer:  # Flask's, cheaper compression
+                serializer.__class__ = SessionSerializer
             self._cached = (keys, serializer)
         return serializer
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 from flask import Response
+from flask.sessions import SecureCookieSessionInterface
 
-from idp.serve import add_vary
+from idp.serve import SessionSerializer, add_vary
 
 from ..helpers import basic_auth, csrf_token
 
@@ -91,6 +92,23 @@ def test_the_session_cookie_keeps_its_attributes(client):
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
     assert "Cookie" in vary(response)
+
+
+def test_the_session_cookie_reads_and_is_read_as_flasks_own(app, client, auth, user):
+    # serve.SessionSerializer compresses with a smaller deflate state than itsdangerous's:
+    # a browser's cookie from before (Flask's serializer) still signs it in, and its cookies
+    # are Flask's format, compressed (".") when that is shorter, as Flask's would be.
+    stock = SecureCookieSessionInterface().get_signing_serializer(app)
+    ours = app.session_interface.get_signing_serializer(app)
+    assert type(ours) is SessionSerializer
+    big = {"next": "/authorize?client_id=abc&scope=openid+profile" * 20, "n": 1}
+    for value in (big, {"csrf_token": "0123456789abcdef0123456789abcdef01234567"}):
+        assert stock.loads(ours.dumps(value)) == value == ours.loads(stock.dumps(value))
+    assert ours.dumps(big).startswith(".") and len(ours.dumps(big)) < 400
+    auth.login()
+    cookie = client.get_cookie("idp_session").value
+    client.set_cookie("idp_session", stock.dumps(ours.loads(cookie)))
+    assert client.get("/account/").status_code == 200
 
 
 @pytest.mark.parametrize(
