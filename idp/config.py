@@ -62,6 +62,9 @@ DEFAULTS: dict[str, object] = {
     "ARGON2_MEMORY_COST": 19456,  # KiB
     "ARGON2_TIME_COST": 2,
     "ARGON2_PARALLELISM": 1,
+    # Seconds without a password check after which a worker gives argon2's memory back to
+    # the system; while sign-ins keep coming it stays in place (auth.passwords).
+    "ARGON2_RELEASE_AFTER_IDLE": 10,
     # Passwords longer than this many UTF-8 bytes are refused before hashing.
     "PASSWORD_MAX_BYTES": 1024,
     # Shortest password a user may choose, in characters (Unicode code points after NFKC).

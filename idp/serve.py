@@ -274,13 +274,15 @@ def exec_gunicorn(settings: dict[str, object], extra: tuple[str, ...] = ()) -> N
         if value is not None:
             os.environ[f"IDP_{name.upper()}"] = str(value)
     # argon2 runs on one thread per worker (auth.passwords), so a worker holds at most one
-    # ARGON2_MEMORY_COST buffer (19 MiB) at a time. A fixed mmap threshold gives it back to
-    # the system after each sign-in (glibc would otherwise keep it in that thread's arena for
-    # good: ~119 MB per worker instead of ~100); glibc's hugetlb tunable maps it with
-    # transparent huge pages (THP in "madvise" or "always" mode), so faulting it in again
-    # costs a few ms instead of the 12-15 ms of 4 KiB page faults (docs/benchmarks.md).
-    # Set either variable yourself to choose otherwise.
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1024 * 1024))
+    # ARGON2_MEMORY_COST buffer (19 MiB) at a time. Fixed malloc thresholds keep it in that
+    # thread's arena between sign-ins (mmap and trimming above 32 MiB only): mapped afresh
+    # for each sign-in it cost ~800 page faults and the zeroing of 19 MiB each time, huge
+    # pages or not (docs/benchmarks.md, thirteenth round). The worker gives it back once
+    # idle (ARGON2_RELEASE_AFTER_IDLE, auth.passwords). glibc's hugetlb tunable maps the
+    # arenas with transparent huge pages (THP in "madvise" or "always" mode). Set any of
+    # these variables yourself to choose otherwise.
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(32 * 1024 * 1024))
+    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(32 * 1024 * 1024))
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" not in tunables:
         os.environ["GLIBC_TUNABLES"] = ":".join(filter(None, (tunables, "glibc.malloc.hugetlb=1")))

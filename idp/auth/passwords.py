@@ -12,13 +12,18 @@ one at a time: a worker serves one core, so this costs no sign-in throughput. Th
 has a glibc malloc arena of its own, in which nothing but argon2 allocates, so each
 computation's ARGON2_MEMORY_COST buffer (19 MiB) is the block the previous one freed, still
 in memory: no 19 MiB of page faults per sign-in, and one buffer per worker rather than one
-per request thread (docs/architecture.md, "Passwords").
+per request thread. ``idp serve``'s malloc thresholds keep that block in the arena between
+sign-ins; once no password has been checked for ARGON2_RELEASE_AFTER_IDLE seconds the
+worker gives it back (``_Release``), so an idle worker does not hold it (docs/architecture.md,
+"Hot paths").
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -28,8 +33,69 @@ from flask import Flask, current_app
 
 from .policy import normalise
 
-_executor: tuple[int, ThreadPoolExecutor] | None = None
+_executor: tuple[int, ThreadPoolExecutor, _Release] | None = None
 _executor_lock = threading.Lock()
+RELEASE_AFTER_IDLE = [10.0]  # ARGON2_RELEASE_AFTER_IDLE, set by init_app
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter (malloc.h)
+
+
+def _glibc():
+    """The C library when it is glibc (``mallopt``, ``malloc``, ``free``) and the process
+    runs with a fixed trim threshold (``idp serve`` sets MALLOC_TRIM_THRESHOLD_), else None:
+    with glibc's own moving thresholds there is nothing to put back."""
+    if not os.environ.get("MALLOC_TRIM_THRESHOLD_", "").isdigit():
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.malloc.restype = ctypes.c_void_p
+        libc.malloc.argtypes = [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+        libc.gnu_get_libc_version  # noqa: B018 (glibc's own symbol: not musl, not macOS)
+    except (AttributeError, OSError):
+        return None
+    return libc
+
+
+class _Release:
+    """Gives argon2's buffer back to the system once no argon2 computation has run for
+    ``RELEASE_AFTER_IDLE`` seconds; while sign-ins keep coming, each reuses it.
+
+    The freed buffer is the top of the argon2 thread's own arena, which glibc shrinks only
+    when a large block of that arena is freed while the top exceeds the trim threshold
+    (``malloc_trim`` leaves a thread arena's top alone). So, once idle, this lowers the
+    threshold, has the argon2 thread free a 256 KiB block, and puts the threshold back.
+    One thread per process (and only where the C library is glibc), asleep until a
+    computation."""
+
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
+        self.executor = executor
+        self.last = 0.0
+        self.pending = threading.Event()
+        self.libc = _glibc()
+        if self.libc is not None:
+            threading.Thread(target=self._run, name="argon2-release", daemon=True).start()
+
+    def used(self) -> None:
+        self.last = time.monotonic()
+        self.pending.set()
+
+    def _run(self) -> None:
+        while True:
+            self.pending.wait()
+            self.pending.clear()  # a computation from now on asks for another release
+            while (left := self.last + RELEASE_AFTER_IDLE[0] - time.monotonic()) > 0:
+                time.sleep(left)
+            self.executor.submit(self.release).result()
+
+    def release(self) -> None:
+        """On the argon2 thread, between computations: its arena's free top goes back."""
+        libc = self.libc
+        libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024)
+        try:
+            libc.free(libc.malloc(256 * 1024))
+        finally:
+            libc.mallopt(M_TRIM_THRESHOLD, int(os.environ["MALLOC_TRIM_THRESHOLD_"]))
 
 
 def _run(call, *args):
@@ -40,8 +106,13 @@ def _run(call, *args):
     if _executor is None or _executor[0] != pid:
         with _executor_lock:
             if _executor is None or _executor[0] != pid:
-                _executor = (pid, ThreadPoolExecutor(1, thread_name_prefix="argon2"))
-    return _executor[1].submit(call, *args).result()
+                executor = ThreadPoolExecutor(1, thread_name_prefix="argon2")
+                _executor = (pid, executor, _Release(executor))
+    _, executor, release = _executor
+    try:
+        return executor.submit(call, *args).result()
+    finally:
+        release.used()
 
 
 class PasswordTooLong(ValueError):
@@ -55,6 +126,7 @@ def init_app(app: Flask) -> None:
         parallelism=int(app.config["ARGON2_PARALLELISM"]),
     )
     app.extensions["idp.passwords"] = hasher
+    RELEASE_AFTER_IDLE[0] = float(app.config["ARGON2_RELEASE_AFTER_IDLE"])
     # Verified when a username is unknown, so a miss costs the same as a wrong password.
     app.extensions["idp.passwords.dummy"] = dummy_hash(
         hasher.memory_cost, hasher.time_cost, hasher.parallelism
