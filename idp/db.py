@@ -409,7 +409,7 @@ class Statement:
                                   sender's autocommitted one)
 
     On PostgreSQL it runs as psycopg's own prepared statement (``execute(prepare=True)``;
-    psycopg keeps its prepared statements right across ROLLBACKs), compiled once: a sign-in
+    psycopg prepares it again after a ROLLBACK deallocated it), compiled once: a sign-in
     runs about a dozen, and each cost ~300 µs of Python through SQLAlchemy Core and ~570 µs
     as an ORM object flushed at commit, against ~175 µs here (the statement's round trip
     included; docs/benchmarks.md). Values of JSON columns are sent as their text, which the

@@ -86,7 +86,10 @@ class _Release:
             self.pending.clear()  # a computation from now on asks for another release
             while (left := self.last + RELEASE_AFTER_IDLE[0] - time.monotonic()) > 0:
                 time.sleep(left)
-            self.executor.submit(self.release).result()
+            try:
+                self.executor.submit(self.release).result()
+            except RuntimeError:  # the executor is shut down: the process is exiting
+                return
 
     def release(self) -> None:
         """On the argon2 thread, between computations: its arena's free top goes back."""
