@@ -35,7 +35,7 @@ from .policy import normalise
 
 _executor: tuple[int, ThreadPoolExecutor, _Release] | None = None
 _executor_lock = threading.Lock()
-RELEASE_AFTER_IDLE = [10.0]  # ARGON2_RELEASE_AFTER_IDLE, set by init_app
+RELEASE_AFTER_IDLE = 10.0  # ARGON2_RELEASE_AFTER_IDLE, set by init_app
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter (malloc.h)
 
 
@@ -73,7 +73,8 @@ class _Release:
         self.last = 0.0
         self.pending = threading.Event()
         self.libc = _glibc()
-        if self.libc is not None:
+        if self.libc is not None:  # the threshold to put back: idp serve's, checked there
+            self.keep = int(os.environ["MALLOC_TRIM_THRESHOLD_"])
             threading.Thread(target=self._run, name="argon2-release", daemon=True).start()
 
     def used(self) -> None:
@@ -84,7 +85,7 @@ class _Release:
         while True:
             self.pending.wait()
             self.pending.clear()  # a computation from now on asks for another release
-            while (left := self.last + RELEASE_AFTER_IDLE[0] - time.monotonic()) > 0:
+            while (left := self.last + RELEASE_AFTER_IDLE - time.monotonic()) > 0:
                 time.sleep(left)
             try:
                 self.executor.submit(self.release).result()
@@ -98,7 +99,7 @@ class _Release:
         try:
             libc.free(libc.malloc(256 * 1024))
         finally:
-            libc.mallopt(M_TRIM_THRESHOLD, int(os.environ["MALLOC_TRIM_THRESHOLD_"]))
+            libc.mallopt(M_TRIM_THRESHOLD, self.keep)
 
 
 def _run(call, *args):
@@ -129,7 +130,8 @@ def init_app(app: Flask) -> None:
         parallelism=int(app.config["ARGON2_PARALLELISM"]),
     )
     app.extensions["idp.passwords"] = hasher
-    RELEASE_AFTER_IDLE[0] = float(app.config["ARGON2_RELEASE_AFTER_IDLE"])
+    global RELEASE_AFTER_IDLE
+    RELEASE_AFTER_IDLE = float(app.config["ARGON2_RELEASE_AFTER_IDLE"])
     # Verified when a username is unknown, so a miss costs the same as a wrong password.
     app.extensions["idp.passwords.dummy"] = dummy_hash(
         hasher.memory_cost, hasher.time_cost, hasher.parallelism
