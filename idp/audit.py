@@ -11,11 +11,11 @@ from flask import has_request_context, request
 from sqlalchemy import bindparam, insert
 
 from . import db
-from .models import AuditEvent, utcnow
+from .models import AuditEvent
 
 log = logging.getLogger("idp.security")
 
-COLUMNS = ("at", "event", "actor", "target", "ip", "details")
+COLUMNS = ("event", "actor", "target", "ip", "details")  # and ``at``, its default
 # One row, INSERTed at once on the session's connection (``db.Statement``): nothing
 # reads it back in the request, so it needs no ORM object and no place in the flush (a
 # sign-in records two or three).
@@ -26,9 +26,6 @@ def record(event: str, *, actor: str | None = None, target: str | None = None, *
     """Add the event to the current transaction; it is saved with the caller's commit (and
     undone by its rollback)."""
     ip = request.remote_addr if has_request_context() else None
-    values = {
-        "at": utcnow(), "event": event, "actor": actor, "target": target, "ip": ip,
-        "details": details,
-    }  # fmt: skip
+    values = {"event": event, "actor": actor, "target": target, "ip": ip, "details": details}
     _INSERT.execute(values)
     log.info("%s actor=%s target=%s ip=%s %s", event, actor, target, ip, details)

@@ -415,9 +415,12 @@ class Statement:
     included; docs/benchmarks.md). Values of JSON columns are sent as their text, which the
     statement's ``::JSON`` casts type. Elsewhere (SQLite) it is the Core statement.
 
-    Both return a cursor-like result: ``fetchone()``, ``fetchall()``, ``rowcount``; rows are
-    tuples (read them by position). Driver errors come out as SQLAlchemy's. Nothing is
-    flushed first: the statement must not need what the ORM holds unflushed.
+    Columns the statement leaves out get the model's Python-side defaults (``default=``;
+    ``onupdate=`` in an UPDATE), as SQLAlchemy gives them; a callable default is called
+    without an execution context. Both return a cursor-like result: ``fetchone()``,
+    ``fetchall()``, ``rowcount``; rows are tuples (read them by position). Driver errors
+    come out as SQLAlchemy's. Nothing is flushed first: the statement must not need what
+    the ORM holds unflushed.
     """
 
     def __init__(self, build) -> None:
@@ -426,12 +429,24 @@ class Statement:
         statement = self.statement("postgresql")
         compiled = statement.compile(dialect=postgresql.psycopg.dialect())
         self.sql = str(compiled)
+        # The model's Python-side defaults (``default=``, and ``onupdate=`` of an UPDATE) of
+        # the columns the statement leaves out: SQLAlchemy compiles each as a parameter and
+        # fills it in at execution, so this path fills it in too, where the caller has not.
+        self.defaults = {
+            column.key: default
+            for columns, attribute in (
+                (compiled.insert_prefetch, "default"),
+                (compiled.update_prefetch, "onupdate"),
+            )
+            for column in columns
+            if (default := getattr(column, attribute)) is not None
+        }
         # Values the statement holds itself (``.values(status="pending", sent_at=None)``),
         # sent with each; the others are the caller's.
         self.fixed = {
             name: value
             for name, value in compiled.params.items()
-            if not compiled.binds[name].required
+            if not compiled.binds[name].required and name not in self.defaults
         }
         self.json = frozenset(
             name for name, bind in compiled.binds.items() if isinstance(bind.type, sqltypes.JSON)
@@ -450,8 +465,11 @@ class Statement:
     def run(self, connection, values: dict):
         if connection.dialect.driver != "psycopg":
             return connection.execute(self.statement(connection.dialect.name), values)
-        if self.fixed:
+        if self.fixed or self.defaults:
             values = {**self.fixed, **values}
+            for name, default in self.defaults.items():
+                if name not in values:  # as SQLAlchemy's execution context calls it
+                    values[name] = default.arg(None) if default.is_callable else default.arg
         if self.json:
             values = {
                 name: json.dumps(value) if name in self.json and value is not None else value

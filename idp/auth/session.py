@@ -286,7 +286,7 @@ def remember_client(sid: str | None, client_id: str) -> None:
     # One statement, not a look-up and an insert: a pair already recorded stays as it was
     # (its first_at kept), and two racing requests cannot both insert it. It runs on the
     # transaction's connection: it needs nothing of what the ORM holds unflushed.
-    _REMEMBER_CLIENT.execute({"session_id": row.id, "client_id": client_id, "first_at": utcnow()})
+    _REMEMBER_CLIENT.execute({"session_id": row.id, "client_id": client_id})  # first_at: default
 
 
 def _remember_client_statement(dialect: str) -> Insert:
@@ -294,11 +294,7 @@ def _remember_client_statement(dialect: str) -> Insert:
     insert = db.insert_for(dialect)
     return (
         insert(SessionClient)
-        .values(
-            session_id=bindparam("session_id"),
-            client_id=bindparam("client_id"),
-            first_at=bindparam("first_at"),
-        )
+        .values(session_id=bindparam("session_id"), client_id=bindparam("client_id"))
         .on_conflict_do_nothing(index_elements=["session_id", "client_id"])
     )
 

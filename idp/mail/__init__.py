@@ -15,8 +15,7 @@ from flask import Flask
 from sqlalchemy import bindparam, insert
 
 from .. import db
-from ..models import MailMessage, utcnow
-from ..models.mail import PENDING
+from ..models import MailMessage
 from .delivery import Retried, Sender, kick_after_commit, outbox_dir, retry_failed
 from .message import render
 
@@ -29,10 +28,6 @@ QUEUE = db.Statement(
         to_address=bindparam("to_address"),
         subject=bindparam("subject"),
         message=bindparam("message"),
-        status=PENDING,
-        created_at=bindparam("now"),
-        attempts=0,
-        next_attempt_at=bindparam("now"),
     )
     .returning(MailMessage.id)
 )
@@ -46,10 +41,7 @@ def send(to: str, subject: str, template: str, **context) -> int:
     nothing else refers to it, so it needs no ORM object and no place in the flush (a
     notice goes out with every sign-in from a new browser)."""
     message = render(to, subject, template, **context)
-    values = {
-        "to_address": message["To"], "subject": subject, "message": message.as_string(),
-        "now": utcnow(),
-    }  # fmt: skip
+    values = {"to_address": message["To"], "subject": subject, "message": message.as_string()}
     queued = QUEUE.execute(values).fetchone()[0]
     kick_after_commit()
     return queued

@@ -10,12 +10,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp import audit, db, mail
 from idp.auth import session as sessions
-from idp.models import AuditEvent, KnownDevice, MailMessage, UserSession
+from idp.models import AuditEvent, KnownDevice, MailMessage, User, UserSession, utcnow
 from idp.models.mail import PENDING
 
 AT = datetime(2026, 12, 6, 9, 30, 15, 123456, tzinfo=UTC)
@@ -48,13 +48,40 @@ def test_values_read_back_as_the_orm_reads_them(app):
 
 
 def test_a_statements_own_values_are_written_and_returning_gives_the_id(app):
-    # mail.QUEUE holds status and attempts itself; only the caller's values are passed.
+    # The statement holds "pending" itself; only the caller's values are passed.
+    statement = db.Statement(
+        insert(MailMessage)
+        .values(to_address=bindparam("to"), subject="Hi", message="m", status="sent", attempts=1)
+        .returning(MailMessage.id)
+    )
     with app.test_request_context("/"):
+        queued = statement.execute({"to": "bob@example.com"}).fetchone()[0]
+        db.session().commit()
+        row = db.session().get(MailMessage, queued)
+        assert (row.status, row.attempts, row.to_address) == ("sent", 1, "bob@example.com")
+
+
+def test_the_columns_a_statement_leaves_out_get_the_models_defaults(app, user):
+    # mail.QUEUE names only the address, subject and text: the row is pending, with no
+    # attempt yet, and due from its creation on, as an ORM object of the model would be.
+    with app.test_request_context("/"):
+        started = utcnow()
         queued = mail.send("bob@example.com", "Hello", "notice", name="Bob", text="Hi")
         db.session().commit()
         row = db.session().get(MailMessage, queued)
         assert (row.status, row.attempts, row.to_address) == (PENDING, 0, "bob@example.com")
-        assert row.created_at == row.next_attempt_at and "Subject: Hello" in row.message
+        assert started <= row.created_at <= row.next_attempt_at <= utcnow()
+        assert "Subject: Hello" in row.message
+        # An UPDATE gets the columns' onupdate (users.updated_at), unless it names them.
+        user = db.session().merge(user)
+        user.updated_at = AT
+        db.session().commit()
+        db.Statement(
+            update(User).where(User.id == bindparam("uid")).values(last_login_at=bindparam("at"))
+        ).execute({"uid": user.id, "at": AT})
+        db.session().commit()
+        db.session().refresh(user)
+        assert user.last_login_at == AT and user.updated_at >= started
 
 
 def test_a_rollback_undoes_them_and_a_commit_keeps_them(app, user):
