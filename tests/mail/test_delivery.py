@@ -168,6 +168,27 @@ def test_the_policys_header_cache_writes_what_the_standard_library_writes(
     assert subject.isascii() or "=?utf-8?" in expected.partition("\r\nDate:")[0]
 
 
+def test_the_boundary_is_new_in_each_message_and_in_none_of_its_parts(app, monkeypatch):
+    # RFC 2046 §5.1.1: the boundary must not occur in the encapsulated text. The message
+    # picks its own (the standard library's generator would compile a pattern per message
+    # to check one); should a part hold it, another is drawn, as the generator would.
+    with app.app_context():
+        first = message.render(TO, "Hi", "notice", name="A", text="x")
+        second = message.render(TO, "Hi", "notice", name="A", text="x")
+        assert first.get_boundary() != second.get_boundary()
+        draws = iter(["taken", "second-draw"])
+        monkeypatch.setattr(message, "_boundary", lambda: next(draws))
+        rendered = message.render(TO, "Hi", "notice", name="A", text="--taken--")
+    written = rendered.as_string()
+    assert rendered.get_boundary() == "second-draw"
+    parsed = message_from_bytes(written.encode(), policy=default)
+    assert [part.get_content_type() for part in parsed.iter_parts()] == [
+        "text/plain",
+        "text/html",
+    ]
+    assert "--taken--" in parsed.get_body(("plain",)).get_content()
+
+
 def test_a_header_cannot_be_injected_through_the_subject(app):
     with app.app_context(), pytest.raises(ValueError):
         mail.send(TO, "Hi\r\nBcc: everyone@example.com", "notice", name="A", text="x")
