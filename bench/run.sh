@@ -189,7 +189,11 @@ rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%d", sep, $1/1024; sep=","}'
 for line in "${results[@]}"; do
   echo "${line#RESULT }" | "$PY" -c "
 import json, sys
+from importlib.metadata import distribution
 row = json.loads(sys.stdin.read())
+# Which argon2 build served the sign-ins: PyPI's portable wheel or one built here.
+tags = [l.split(': ', 1)[1] for l in distribution('argon2-cffi-bindings').read_text('WHEEL').splitlines() if l.startswith('Tag: ')]
+row.update(argon2_build='pypi' if any('manylinux' in t for t in tags) else 'local')
 row.update(database='$DB', workers=$WORKERS, worker_quota_percent=${BENCH_WORKER_QUOTA:-None}, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
            server='${BENCH_SERVER:-idp}', database_pinned=${BENCH_PIN_DATABASE:-0} == 1,
            worker_rss_mb=[int(x) for x in '$rss'.split(',') if x])
@@ -202,7 +206,8 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 if rows:
     r = rows[0]
     print(f"\n{r['database']}, {r['workers']} worker(s), {r['connections']} connections, "
-          f"{r['seconds']} s per scenario; worker RSS MB: {r['worker_rss_mb']}"
+          f"{r['seconds']} s per scenario; worker RSS MB: {r['worker_rss_mb']}; "
+          f"argon2: {'PyPI wheel' if r.get('argon2_build') == 'pypi' else 'built here'}"
           + (f"; each worker capped at {r['worker_quota_percent']} % of a core"
              if r.get('worker_quota_percent') else ""))
 print("| scenario | requests/s | p50 ms | p99 ms | errors | server CPU ms/req | database CPU ms/req |")
