@@ -48,7 +48,8 @@ def test_values_read_back_as_the_orm_reads_them(app):
 
 
 def test_a_statements_own_values_are_written_and_returning_gives_the_id(app):
-    # The statement holds "pending" itself; only the caller's values are passed.
+    # The statement holds the status, attempts, subject and text itself; only the address
+    # is the caller's.
     statement = db.Statement(
         insert(MailMessage)
         .values(to_address=bindparam("to"), subject="Hi", message="m", status="sent", attempts=1)
