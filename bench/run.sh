@@ -185,16 +185,17 @@ fi
 
 # Resident memory of each worker (the children of the gunicorn master) after the runs.
 rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%d", sep, $1/1024; sep=","}')
+# Which argon2 build served the sign-ins: PyPI's portable wheel (manylinux) or one built here.
+ARGON2_BUILD=$("$PY" -c "
+from importlib.metadata import distribution
+wheel = distribution('argon2-cffi-bindings').read_text('WHEEL')
+print('pypi' if 'manylinux' in wheel else 'local')")
 : >"$WORK/rows.jsonl"
 for line in "${results[@]}"; do
   echo "${line#RESULT }" | "$PY" -c "
 import json, sys
-from importlib.metadata import distribution
 row = json.loads(sys.stdin.read())
-# Which argon2 build served the sign-ins: PyPI's portable wheel or one built here.
-tags = [l.split(': ', 1)[1] for l in distribution('argon2-cffi-bindings').read_text('WHEEL').splitlines() if l.startswith('Tag: ')]
-row.update(argon2_build='pypi' if any('manylinux' in t for t in tags) else 'local')
-row.update(database='$DB', workers=$WORKERS, worker_quota_percent=${BENCH_WORKER_QUOTA:-None}, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
+row.update(argon2_build='$ARGON2_BUILD', database='$DB', workers=$WORKERS, worker_quota_percent=${BENCH_WORKER_QUOTA:-None}, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
            server='${BENCH_SERVER:-idp}', database_pinned=${BENCH_PIN_DATABASE:-0} == 1,
            worker_rss_mb=[int(x) for x in '$rss'.split(',') if x])
 print(json.dumps(row))" | tee -a "$OUT/results.jsonl" >>"$WORK/rows.jsonl"
