@@ -28,7 +28,7 @@ from inprocess import service_app
 from joserfc import jwt
 from wsgi_cpu import all_scenarios, call, warm_up
 
-from idp import db
+from idp import db, serve
 from idp.oauth import grants, jwt_tokens, keys, oidc, routes, server, tokens
 
 CPU = time.thread_time_ns
@@ -56,14 +56,16 @@ def wrap(owner, name: str, label: str) -> None:
     setattr(owner, name, timed(label, getattr(owner, name)))
 
 
-def hooks(funcs: dict, indent: str) -> None:
+def hooks(app, funcs: dict, indent: str) -> None:
     for chain in funcs.values():
         chain[:] = [timed(f"{indent}hook {hook.__qualname__}", hook) for hook in chain]
+    app.extensions[serve.HOOK_CHAINS].clear()  # made again from the lists at the next request
 
 
 def apply(parts, wrapper=wrap) -> None:
     """Put the timers of ``parts`` in place, in order: an ``(owner, name, label)`` wraps a
-    function with ``wrapper``, a ``(hooks, funcs, indent)`` each hook of an app's chains."""
+    function with ``wrapper``, a ``(hooks, app, funcs, indent)`` each hook of an app's
+    chains."""
     for part in parts:
         if part[0] is hooks:
             hooks(*part[1:])
@@ -83,8 +85,8 @@ def instrument(app) -> None:
     apply((
         (flask_app, "request_context", "Flask.request_context: Request, URL adapter"),
         (flask_app, "full_dispatch_request", "Flask.full_dispatch_request"),
-        (flask_app, "preprocess_request", "  Flask.preprocess_request"),
-        (hooks, app.before_request_funcs, "    "),
+        (app, "preprocess_request", "  Flask.preprocess_request"),
+        (hooks, app, app.before_request_funcs, "    "),
         (flask_app, "dispatch_request", "  Flask.dispatch_request: the view"),
         (routes, "_form_error", "    form check"),
         (authlib_server, "create_token_response", "    Authlib's token response"),
@@ -102,9 +104,9 @@ def instrument(app) -> None:
         (db.Prepared, "run", "      of which libpq: db.Prepared.run"),
         (flask_app, "finalize_request", "  Flask.finalize_request"),
         (flask_app, "make_response", "    Flask.make_response"),
-        (flask_app, "process_response", "    Flask.process_response"),
-        (hooks, app.after_request_funcs, "      "),
-        (flask_app, "do_teardown_request", "Flask.do_teardown_request"),
+        (app, "process_response", "    Flask.process_response"),
+        (hooks, app, app.after_request_funcs, "      "),
+        (app, "do_teardown_request", "Flask.do_teardown_request"),
         (flask_app, "do_teardown_appcontext", "Flask.do_teardown_appcontext"),
     ))  # fmt: skip
 

@@ -98,8 +98,8 @@ def instrument(app) -> None:
     apply((
         (flask_app, "request_context", "Flask.request_context"),
         (serve.CookieSessions, "open_session", "  cookie session: open"),
-        (flask_app, "preprocess_request", "Flask.preprocess_request: before hooks"),
-        (hooks, app.before_request_funcs, "  "),
+        (app, "preprocess_request", "Flask.preprocess_request: before hooks"),
+        (hooks, app, app.before_request_funcs, "  "),
         (flask_login.LoginManager, "_load_user", "  Flask-Login: the signed-in user"),
         (flask_app, "dispatch_request", "Flask.dispatch_request: the view"),
         (flask_wtf.FlaskForm, "__init__", "  FlaskForm(): the form, its CSRF token"),
@@ -125,9 +125,9 @@ def instrument(app) -> None:
         (jinja2.Template, "render", "  Jinja templates"),
         (sqlalchemy.orm.Session, "commit", "  Session.commit: flush, COMMIT"),
         (flask_app, "finalize_request", "Flask.finalize_request: after hooks"),
-        (hooks, app.after_request_funcs, "  "),
+        (hooks, app, app.after_request_funcs, "  "),
         (serve.CookieSessions, "save_session", "  cookie session: save"),
-        (flask_app, "do_teardown_request", "Flask.do_teardown_request"),
+        (app, "do_teardown_request", "Flask.do_teardown_request"),
         (flask_app, "do_teardown_appcontext", "Flask.do_teardown_appcontext"),
         # On threads of their own: counted apart, per flow.
         (argon2.PasswordHasher, "verify", "argon2 thread: PasswordHasher.verify"),

@@ -9,10 +9,10 @@ still produce: Vary (RFC 9110 §12.5.5), the session cookie (RFC 6265), NUL refu
 from __future__ import annotations
 
 import pytest
-from flask import Response
+from flask import Blueprint, Flask, Response, after_this_request, request
 from flask.sessions import SecureCookieSessionInterface
 
-from idp.serve import SessionSerializer, add_vary
+from idp.serve import HOOK_CHAINS, SessionSerializer, add_vary, hook_chains
 
 from ..helpers import basic_auth, csrf_token
 
@@ -178,3 +178,94 @@ def test_every_answer_carries_the_security_headers_and_html_is_not_stored(client
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
         assert response.headers.get("Cache-Control") == "no-store"
         assert len(response.headers.getlist("Content-Security-Policy")) == 1
+
+
+def twin_app(calls: list, lean: bool) -> Flask:
+    """An app with hooks of every kind on the app, a blueprint and a nested blueprint, each
+    writing what ran to ``calls``; ``lean`` runs them through ``serve.hook_chains``."""
+    app = Flask(__name__)
+    outer, inner = Blueprint("outer", __name__), Blueprint("inner", __name__)
+
+    def record(kind, where):
+        def url_values(endpoint, values):
+            calls.append((kind, where, endpoint, dict(values or {})))
+
+        def before():
+            calls.append((kind, where))
+            if where == "inner1" and request.args.get("stop") == kind:
+                return "stopped by a before-request hook"
+            return None
+
+        def after(response):
+            calls.append((kind, where, response.status_code))
+            response.headers.add("X-Order", f"{kind}:{where}")
+            return response
+
+        def teardown(exc):
+            calls.append((kind, where, type(exc).__name__ if exc else None))
+
+        return {"url": url_values, "before": before, "after": after, "teardown": teardown}[kind]
+
+    for owner, where in ((app, "app"), (outer, "outer"), (inner, "inner")):
+        for number in (1, 2):  # two of each: the order within one list counts too
+            owner.url_value_preprocessor(record("url", f"{where}{number}"))
+            owner.before_request(record("before", f"{where}{number}"))
+            owner.after_request(record("after", f"{where}{number}"))
+            owner.teardown_request(record("teardown", f"{where}{number}"))
+
+    @app.get("/top")
+    def top():
+        return "top"
+
+    @inner.get("/deep/<int:n>")
+    def deep(n):
+        @after_this_request
+        def once(response):
+            calls.append(("after_this_request", n))
+            return response
+
+        if n == 0:
+            raise ValueError("a view that fails")
+        return f"deep {n}"
+
+    outer.register_blueprint(inner, url_prefix="/inner")
+    app.register_blueprint(outer, url_prefix="/outer")
+    if lean:
+        hook_chains(app)
+    return app
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/top", "/outer/inner/deep/7", "/outer/inner/deep/7?stop=before", "/outer/inner/deep/0",
+     "/nowhere", "/top?again=1"],
+)  # fmt: skip
+def test_hooks_run_in_flasks_order_from_the_lists_made_once(path):
+    # Flask's contract for request hooks: URL value preprocessors and before-request hooks
+    # from the app down to the blueprint, after-request and teardown hooks back up, each
+    # list in reverse; a before-request answer stops the rest; after_this_request first.
+    # The lean runner (idp/serve.py) must leave the same trace, answer and headers.
+    traces = []
+    for lean in (False, True):
+        calls: list = []
+        app = twin_app(calls, lean)
+        client = app.test_client()
+        client.get("/top")  # the lean runner's lists are made at a first request
+        calls.clear()
+        response = client.get(path)
+        traces.append((calls, response.status_code, response.headers.getlist("X-Order"),
+                       response.get_data()))  # fmt: skip
+    assert traces[0] == traces[1]
+    assert traces[1][0], "no hook ran"
+
+
+def test_each_blueprint_gets_its_own_hook_lists():
+    calls: list = []
+    app = twin_app(calls, lean=True)
+    client = app.test_client()
+    client.get("/top")
+    assert not any(where.startswith("inner") for _kind, where, *_ in calls)
+    calls.clear()
+    client.get("/outer/inner/deep/3")
+    assert ("before", "inner2") in calls
+    assert set(app.extensions[HOOK_CHAINS]) == {None, "outer.inner"}
