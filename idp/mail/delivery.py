@@ -193,8 +193,10 @@ def deliver_round(limit: int = 100) -> Round:
             lost = True
         elif outcome != GAVE_UP:
             later.append(outcome)  # its next try
-    if len(rows) > limit and rows[limit][2] <= now:
-        return Round(sent, 0.0)
+    if len(rows) > limit:
+        _id, _attempts, first_left_due = rows[limit]  # the row past this round's limit
+        if first_left_due <= now:
+            return Round(sent, 0.0)
     if lost:
         return Round(sent, seconds_until_next())
     if not later:
