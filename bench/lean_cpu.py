@@ -1,0 +1,59 @@
+"""CPU per request of the lean reference app, calling it directly as wsgi_cpu.py calls the IdP.
+
+    LEAN_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench python bench/lean_cpu.py [N]
+
+The served comparison (bench/lean.sh beside bench/run.sh) moves by 10-20 % within minutes on
+a shared host; in-process, without gunicorn and wrk, the two apps' own CPU compares more
+steadily. Replays N client credentials token requests and N introspections against
+``lean_reference.app`` (its tables set up afresh) and prints the same line as
+``wsgi_cpu.py`` prints for the IdP's ``token`` and ``introspect``, so that the two can be
+run one after the other on the same core:
+
+    taskset -c 0 python bench/wsgi_cpu.py 3000 token introspect
+    taskset -c 0 python bench/lean_cpu.py 3000
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import time
+
+import lean_reference
+from wsgi_cpu import call, environ, warm_up
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        lean_reference.setup()
+    first = printed.getvalue().splitlines()[0]  # export BENCH_BASIC=... BENCH_ACCESS_TOKEN=...
+    settings = dict(pair.split("=", 1) for pair in first.split()[1:])
+    basic = "Basic " + settings["BENCH_BASIC"]
+    scenarios = {
+        "token": environ("POST", "/token", b"grant_type=client_credentials&scope=api",
+                         authorization=basic),
+        "introspect": environ("POST", "/introspect",
+                              f"token={settings['BENCH_ACCESS_TOKEN']}".encode(),
+                              authorization=basic),
+    }  # fmt: skip
+    app = lean_reference.app
+    for name, env in scenarios.items():
+        warm_up(app, name, env)
+        batches = []
+        for _ in range(10):  # as wsgi_cpu.py: the quickest batch is the least disturbed
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(max(count // 10, 1)):
+                call(app, env)
+            batches.append((time.process_time() - cpu, time.perf_counter() - wall))
+        per = max(count // 10, 1) / 1000
+        cpu = sorted(b[0] / per for b in batches)
+        wall = sorted(b[1] / per for b in batches)
+        print(f"lean {name:7s} CPU min {cpu[0]:6.3f} median {cpu[5]:6.3f} ms   "
+              f"wall min {wall[0]:6.3f} median {wall[5]:6.3f} ms", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
