@@ -18,10 +18,9 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-import time
 
 import lean_reference
-from wsgi_cpu import call, environ, warm_up
+from wsgi_cpu import environ, replay, warm_up
 
 
 def main() -> None:
@@ -42,17 +41,7 @@ def main() -> None:
     app = lean_reference.app
     for name, env in scenarios.items():
         warm_up(app, name, env)
-        batches = []
-        for _ in range(10):  # as wsgi_cpu.py: the quickest batch is the least disturbed
-            cpu, wall = time.process_time(), time.perf_counter()
-            for _ in range(max(count // 10, 1)):
-                call(app, env)
-            batches.append((time.process_time() - cpu, time.perf_counter() - wall))
-        per = max(count // 10, 1) / 1000
-        cpu = sorted(b[0] / per for b in batches)
-        wall = sorted(b[1] / per for b in batches)
-        print(f"lean {name:7s} CPU min {cpu[0]:6.3f} median {cpu[5]:6.3f} ms   "
-              f"wall min {wall[0]:6.3f} median {wall[5]:6.3f} ms", flush=True)  # fmt: skip
+        print(f"lean {name:7s} {replay(app, env, count)}", flush=True)
 
 
 if __name__ == "__main__":

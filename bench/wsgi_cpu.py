@@ -108,22 +108,29 @@ def main() -> None:
         profiler = cProfile.Profile() if PROFILE else None
         if profiler:
             profiler.enable()
-        # Ten batches; the quickest is the least disturbed by whatever else the machine runs.
-        batches = []
-        for _ in range(10):
-            cpu, wall = time.process_time(), time.perf_counter()
-            for _ in range(max(count // 10, 1)):
-                call(app, env)
-            batches.append((time.process_time() - cpu, time.perf_counter() - wall))
+        line = replay(app, env, count)
         if profiler:
             profiler.disable()
             pstats.Stats(profiler, stream=sys.stdout).sort_stats(PROFILE).print_stats(35)
-        per = max(count // 10, 1) / 1000
-        cpu = sorted(b[0] / per for b in batches)
-        wall = sorted(b[1] / per for b in batches)
-        print(f"{name:12s} CPU min {cpu[0]:6.3f} median {cpu[5]:6.3f} ms   "
-              f"wall min {wall[0]:6.3f} median {wall[5]:6.3f} ms", flush=True)  # fmt: skip
+        print(f"{name:12s} {line}", flush=True)
     db.engine(app).dispose()
+
+
+def replay(app, env, count: int) -> str:
+    """``env`` replayed ``count`` times in ten batches: the CPU and wall time per request of
+    the quickest batch (the least disturbed by whatever else the machine runs) and the
+    median one, in ms, as one line."""
+    batches = []
+    for _ in range(10):
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(max(count // 10, 1)):
+            call(app, env)
+        batches.append((time.process_time() - cpu, time.perf_counter() - wall))
+    per = max(count // 10, 1) / 1000
+    cpu = sorted(b[0] / per for b in batches)
+    wall = sorted(b[1] / per for b in batches)
+    return (f"CPU min {cpu[0]:6.3f} median {cpu[5]:6.3f} ms   "
+            f"wall min {wall[0]:6.3f} median {wall[5]:6.3f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":
