@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import zlib
+from typing import NamedTuple
 
 import flask
 from flask import Flask, request, session
@@ -234,8 +235,9 @@ MEMO_SIZE = 512  # hooks, views and error handlers are far fewer; past it the me
 def remember_ensure_sync(app: Flask) -> None:
     """Decide once per function whether it is a coroutine function.
 
-    Flask passes every hook, view and error handler through ``app.ensure_sync`` on every
-    request (18 times a token request), and each time ``inspect.iscoroutinefunction``
+    Flask passes the view, error handlers and app-context teardowns through
+    ``app.ensure_sync`` on every request (twice a token request; the request hooks are
+    resolved once, in ``hook_chains``), and each time ``inspect.iscoroutinefunction``
     unwraps and inspects the function again. The answer for a given function object does
     not change, so the first one is kept (per-request closures such as ``after_this_request``
     functions only fill the memo until it starts over).
@@ -263,6 +265,15 @@ HOOK_CHAINS = "idp.serve.hook_chains"
 _UNSET = object()  # no exception passed: as Flask's own default, read sys.exc_info()
 
 
+class Hooks(NamedTuple):
+    """A blueprint's request hooks, in the order Flask runs them."""
+
+    url_values: list  # URL value preprocessors, from the app down
+    before: list  # before-request hooks, from the app down
+    after: list  # after-request hooks, from the blueprint up, each list reversed
+    teardown: list  # teardown hooks, from the blueprint up, each list reversed
+
+
 def hook_chains(app: Flask) -> None:
     """Run the request hooks from lists made once per blueprint, in Flask's order.
 
@@ -278,10 +289,10 @@ def hook_chains(app: Flask) -> None:
     list in place after the first request (bench/components.py) clears
     ``app.extensions[HOOK_CHAINS]``.
     """
-    chains: dict[str | None, tuple[list, list, list, list]] = {}
+    chains: dict[str | None, Hooks] = {}
     app.extensions[HOOK_CHAINS] = chains
 
-    def chain_for(req) -> tuple[list, list, list, list]:
+    def chain_for(req) -> Hooks:
         try:
             return chains[req.blueprint]
         except KeyError:
@@ -289,7 +300,7 @@ def hook_chains(app: Flask) -> None:
         down = (None, *reversed(req.blueprints))
         up = down[::-1]
         sync = app.ensure_sync
-        chains[req.blueprint] = found = (
+        chains[req.blueprint] = found = Hooks(
             [f for name in down for f in app.url_value_preprocessors.get(name, ())],
             [sync(f) for name in down for f in app.before_request_funcs.get(name, ())],
             [sync(f) for name in up for f in reversed(app.after_request_funcs.get(name, ()))],
@@ -299,12 +310,12 @@ def hook_chains(app: Flask) -> None:
 
     def preprocess_request():
         req = request._get_current_object()
-        url_values, before, _after, _teardown = chain_for(req)
-        if url_values:
+        hooks = chain_for(req)
+        if hooks.url_values:
             endpoint, view_args = req.endpoint, req.view_args
-            for url_func in url_values:
+            for url_func in hooks.url_values:
                 url_func(endpoint, view_args)
-        for before_func in before:
+        for before_func in hooks.before:
             rv = before_func()
             if rv is not None:
                 return rv
@@ -314,7 +325,7 @@ def hook_chains(app: Flask) -> None:
         ctx = request_ctx._get_current_object()
         for func in ctx._after_request_functions:
             response = app.ensure_sync(func)(response)
-        for func in chain_for(ctx.request)[2]:
+        for func in chain_for(ctx.request).after:
             response = func(response)
         if not app.session_interface.is_null_session(ctx._session):
             app.session_interface.save_session(app, ctx._session, response)
@@ -323,7 +334,7 @@ def hook_chains(app: Flask) -> None:
     def do_teardown_request(exc=_UNSET):
         if exc is _UNSET:
             exc = sys.exc_info()[1]
-        for func in chain_for(request._get_current_object())[3]:
+        for func in chain_for(request._get_current_object()).teardown:
             func(exc)
         request_tearing_down.send(app, _async_wrapper=app.ensure_sync, exc=exc)
 
