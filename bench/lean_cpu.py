@@ -15,8 +15,6 @@ run one after the other on the same core:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 
 import lean_reference
@@ -25,17 +23,13 @@ from wsgi_cpu import environ, replay, warm_up
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        lean_reference.setup()
-    first = printed.getvalue().splitlines()[0]  # export BENCH_BASIC=... BENCH_ACCESS_TOKEN=...
-    settings = dict(pair.split("=", 1) for pair in first.split()[1:])
-    basic = "Basic " + settings["BENCH_BASIC"]
+    credentials, active = lean_reference.setup()
+    basic = "Basic " + credentials
     scenarios = {
         "token": environ("POST", "/token", b"grant_type=client_credentials&scope=api",
                          authorization=basic),
         "introspect": environ("POST", "/introspect",
-                              f"token={settings['BENCH_ACCESS_TOKEN']}".encode(),
+                              f"token={active}".encode(),
                               authorization=basic),
     }  # fmt: skip
     app = lean_reference.app

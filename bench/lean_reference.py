@@ -259,8 +259,9 @@ def introspect():
     return Response(json.dumps(body), mimetype="application/json")
 
 
-def setup() -> None:
-    """Create the table and one active token; print the wrk scripts' environment."""
+def setup() -> tuple[str, str]:
+    """Create the tables and one active token; the Basic credentials and that token, as
+    ``(basic, active)``."""
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS lean_tokens")
         conn.execute(
@@ -277,7 +278,12 @@ def setup() -> None:
         active = secrets.token_urlsafe(32)
         digest = hashlib.sha256(active.encode()).hexdigest()
         conn.execute(INSERT, (digest, CLIENT_ID, "api", int(time.time()) + 86400))
-    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    return base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode(), active
+
+
+def print_environment() -> None:
+    """``setup()``, then the wrk scripts' and login_flow.py's environment, for bench/lean.sh."""
+    basic, active = setup()
     print(f"export BENCH_BASIC={basic} BENCH_ACCESS_TOKEN={active}")
     # bench/login_flow.py's settings, for the sign-in row.
     print(f"export BENCH_CLIENT_ID={CLIENT_ID} BENCH_CLIENT_SECRET={CLIENT_SECRET}")
@@ -286,4 +292,4 @@ def setup() -> None:
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["setup"]:
-    setup()
+    print_environment()
