@@ -74,16 +74,22 @@ def test_the_columns_a_statement_leaves_out_get_the_models_defaults(app, user, m
         assert (row.status, row.attempts, row.to_address) == (PENDING, 0, "bob@example.com")
         assert started <= row.created_at <= row.next_attempt_at <= utcnow()
         assert "Subject: Hello" in row.message
-        # An UPDATE gets the columns' onupdate (users.updated_at), unless it names them.
+        # An UPDATE gets the columns' onupdate (users.updated_at), unless the caller gives
+        # a value for them, as SQLAlchemy's execution does.
         user = db.session().merge(user)
-        user.updated_at = AT
+        user.updated_at = datetime(2000, 1, 1, tzinfo=UTC)  # long before ``started``
         db.session().commit()
-        db.Statement(
+        login = db.Statement(
             update(User).where(User.id == bindparam("uid")).values(last_login_at=bindparam("at"))
-        ).execute({"uid": user.id, "at": AT})
+        )
+        login.execute({"uid": user.id, "at": AT})
         db.session().commit()
         db.session().refresh(user)
         assert user.last_login_at == AT and user.updated_at >= started
+        login.execute({"uid": user.id, "at": AT, "updated_at": AT})
+        db.session().commit()
+        db.session().refresh(user)
+        assert user.updated_at == AT
 
 
 def test_a_rollback_undoes_them_and_a_commit_keeps_them(app, user):
