@@ -12,11 +12,13 @@ every URL the server publishes come from ``ISSUER``, never from these headers or
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
 import zlib
 from typing import NamedTuple
+from urllib.parse import parse_qsl
 
 import flask
 from flask import Flask, request, session
@@ -28,6 +30,7 @@ from itsdangerous import URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 from itsdangerous.url_safe import URLSafeSerializerMixin
 from werkzeug.datastructures import Headers, ImmutableMultiDict
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 HOPS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
@@ -62,11 +65,61 @@ def request_class(config) -> type[flask.Request]:
         "_max_form_memory_size": config["MAX_FORM_MEMORY_SIZE"],
         "_max_form_parts": config["MAX_FORM_PARTS"],
     }
+    # Flask's debug mode swaps in a ``files`` that explains a missing enctype: its own parse.
+    base = flask.Request if config.get("DEBUG") else FormRequest
     return type(
         "Request",
-        (flask.Request,),
+        (base,),
         {"__module__": __name__, "parameter_storage_class": Parameters, **limits},
     )
+
+
+URLENCODED = "application/x-www-form-urlencoded"
+
+
+class FormRequest(flask.Request):
+    """Flask's request, which reads a urlencoded body of known length straight from the
+    server's input.
+
+    Werkzeug parses every form through a ``FormDataParser`` made per request, reading a
+    ``LimitedStream`` in chunks, ~14 µs of a token request's form beside the ~3 µs of
+    ``parse_qsl``. For ``application/x-www-form-urlencoded`` (the exact type, as every OAuth
+    client sends it) with a Content-Length within ``max_content_length``, this reads those
+    bytes at once and parses them as Werkzeug does (``parse_qsl``, blank values kept,
+    undecodable percent-escapes kept quoted, a body that is not UTF-8 an empty form). Fewer
+    bytes than announced: the client went away (400, ``ClientDisconnected``), as Werkzeug's
+    stream of a known length raises. Anything else (other types, parameters on the type,
+    no length, over the limit, a body read before) goes to Werkzeug as before.
+    """
+
+    def _load_form_data(self) -> None:
+        values = self.__dict__
+        environ = self.environ
+        announced = environ.get("CONTENT_LENGTH")
+        if (
+            "form" in values
+            or environ.get("CONTENT_TYPE") != URLENCODED
+            or not announced  # streamed (chunked) or none: Werkzeug's reads
+            or not (announced.isascii() and announced.isdigit())
+            or "HTTP_TRANSFER_ENCODING" in environ
+            or "stream" in values
+            or "_cached_data" in values
+            or self.shallow
+        ):
+            return super()._load_form_data()
+        length = int(announced)
+        limit = self.max_content_length
+        if limit is not None and length > limit:
+            return super()._load_form_data()  # Werkzeug's 413
+        body = environ["wsgi.input"].read(length) if length else b""
+        if len(body) != length:
+            raise ClientDisconnected()
+        try:
+            pairs = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+        except ValueError:  # not UTF-8: Werkzeug's parser is silent and gives an empty form
+            pairs = ()
+        storage = self.parameter_storage_class
+        values["stream"], values["form"], values["files"] = io.BytesIO(), storage(pairs), storage()
 
 
 class Parameters(ImmutableMultiDict):
