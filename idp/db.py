@@ -416,11 +416,12 @@ class Statement:
     statement's ``::JSON`` casts type. Elsewhere (SQLite) it is the Core statement.
 
     Columns the statement leaves out get the model's Python-side defaults (``default=``;
-    ``onupdate=`` in an UPDATE), as SQLAlchemy gives them; a callable default is called
-    without an execution context. Both return a cursor-like result: ``fetchone()``,
-    ``fetchall()``, ``rowcount``; rows are tuples (read them by position). Driver errors
-    come out as SQLAlchemy's. Nothing is flushed first: the statement must not need what
-    the ORM holds unflushed.
+    ``onupdate=`` in an UPDATE), as SQLAlchemy gives them; a context-sensitive one (a
+    function of one argument) gets a ``DefaultContext``, whose ``get_current_parameters()``
+    answers the statement's parameters as SQLAlchemy's execution context does. Both return
+    a cursor-like result: ``fetchone()``, ``fetchall()``, ``rowcount``; rows are tuples
+    (read them by position). Driver errors come out as SQLAlchemy's. Nothing is flushed
+    first: the statement must not need what the ORM holds unflushed.
     """
 
     def __init__(self, build) -> None:
@@ -433,7 +434,7 @@ class Statement:
         # the columns the statement leaves out: SQLAlchemy compiles each as a parameter and
         # fills it in at execution, so this path fills it in too, where the caller has not.
         self.defaults = {
-            column.key: default
+            column.key: (default, column)
             for columns, attribute in (
                 (compiled.insert_prefetch, "default"),
                 (compiled.update_prefetch, "onupdate"),
@@ -467,9 +468,13 @@ class Statement:
             return connection.execute(self.statement(connection.dialect.name), values)
         if self.fixed or self.defaults:
             values = {**self.fixed, **values}
-            for name, default in self.defaults.items():
-                if name not in values:  # as SQLAlchemy's execution context calls it
-                    values[name] = default.arg(None) if default.is_callable else default.arg
+            for name, (default, column) in self.defaults.items():
+                if name in values:  # the caller's value wins, as in SQLAlchemy's execution
+                    continue
+                if default.is_callable:  # in the statement's order, as SQLAlchemy calls them
+                    values[name] = default.arg(DefaultContext(values, column))
+                else:
+                    values[name] = default.arg
         if self.json:
             values = {
                 name: json.dumps(value) if name in self.json and value is not None else value
@@ -480,6 +485,23 @@ class Statement:
             return proxied.driver_connection.execute(self.sql, values, prepare=True)
         except Exception as exc:  # a dropped connection is invalidated, as SQLAlchemy would
             raise wrap_driver_error(exc, proxied) from exc
+
+
+class DefaultContext:
+    """What a context-sensitive column default (``default=fn``, ``fn(context)``) reads of
+    SQLAlchemy's execution context when ``Statement`` fills it in: the statement's
+    parameters so far (``get_current_parameters()``, ``current_parameters``) and the column
+    (``current_column``). Defaults of no argument are called without it, by SQLAlchemy's
+    own wrapper."""
+
+    __slots__ = ("current_parameters", "current_column")
+
+    def __init__(self, parameters: dict, column) -> None:
+        self.current_parameters = parameters
+        self.current_column = column
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict:
+        return self.current_parameters
 
 
 def wrap_driver_error(exc: Exception, proxied=None) -> Exception:

@@ -139,3 +139,45 @@ def test_the_new_session_row_is_a_loaded_row_whose_later_changes_are_saved(app, 
         assert stored.amr == ["pwd", "otp", "mfa"] and stored.factors == [{"kind": "pwd", "at": 1}]
         assert stored.user_agent == "Firefox/128.0" and stored.ended_at is None
         assert stored.created_at == stored.last_seen_at
+
+
+def test_a_context_sensitive_default_reads_the_statements_parameters(app):
+    # SQLAlchemy's "context-sensitive default functions": a default of one argument gets
+    # the execution context and reads the statement's parameters from it; db.Statement
+    # gives it the same, in an INSERT's default and an UPDATE's onupdate.
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    def slug(context):
+        return context.get_current_parameters()["name"].lower().replace(" ", "-")
+
+    def edits(context):
+        assert context.current_column.name == "note"
+        return f"renamed to {context.get_current_parameters()['name']}"
+
+    metadata = MetaData()
+    table = Table(
+        "test_context_defaults", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("name", String(40), nullable=False),
+        Column("slug", String(40), default=slug),
+        Column("note", String(80), default="new", onupdate=edits),
+    )  # fmt: skip
+    add = db.Statement(insert(table).values(name=bindparam("name")).returning(table.c.id))
+    rename = db.Statement(
+        update(table).where(table.c.id == bindparam("row")).values(name=bindparam("name"))
+    )
+    engine = db.engine(app)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            first = add.run(connection, {"name": "Ada Lovelace"}).fetchone()[0]
+            given = add.run(connection, {"name": "Grace", "slug": "gh"}).fetchone()[0]
+            rename.run(connection, {"row": first, "name": "Ada King"})
+            rows = connection.execute(select(table).order_by(table.c.id)).all()
+        assert [tuple(row)[1:] for row in rows] == [
+            ("Ada King", "ada-lovelace", "renamed to Ada King"),  # the INSERT's slug kept
+            ("Grace", "gh", "new"),  # the caller's value wins; a plain default as it is
+        ]
+        assert [row.id for row in rows] == [first, given]
+    finally:
+        metadata.drop_all(engine)
