@@ -29,6 +29,7 @@ from flask_login import LoginManager
 from itsdangerous import URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 from itsdangerous.url_safe import URLSafeSerializerMixin
+from werkzeug import urls as _urls  # noqa: F401 (registers the "werkzeug.url_quote" handler)
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.middleware.proxy_fix import ProxyFix
