@@ -119,8 +119,9 @@ class RegistryCache:
     def shared(self, client_id: str) -> Client | None:
         """An enabled client as ``client`` gives it, but one instance per cached registration
         shared by the requests that only READ it (the client of a token at introspection
-        and UserInfo): the copy is made when the registration or the resources are re-read,
-        not per request. Never change it; ``client`` gives a copy of one's own."""
+        and UserInfo; the client introspection authenticates, ``server.READS_ITS_CLIENT``):
+        the copy is made when the registration or the resources are re-read, not per
+        request. Never change it; ``client`` gives a copy of one's own."""
         entry = self._entry(client_id)
         if entry is None:
             return None

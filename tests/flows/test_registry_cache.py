@@ -13,7 +13,7 @@ from sqlalchemy.pool import NullPool
 
 from idp import db
 from idp.models import Client
-from idp.oauth import cache
+from idp.oauth import cache, server
 
 from ..helpers import basic_auth
 
@@ -92,3 +92,54 @@ def test_each_caller_gets_its_own_copy(app, service):
         assert again is not first
         assert again.scope == "api" and "https://evil.example/cb" not in again.redirect_uris
         assert not db.session().new  # copies never join the request's session
+
+
+def introspect(client, service, token_value, secret=None):
+    headers = basic_auth(service.client_id, secret or service.client_secret)
+    return client.post("/introspect", data={"token": token_value}, headers=headers)
+
+
+@pytest.fixture
+def authenticated(monkeypatch):
+    """(endpoint, client object) of every client authentication that succeeded."""
+    seen = []
+    original = Client.check_endpoint_auth_method
+
+    def recording(self, method, endpoint):
+        allowed = original(self, method, endpoint)
+        if allowed:
+            seen.append((endpoint, self))
+        return allowed
+
+    monkeypatch.setattr(Client, "check_endpoint_auth_method", recording)
+    return seen
+
+
+def test_introspection_reads_one_shared_client_and_the_token_endpoint_gets_copies(
+    app, client, service, authenticated, db_session
+):
+    # RFC 7662 §2.1: introspection only reads its caller (whose tokens it may see); the
+    # worker's cache then gives it one instance per registration, not a copy per request.
+    access = token(client, service).get_json()["access_token"]
+    for _ in range(2):
+        answer = introspect(client, service, access)
+        assert answer.status_code == 200 and answer.get_json()["active"] is True
+    assert introspect(client, service, access, secret="wrong").status_code == 401
+    with app.test_request_context():  # outside client authentication: a copy, as before
+        assert server.query_client(service.client_id) is not cache.registry().shared(
+            service.client_id
+        )
+    token(client, service)  # after a refusal at introspection, the token endpoint again
+    endpoints = [endpoint for endpoint, _ in authenticated]
+    assert endpoints == ["token", "introspection", "introspection", "token"]
+    first_token, first, second, second_token = (obj for _, obj in authenticated)
+    assert first is second
+    with app.test_request_context():
+        assert first is cache.registry().shared(service.client_id)
+    assert first_token is not second_token and first not in (first_token, second_token)
+    # A change made in this worker reaches introspection at once (a new shared instance).
+    row = db_session.scalar(select(Client).where(Client.client_id == service.client_id))
+    row.client_secret_hash = None
+    db_session.commit()
+    refused = introspect(client, service, access)
+    assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_client"
