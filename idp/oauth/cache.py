@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from flask import Flask, current_app
@@ -57,6 +58,12 @@ def _bulk_write(state) -> None:
         and state.statement.table.name in TABLES
     ):
         invalidate()
+
+
+# Set while an endpoint authenticates a client that it then only READS up to its answer
+# (endpoints.IntrospectionEndpoint): server.query_client answers ``RegistryCache.shared``
+# instead of a copy made per request.
+READING_CLIENT: ContextVar[bool] = ContextVar("idp_reading_client", default=False)
 
 
 def invalidate() -> None:
@@ -119,7 +126,7 @@ class RegistryCache:
     def shared(self, client_id: str) -> Client | None:
         """An enabled client as ``client`` gives it, but one instance per cached registration
         shared by the requests that only READ it (the client of a token at introspection
-        and UserInfo; the client introspection authenticates, ``server.READS_ITS_CLIENT``):
+        and UserInfo; the client introspection authenticates, ``READING_CLIENT``):
         the copy is made when the registration or the resources are re-read, not per
         request. Never change it; ``client`` gives a copy of one's own."""
         entry = self._entry(client_id)

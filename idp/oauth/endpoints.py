@@ -19,6 +19,7 @@ from .. import audit, db
 from ..models import Token
 from ..urls import https_or_loopback_http
 from . import dpop, resources, tokens
+from .cache import READING_CLIENT
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 from .subjects import subject_for
 
@@ -63,6 +64,15 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         # without these parameters nothing more is done.
         if "dpop_proof" in form or "dpop_method" in form or "dpop_uri" in form:
             request.dpop_presented = presented_request(form)
+
+    def authenticate_endpoint_client(self, request):
+        # §2.1: the caller is only read, from its authentication to the answer (whose tokens
+        # it may see): the cache's shared instance, not a copy per request.
+        reading = READING_CLIENT.set(True)
+        try:
+            return super().authenticate_endpoint_client(request)
+        finally:
+            READING_CLIENT.reset(reading)
 
     def create_endpoint_response(self, request):
         client = self.authenticate_endpoint_client(request)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from contextvars import ContextVar
 
 from authlib.consts import default_json_headers
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
@@ -26,7 +25,7 @@ from werkzeug.datastructures import Headers
 
 from ..models import Client
 from . import client_auth, dpop, endpoints, jar, par, token_exchange, tokens
-from .cache import registry
+from .cache import READING_CLIENT, registry
 from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
 from .oidc import OpenIDCode, OpenIDRefresh
 from .pkce import CodeChallenge
@@ -40,22 +39,14 @@ GRANT_TYPES = (
 )
 
 
-# The endpoints that only READ the client they authenticate, from its authentication to
-# their answer (introspection: whose tokens it may see, RFC 7662 §2.1). They get the
-# cache's one shared instance per registration (``RegistryCache.shared``, as the token's
-# own client at introspection and UserInfo) instead of a copy made per request.
-READS_ITS_CLIENT = frozenset({"introspection"})
-_reading_client: ContextVar[bool] = ContextVar("idp_reading_client", default=False)
-
-
 def query_client(client_id: str) -> Client | None:
     """Disabled clients are treated as unknown everywhere (read through the worker's cache).
-    A copy of its own for the caller, except while an endpoint of ``READS_ITS_CLIENT``
-    authenticates its client."""
+    A copy of its own for the caller, except while an endpoint that only reads its client
+    authenticates it (``cache.READING_CLIENT``): the cache's shared instance."""
     if not client_id or len(client_id) > 64 or "\x00" in client_id:  # PostgreSQL refuses NUL
         return None
     cache = registry()
-    return cache.shared(client_id) if _reading_client.get() else cache.client(client_id)
+    return cache.shared(client_id) if READING_CLIENT.get() else cache.client(client_id)
 
 
 # --- the request as Authlib reads it ------------------------------------------------------
@@ -191,15 +182,12 @@ class AuthorizationServer(_AuthorizationServer):
         # Every endpoint that authenticates clients comes here (token, revocation,
         # introspection, PAR, device authorization), before any method is tried.
         client_auth.refuse_multiple_methods(request)
-        reading = _reading_client.set(endpoint in READS_ITS_CLIENT)
         try:
             client = super().authenticate_client(request, methods, endpoint)
         except ValueError as exc:
             # Authlib's Basic parsing raises on "Authorization: Basic" with no credentials;
             # RFC 6749 §5.2: that is invalid_client, not a server error (found by fuzzing).
             raise InvalidClientError(status_code=401) from exc
-        finally:
-            _reading_client.reset(reading)
         if endpoint == "token":  # every grant, before anything is used up
             dpop.require_for(client)  # RFC 9449 §5.2 dpop_bound_access_tokens
         return client
