@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import threading
 import time
 from contextlib import contextmanager
 
@@ -17,8 +18,8 @@ import pytest
 from flask import g
 from sqlalchemy import select
 
-from idp import db
-from idp.logs import BackgroundHandler, JsonFormatter, scrub
+from idp import db, logs
+from idp.logs import AccessRecord, BackgroundHandler, JsonFormatter, TextFormatter, scrub
 from idp.models import Client
 from idp.oauth import logout
 from idp.oauth.registration import create_initial_access_token
@@ -304,6 +305,140 @@ def test_a_forked_worker_writes_its_lines_from_a_thread_of_its_own(tmp_path):
         logger.info("from the parent")
     messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
     assert sorted(messages) == ["from the child", "from the parent"]
+
+
+@contextmanager
+def access_lines_to(writer: logging.Handler):
+    """The ``idp`` loggers as ``configure`` leaves them in production (one BackgroundHandler,
+    no propagation), with the background writer's output in ``writer``."""
+    logger = logging.getLogger("idp")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    handler = BackgroundHandler(writer)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.handlers[:], logger.propagate, _ = saved
+        logger.setLevel(saved[2])
+        handler.close()  # writes what is queued
+
+
+ACCESS_FIELDS = [
+    ("POST", "/introspect", 200, 0.91, "oauth.introspect", "127.0.0.1", "req-1"),
+    ("GET", "/cb/access_token=eyJhbGciOiJSUzI1NiJ9", 404, None, None, None, None),
+    ("GET", '/ünïcode/"quoted"/\\/\t', 400, 12.5, None, "2001:db8::1", "req-2"),
+    ("GET", "/" + "long/" * 80, 404, 0.1, None, "10.0.0.1", "req-3"),  # path over 256
+]
+
+
+@pytest.mark.parametrize("fields", ACCESS_FIELDS)
+def test_an_access_line_queued_as_fields_is_written_as_its_record_would_be(fields):
+    # access() queues the fields; the writer formats them without a record. The line must
+    # be what JsonFormatter writes for the record itself: the message with the whole path,
+    # the path field cut at 256 characters, credentials masked, absent fields as null.
+    line = (1733500000.4567, 7, "ThreadPoolExecutor-0_1", *fields)
+    formatter = JsonFormatter()
+    assert formatter.format_access(line) == formatter.format(AccessRecord.of(line))
+    written = json.loads(formatter.format_access(line))
+    assert written["path"] == scrub(fields[1][:256]) and "eyJhbGci" not in json.dumps(written)
+
+
+def test_the_access_line_skips_the_logging_walk_only_when_the_writer_is_alone(app):
+    stream = io.StringIO()
+    writer = logging.StreamHandler(stream)
+    writer.setFormatter(JsonFormatter())
+    with access_lines_to(writer) as handler:
+        with app.test_request_context("/"):
+            g.request_id = "req-9"
+            logs.access("GET", "/jwks.json", 200, 0.2, "jwks", "127.0.0.1")
+        (queued,) = _drain(handler)
+        assert type(queued) is tuple and queued[-1] == "req-9"  # the request's id, settled
+
+        # Anything else that would see the record gets it, through Logger.handle.
+        seen = []
+
+        def keep(record):
+            seen.append(record)
+            return True
+
+        access_log = logging.getLogger("idp.access")
+        for add, remove in [
+            (lambda: access_log.addFilter(keep), lambda: access_log.filters.clear()),
+            (lambda: handler.addFilter(keep), lambda: handler.filters.clear()),
+        ]:
+            add()
+            logs.access("GET", "/jwks.json", 200, 0.2, "jwks", "127.0.0.1", "req-10")
+            remove()
+            (queued,) = _drain(handler)
+            assert isinstance(queued, AccessRecord) and seen.pop().path == "/jwks.json"
+        other = logging.Handler()
+        other.emit = seen.append
+        logging.getLogger("idp").addHandler(other)
+        logs.access("GET", "/jwks.json", 200, 0.2, "jwks", "127.0.0.1", "req-11")
+        logging.getLogger("idp").removeHandler(other)
+        assert isinstance(seen.pop(), AccessRecord) and len(_drain(handler)) == 1
+        access_log.disabled = True  # dictConfig(disable_existing_loggers=True) does this
+        logs.access("GET", "/jwks.json", 200, 0.2, "jwks", "127.0.0.1", "req-12")
+        access_log.disabled = False
+        assert _drain(handler) == []
+
+
+def _drain(handler: BackgroundHandler) -> list:
+    """Take what waits in the handler's queue, before its thread does (it lingers first)."""
+    items = []
+    while not handler.queue.empty():
+        items.append(handler.queue.get_nowait())
+    return items
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter()], ids=["json", "text"])
+def test_a_writer_with_a_filter_or_another_format_gets_the_record_of_an_access_line(formatter):
+    stream = io.StringIO()
+    writer = logging.StreamHandler(stream)
+    writer.setFormatter(formatter)
+    writer.addFilter(lambda record: record.status != 404)  # a filter reads the fields
+    with access_lines_to(writer):
+        logs.access("GET", "/a", 200, 0.1, "a", "127.0.0.1", "req-1")
+        logs.access("GET", "/b", 404, 0.1, None, "127.0.0.1", "req-2")
+    (line,) = stream.getvalue().splitlines()
+    if isinstance(formatter, JsonFormatter):
+        assert json.loads(line)["path"] == "/a" and json.loads(line)["request_id"] == "req-1"
+    else:
+        assert line.endswith("INFO idp.access [req-1] GET /a 200")
+    # The record made in the writer's thread names the thread that answered the request.
+    stream = io.StringIO()
+    writer = logging.StreamHandler(stream)
+    writer.setFormatter(logging.Formatter("%(threadName)s %(message)s"))
+    with access_lines_to(writer):
+        logs.access("GET", "/c", 200, 0.1, "c", "127.0.0.1", "req-3")
+    assert stream.getvalue() == f"{threading.current_thread().name} GET /c 200\n"
+
+
+def test_an_access_line_that_cannot_be_formatted_loses_only_itself(monkeypatch):
+    monkeypatch.setattr(logging, "raiseExceptions", False)
+    refused = []
+    monkeypatch.setattr(logging.StreamHandler, "handleError", lambda self, r: refused.append(r))
+    format_access = JsonFormatter.format_access
+
+    def broken(self, line):
+        if line[4] == "/broken":
+            raise ValueError("cannot format this one")
+        return format_access(self, line)
+
+    monkeypatch.setattr(JsonFormatter, "format_access", broken)
+    stream = io.StringIO()
+    writer = logging.StreamHandler(stream)
+    writer.setFormatter(JsonFormatter())
+    with access_lines_to(writer):
+        for path in ("/before", "/broken", "/after"):
+            logs.access("GET", path, 200, 0.1, None, "127.0.0.1", "req-1")
+    assert [json.loads(line)["path"] for line in stream.getvalue().splitlines()] == [
+        "/before",
+        "/after",
+    ]
+    assert [record.path for record in refused] == ["/broken"]  # reported as its record
 
 
 def test_logs_are_text_when_configured(app_config):
