@@ -441,9 +441,12 @@ def _sole_handler() -> BackgroundHandler | None:
     parent = log.parent
     if log.disabled or log.filters or log.handlers or not log.propagate or parent is None:
         return None
-    if parent.filters or parent.propagate or len(parent.handlers) != 1:
+    if parent.filters or parent.propagate:
         return None
-    handler = parent.handlers[0]
+    try:
+        (handler,) = parent.handlers  # one step: the list may change in another thread
+    except ValueError:
+        return None
     if type(handler) is not BackgroundHandler or handler.filters or handler.level > logging.INFO:
         return None
     return handler
