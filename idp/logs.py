@@ -97,16 +97,9 @@ class JsonFormatter(logging.Formatter):
     """A log record as one JSON object: ts, level, logger, message, request_id, pid, extras."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": scrub(record.getMessage()),
-            "pid": record.process,
-        }
         request_id = getattr(record, "request_id", None) or current_request_id()
-        if request_id:
-            entry["request_id"] = request_id
+        entry = self.head(record.created, record.levelname, record.name, record.getMessage(),
+                          record.process, request_id)  # fmt: skip
         if getattr(record, "access_line", False):  # its fields are known, see access()
             r = record
             return self.access_line(entry, r.method, r.path, r.status, r.duration_ms,
@@ -124,6 +117,20 @@ class JsonFormatter(logging.Formatter):
         return _encode(entry)
 
     @staticmethod
+    def head(created, level, logger, message, pid, request_id) -> dict:
+        """The fields every line starts with."""
+        entry = {
+            "ts": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+            "level": level,
+            "logger": logger,
+            "message": scrub(message),
+            "pid": pid,
+        }
+        if request_id:
+            entry["request_id"] = request_id
+        return entry
+
+    @staticmethod
     def access_line(entry, method, path, status, duration_ms, endpoint, remote_addr) -> str:
         entry.update(method=scrub(method), path=scrub(path), status=status,
                      duration_ms=duration_ms, endpoint=endpoint,
@@ -132,17 +139,9 @@ class JsonFormatter(logging.Formatter):
 
     def format_access(self, line: tuple) -> str:
         """What ``format`` writes for the AccessRecord of a line that ``access`` queued."""
-        created, _thread, _name, method, path, status, duration_ms, endpoint, remote_addr, \
-            request_id = line  # fmt: skip
-        entry = {
-            "ts": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
-            "level": "INFO",
-            "logger": access_log.name,
-            "message": scrub(f"{method} {path} {status}"),
-            "pid": _PID,
-        }
-        if request_id:
-            entry["request_id"] = request_id
+        method, path, status, duration_ms, endpoint, remote_addr, request_id, created, *_ = line
+        message = AccessRecord.MESSAGE % (method, path, status)
+        entry = self.head(created, "INFO", access_log.name, message, _PID, request_id)
         return self.access_line(entry, method, path[:256], status, duration_ms, endpoint,
                                 remote_addr)  # fmt: skip
 
@@ -344,6 +343,7 @@ class AccessRecord(logging.LogRecord):
     FILENAME = os.path.basename(__file__)
     MODULE = os.path.splitext(FILENAME)[0]
     LINENO = 0  # access()'s first line, set below
+    MESSAGE = "%s %s %s"  # method, path, status
     process_name: str | None = None
 
     def __init__(self, name, method, path, status, duration_ms, endpoint, remote_addr,
@@ -353,7 +353,7 @@ class AccessRecord(logging.LogRecord):
             thread = threading.get_ident()
             thread_name = threading.current_thread().name
         self.name = name
-        self.msg = "%s %s %s"
+        self.msg = self.MESSAGE
         self.args = (method, path, status)
         self.levelname = "INFO"
         self.levelno = logging.INFO
@@ -390,11 +390,9 @@ class AccessRecord(logging.LogRecord):
 
     @classmethod
     def of(cls, line: tuple) -> AccessRecord:
-        """The record of a line that ``access`` queued, as ``access`` would have made it."""
-        created, thread, thread_name, method, path, status, duration_ms, endpoint, remote_addr, \
-            request_id = line  # fmt: skip
-        return cls(access_log.name, method, path, status, duration_ms, endpoint, remote_addr,
-                   request_id, created, thread, thread_name)  # fmt: skip
+        """The record of a line that ``access`` queued (its arguments after the name, in
+        their order), as ``access`` would have made it."""
+        return cls(access_log.name, *line)
 
 
 _PID = os.getpid()  # a system call each time; set again in a forked child
@@ -428,9 +426,8 @@ def access(method, path, status, duration_ms, endpoint, remote_addr, request_id=
     # What QueueHandler.prepare would add: the request id of the request being answered.
     request_id = request_id or current_request_id()
     thread = threading.current_thread()
-    line = (time.time(), thread.ident, thread.name, method, path, status, duration_ms, endpoint,
-            remote_addr, request_id)  # fmt: skip
-    handler.queue.put(line)
+    handler.queue.put((method, path, status, duration_ms, endpoint, remote_addr, request_id,
+                       time.time(), thread.ident, thread.name))  # fmt: skip
 
 
 def _sole_handler() -> BackgroundHandler | None:

@@ -338,11 +338,29 @@ def test_an_access_line_queued_as_fields_is_written_as_its_record_would_be(field
     # access() queues the fields; the writer formats them without a record. The line must
     # be what JsonFormatter writes for the record itself: the message with the whole path,
     # the path field cut at 256 characters, credentials masked, absent fields as null.
-    line = (1733500000.4567, 7, "ThreadPoolExecutor-0_1", *fields)
+    line = (*fields, 1733500000.4567, 7, "ThreadPoolExecutor-0_1")
     formatter = JsonFormatter()
     assert formatter.format_access(line) == formatter.format(AccessRecord.of(line))
+    method, path, status, duration_ms, endpoint, remote_addr, request_id = fields
     written = json.loads(formatter.format_access(line))
-    assert written["path"] == scrub(fields[1][:256]) and "eyJhbGci" not in json.dumps(written)
+    assert written.pop("ts") == "2024-12-06T15:46:40.456+00:00"
+    assert written.pop("pid") == os.getpid()
+    assert (
+        written
+        == {
+            "level": "INFO",
+            "logger": "idp.access",
+            "message": scrub(f"{method} {path} {status}"),  # the whole path
+            **({"request_id": request_id} if request_id else {}),
+            "method": method,
+            "path": scrub(path[:256]),
+            "status": status,
+            "duration_ms": duration_ms,
+            "endpoint": endpoint,
+            "remote_addr": remote_addr,
+        }
+    )
+    assert "eyJhbGci" not in json.dumps(written)
 
 
 def test_the_access_line_skips_the_logging_walk_only_when_the_writer_is_alone(app):
@@ -354,7 +372,7 @@ def test_the_access_line_skips_the_logging_walk_only_when_the_writer_is_alone(ap
             g.request_id = "req-9"
             logs.access("GET", "/jwks.json", 200, 0.2, "jwks", "127.0.0.1")
         (queued,) = _drain(handler)
-        assert type(queued) is tuple and queued[-1] == "req-9"  # the request's id, settled
+        assert type(queued) is tuple and queued[6] == "req-9"  # the request's id, settled
 
         # Anything else that would see the record gets it, through Logger.handle.
         seen = []
@@ -423,7 +441,7 @@ def test_an_access_line_that_cannot_be_formatted_loses_only_itself(monkeypatch):
     format_access = JsonFormatter.format_access
 
     def broken(self, line):
-        if line[4] == "/broken":
+        if line[1] == "/broken":
             raise ValueError("cannot format this one")
         return format_access(self, line)
 
