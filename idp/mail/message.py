@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, EmailPolicy
 from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -40,7 +40,9 @@ class _ParsedOnce(HeaderRegistry):
 
     @lru_cache(maxsize=256)  # noqa: B019 (one instance, for the life of the process)
     def _parsed(self, name: str, value: str):
-        return super().__call__(name, value)
+        header = super().__call__(name, value)
+        header.folded = None  # (policy, text), set by the first message written (_Policy)
+        return header
 
     def __getitem__(self, name: str) -> type:
         """The class of a header named ``name``. The standard library makes a new class on
@@ -58,9 +60,26 @@ class _ParsedOnce(HeaderRegistry):
         self._class.cache_clear()
 
 
+class _Policy(EmailPolicy):
+    """The SMTP policy, folding each shared header (``_ParsedOnce``) once. Folding a header
+    for the generator re-renders its parse tree into lines, the larger part of writing a
+    message (``as_string``); a shared header folds the same way in every message, so its
+    text is kept on it with the settings that folded it. (The generator folds with a clone
+    of the message's policy, made for each message: equal settings, another object.)"""
+
+    def fold(self, name: str, value) -> str:
+        folded = getattr(value, "folded", False)
+        if folded is False:  # not a shared header: a str, or one parsed for this message
+            return super().fold(name, value)
+        settings = vars(self)
+        if folded is None or folded[0] != settings:
+            folded = value.folded = (settings, super().fold(name, value))
+        return folded[1]
+
+
 # 7bit: every part is quoted-printable or base64, so the stored text is ASCII and any SMTP
 # server takes it (no 8BITMIME or SMTPUTF8 needed).
-POLICY = SMTP.clone(cte_type="7bit", header_factory=_ParsedOnce())
+POLICY = _Policy(linesep=SMTP.linesep, cte_type="7bit", header_factory=_ParsedOnce())
 
 
 def sender() -> str:

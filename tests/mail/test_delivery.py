@@ -142,24 +142,29 @@ def test_non_ascii_subject_and_body_travel_intact(app, smtp_server, mailbox):
 def test_the_policys_header_cache_writes_what_the_standard_library_writes(
     app, monkeypatch, subject
 ):
-    # mail.message.POLICY keeps parsed constant headers and one class per header name; the
-    # messages it writes must be the standard library's, byte for byte (RFC 5322 folding,
-    # RFC 2047 encoding), the first time and from the cache.
+    # mail.message.POLICY keeps parsed constant headers, their folded lines and one class
+    # per header name; the messages it writes must be the standard library's, byte for byte
+    # (RFC 5322 folding, RFC 2047 encoding), the first time and from the cache.
     standard = message.POLICY.clone(header_factory=HeaderRegistry())
 
-    def written(policy) -> str:
+    def written(policy, width: int | None = None) -> str:
         monkeypatch.setattr(message, "POLICY", policy)
         rendered = message.render(TO, subject, "notice", name="Zoë Ångström", text="x" * 200)
         rendered.replace_header("Date", "Sun, 06 Dec 2026 07:00:00 +0000")
         rendered.replace_header("Message-ID", "<fixed@localhost>")
         rendered.set_boundary("fixed-boundary")
-        return rendered.as_string()
+        if width is None:
+            return rendered.as_string()
+        return rendered.as_string(policy=rendered.policy.clone(max_line_length=width))
 
     with app.app_context():
         cached = message.POLICY
         expected = written(standard)
         assert written(cached) == expected
         assert written(cached) == expected  # every constant header now from the cache
+        # A fold is kept with the settings that made it: other settings fold anew.
+        assert written(cached, 40) == written(standard, 40) != expected
+        assert written(cached) == expected
         # RFC 5322 §3.6: one Subject, one To (the header classes' max_count, still enforced).
         for name in ("Subject", "To"):
             with pytest.raises(ValueError):
