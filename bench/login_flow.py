@@ -4,6 +4,10 @@ Each flow is a new browser: GET /login, POST /login (argon2id verification), GET
 (first-party client: straight to the code), POST /token (code + PKCE). Prints a RESULT line
 like the wrk scenarios (flows/s, p50, p99, errors) and exits 1 on any error.
 
+BENCH_PASSKEY_OPTIONS=1 adds the request a browser's sign-in page makes at load where
+passkeys can be offered in autofill (static/js/passkeys.js, conditional mediation): POST
+/login/passkey/options, which also writes the challenge into the session cookie.
+
     python bench/login_flow.py http://127.0.0.1:8000 --threads 8 --duration 10
 """
 
@@ -20,10 +24,17 @@ import requests
 from prepare import pkce  # noqa: E402 (run from bench/)
 
 
+PASSKEY_OPTIONS = os.environ.get("BENCH_PASSKEY_OPTIONS") == "1"
+
+
 def one_flow(issuer: str, client_id: str, secret: str, redirect_uri: str, user, password):
     browser = requests.Session()
     page = browser.get(issuer + "/login")
     csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    if PASSKEY_OPTIONS:
+        options = browser.post(issuer + "/login/passkey/options", headers={"X-CSRFToken": csrf})
+        if options.status_code != 200 or "challenge" not in options.json():
+            return False
     signed_in = browser.post(
         issuer + "/login",
         data={"csrf_token": csrf, "username": user, "password": password, "next": ""},
