@@ -23,7 +23,6 @@ import time
 import requests
 from prepare import pkce  # noqa: E402 (run from bench/)
 
-
 PASSKEY_OPTIONS = os.environ.get("BENCH_PASSKEY_OPTIONS") == "1"
 
 

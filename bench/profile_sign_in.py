@@ -256,6 +256,8 @@ def main() -> None:
             stats = pstats.Stats(profiler)
             print(f"{stats.total_calls / count:.0f} function calls per flow")
             stats.sort_stats("tottime").print_stats(30)
+            if os.environ.get("BENCH_PSTATS_ALL"):
+                stats.dump_stats(os.environ["BENCH_PSTATS_ALL"])
         if best is None or total < best[0]:
             best = (total, dict(steps), dict(statements), dict(commits))
     total, steps, statements, commits = best
