@@ -21,20 +21,17 @@ under each step of ``profile_sign_in.py``'s table.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-import secrets
 import sys
 import time
 
+import flows
 import lean_reference
 from wsgi_cpu import environ, replay, warm_up
 
 
 def sign_in(count: int, batches: int, basic: str) -> None:
     app = lean_reference.app
-    names = ("GET /login", "POST /login", "GET /authorize", "POST /token")
+    names = flows.STEPS
     steps = dict.fromkeys(names, 0.0)
 
     def step(name, call):
@@ -44,26 +41,9 @@ def sign_in(count: int, batches: int, basic: str) -> None:
         return answer
 
     def flow():
-        http = app.test_client()  # a new browser each time
-        page = step("GET /login", lambda: http.get("/login"))
-        csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
-        form = {"csrf_token": csrf, "username": lean_reference.USERNAME,
-                "password": lean_reference.PASSWORD, "next": ""}  # fmt: skip
-        signed_in = step("POST /login", lambda: http.post("/login", data=form))
-        assert signed_in.status_code == 302, signed_in.status_code
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-        query = {"response_type": "code", "client_id": lean_reference.CLIENT_ID, "state": "s",
-                 "redirect_uri": lean_reference.REDIRECT_URI, "scope": "openid profile",
-                 "code_challenge": challenge.rstrip(b"=").decode(),
-                 "code_challenge_method": "S256"}  # fmt: skip
-        answer = step("GET /authorize", lambda: http.get("/authorize", query_string=query))
-        code = re.search(r"code=([^&]+)", answer.headers["Location"]).group(1)
-        data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-                "redirect_uri": lean_reference.REDIRECT_URI}  # fmt: skip
-        headers = {"Authorization": basic}
-        tokens = step("POST /token", lambda: http.post("/token", data=data, headers=headers))
-        assert tokens.status_code == 200, tokens.data
+        flows.sign_in(app, step, username=lean_reference.USERNAME,
+                      password=lean_reference.PASSWORD, client_id=lean_reference.CLIENT_ID,
+                      redirect_uri=lean_reference.REDIRECT_URI, authorization=basic)  # fmt: skip
 
     for _ in range(5):
         flow()

@@ -32,18 +32,16 @@ from __future__ import annotations
 import base64
 import collections
 import cProfile
-import hashlib
 import json
 import os
 import pstats
-import re
-import secrets
 import sys
 import threading
 import time
 
 import argon2_alone
 import components
+import flows
 from inprocess import service_app
 from sqlalchemy import event
 
@@ -163,7 +161,7 @@ def main() -> None:
         db.session().commit()
         client_id = client.client_id
     basic = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    names = ("GET /login", "POST /login", "GET /authorize", "POST /token")
+    names = flows.STEPS
     steps = dict.fromkeys(names, 0.0)
     statements = dict.fromkeys(names, 0)
     commits = dict.fromkeys(names, 0)
@@ -209,25 +207,8 @@ def main() -> None:
         return answer
 
     def flow():
-        http = app.test_client()  # a new browser each time
-        page = step("GET /login", lambda: http.get("/login"))
-        csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
-        form = {"csrf_token": csrf, "username": "bench", "password": PASSWORD, "next": ""}
-        signed_in = step("POST /login", lambda: http.post("/login", data=form))
-        assert signed_in.status_code == 302, signed_in.status_code
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-        query = {"response_type": "code", "client_id": client_id, "state": "s",
-                 "redirect_uri": "https://rp.example/cb", "scope": "openid profile",
-                 "code_challenge": challenge.rstrip(b"=").decode(),
-                 "code_challenge_method": "S256"}  # fmt: skip
-        answer = step("GET /authorize", lambda: http.get("/authorize", query_string=query))
-        code = re.search(r"code=([^&]+)", answer.headers["Location"]).group(1)
-        data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-                "redirect_uri": "https://rp.example/cb"}  # fmt: skip
-        headers = {"Authorization": basic}
-        tokens = step("POST /token", lambda: http.post("/token", data=data, headers=headers))
-        assert tokens.status_code == 200, tokens.data
+        flows.sign_in(app, step, username="bench", password=PASSWORD, client_id=client_id,
+                      redirect_uri="https://rp.example/cb", authorization=basic)  # fmt: skip
 
     for _ in range(5):
         flow()
