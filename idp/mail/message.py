@@ -41,7 +41,7 @@ class _ParsedOnce(HeaderRegistry):
     @lru_cache(maxsize=256)  # noqa: B019 (one instance, for the life of the process)
     def _parsed(self, name: str, value: str):
         header = super().__call__(name, value)
-        header.folded = None  # (policy, text), set by the first message written (_Policy)
+        header.folded = None  # (policy settings, lines): set when first written (_Policy)
         return header
 
     def __getitem__(self, name: str) -> type:
@@ -79,7 +79,7 @@ class _Policy(EmailPolicy):
 
 # 7bit: every part is quoted-printable or base64, so the stored text is ASCII and any SMTP
 # server takes it (no 8BITMIME or SMTPUTF8 needed).
-POLICY = _Policy(linesep=SMTP.linesep, cte_type="7bit", header_factory=_ParsedOnce())
+POLICY = _Policy(**{**vars(SMTP), "cte_type": "7bit", "header_factory": _ParsedOnce()})
 
 
 def sender() -> str:
