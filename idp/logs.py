@@ -142,8 +142,8 @@ class JsonFormatter(logging.Formatter):
         method, path, status, duration_ms, endpoint, remote_addr, request_id, created, *_ = line
         message = AccessRecord.MESSAGE % (method, path, status)
         entry = self.head(created, "INFO", access_log.name, message, _PID, request_id)
-        return self.access_line(entry, method, path[:256], status, duration_ms, endpoint,
-                                remote_addr)  # fmt: skip
+        path = path[: AccessRecord.PATH_MAX]
+        return self.access_line(entry, method, path, status, duration_ms, endpoint, remote_addr)
 
 
 # json.dumps with these options builds an encoder per call; this one is made once.
@@ -344,6 +344,7 @@ class AccessRecord(logging.LogRecord):
     MODULE = os.path.splitext(FILENAME)[0]
     LINENO = 0  # access()'s first line, set below
     MESSAGE = "%s %s %s"  # method, path, status
+    PATH_MAX = 256  # the path field's length; the message keeps the whole path
     process_name: str | None = None
 
     def __init__(self, name, method, path, status, duration_ms, endpoint, remote_addr,
@@ -377,7 +378,7 @@ class AccessRecord(logging.LogRecord):
         self.processName = AccessRecord.process_name
         self.process = _PID
         self.method = method
-        self.path = path[:256]
+        self.path = path[: self.PATH_MAX]
         self.status = status
         self.duration_ms = duration_ms
         self.endpoint = endpoint
