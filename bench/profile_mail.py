@@ -1,11 +1,14 @@
 """The CPU of one queued notice, in-process: rendering and queuing it, then delivering it.
 
 A sign-in from a new browser queues a new-device notice (idp/auth/devices.py), and the
-worker's mail thread delivers it: with one sign-in at a time, one message per round. This
-script times both halves for N messages (the outbox, as without SMTP_HOST; with
-BENCH_SMTP_PORT, an SMTP server on that loopback port instead):
+worker's mail thread delivers it: one message per round with one sign-in at a time, and
+more under a stream of sign-ins (a round starts at most every MAIL_ROUND_INTERVAL, and its
+messages share one SMTP session). This script times both halves for N messages, PER_ROUND
+to a round (1 by default; the outbox, as without SMTP_HOST; with BENCH_SMTP_PORT, an SMTP
+server on that loopback port instead, with BENCH_SMTP_SECURITY=starttls over TLS; the
+process must trust its certificate, SSL_CERT_FILE=...):
 
-    python bench/profile_mail.py [N]
+    python bench/profile_mail.py [N] [PER_ROUND]
     BENCH_PSTATS=FILE python bench/profile_mail.py [N]   # cProfile of the delivery rounds
 
 "queue" is ``mail.send`` plus the commit, as POST /login pays it (in a test request
@@ -29,10 +32,13 @@ from idp.models import MailMessage
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    per_round = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     smtp_port = os.environ.get("BENCH_SMTP_PORT")
-    smtp = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": int(smtp_port), "SMTP_SECURITY": "none",
+    security = os.environ.get("BENCH_SMTP_SECURITY", "none")  # starttls: with SSL_CERT_FILE
+    smtp = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": int(smtp_port), "SMTP_SECURITY": security,
             "MAIL_FROM": "idp@example.com"} if smtp_port else {}  # fmt: skip
-    app, _ = service_app(MAIL_WORKER=False, **smtp)  # no thread: this script runs the rounds
+    # No thread, no pause between rounds: this script runs the rounds.
+    app, _ = service_app(MAIL_WORKER=False, MAIL_ROUND_INTERVAL=0, **smtp)
     sender = app.extensions["idp.mail"]
     statements = 0
 
@@ -60,12 +66,13 @@ def main() -> None:
 
     queued = delivered = 0.0
     queue_statements = deliver_statements = 0
-    for _ in range(count):  # one message per round, as when sign-ins come one at a time
-        statements = 0
-        started = time.process_time()
-        queue_one()
-        queued += time.process_time() - started
-        queue_statements += statements
+    for _ in range(count // per_round):  # PER_ROUND messages queued, then one round
+        for _ in range(per_round):
+            statements = 0
+            started = time.process_time()
+            queue_one()
+            queued += time.process_time() - started
+            queue_statements += statements
         statements = 0
         if profiler:
             profiler.enable()
@@ -81,14 +88,16 @@ def main() -> None:
         s = db.session()
         sent = s.scalar(select(func.count()).where(MailMessage.status == "sent"))
         s.commit()
-    print(f"{count} notices ({'SMTP' if smtp_port else 'outbox'}), CPU per message:")
+    count = count // per_round * per_round
+    where = "SMTP" if smtp_port else "outbox"
+    print(f"{count} notices ({where}, {per_round} a round), CPU per message:")
     print(
         f"  {queued / count * 1000:6.2f} ms  {queue_statements / count:4.1f} statements"
         "  queue (mail.send + commit)"
     )
     print(
         f"  {delivered / count * 1000:6.2f} ms  {deliver_statements / count:4.1f} statements"
-        f"  deliver (one round per message; {sent} sent in all)"
+        f"  deliver ({per_round} a round; {sent} sent in all)"
     )
 
 

@@ -8,6 +8,8 @@ open transaction between rounds. Rows another process left behind are found by t
     kick() ──► thread (started if not running) ──► round() in an app context
                  └─ returns seconds until the next due row (wait, or be woken by kick)
                     or None (nothing pending: the thread ends)
+
+A round may ``pause()`` first (the mail sender spaces its rounds); ``stop()`` ends a pause.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Worker:
         app.extensions.setdefault("idp.workers", []).append(self)
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._halt = threading.Event()  # set by stop(): ends a pause()
         self._running = False
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -88,8 +91,14 @@ class Worker:
                 )
                 self._thread.start()
 
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` within a round; stop() ends the wait (a kick does not)."""
+        if seconds > 0:
+            self._halt.wait(seconds)
+
     def stop(self, timeout: float = 5) -> None:
         self._stopped = True
+        self._halt.set()
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():

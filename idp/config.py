@@ -161,6 +161,9 @@ DEFAULTS: dict[str, object] = {
     "MAIL_ATTEMPTS": 5,
     "MAIL_RETRY_DELAY": 30,
     "MAIL_WORKER": True,
+    # A worker's delivery rounds start at most this often (seconds): mail queued sooner after
+    # a round waits for the next, and goes out with the rest over one SMTP session.
+    "MAIL_ROUND_INTERVAL": 0.25,
     # Email verification, invitations, self-registration (idp/account/email.py, register.py):
     # how long a mailed link works, in seconds.
     "EMAIL_VERIFY_TTL": 24 * 3600,
@@ -390,7 +393,7 @@ def check(config) -> None:
     ):  # fmt: skip
         if int(config[name]) < 0:
             raise ConfigError(f"IDP_{name} must not be negative")
-    for name in ("KEY_CACHE_SECONDS", "REGISTRY_CACHE_SECONDS"):
+    for name in ("KEY_CACHE_SECONDS", "REGISTRY_CACHE_SECONDS", "MAIL_ROUND_INTERVAL"):
         if float(config[name]) < 0:
             raise ConfigError(f"IDP_{name} must not be negative")
     check_dpop(config)

@@ -3,17 +3,20 @@
     mail_messages row (pending) ──► Sender thread: deliver_round()
         the pending rows, earliest due first; per due row:
         claim it (conditional UPDATE: attempts+1, next try later = a lease)
-        transmit: SMTP [STARTTLS | TLS] [AUTH] MAIL RCPT DATA, or instance/outbox/<id>.eml
+        transmit: MAIL RCPT DATA in the round's SMTP session (connected for its first
+            message: [STARTTLS | TLS] [AUTH]), or instance/outbox/<id>.eml
         250 after DATA ─► sent (body erased) │ 5xx ─► failed │ else retry, delay doubled,
         until MAIL_ATTEMPTS ─► failed;  retry_failed() puts failed rows back in the queue
 
 A message is marked sent only after the server accepted it (RFC 5321 §4.2.1: 2yz), so a
-crash between the two can send it twice but never lose it.
+crash between the two can send it twice but never lose it. A worker's rounds start at most
+every MAIL_ROUND_INTERVAL seconds, so mail queued in a burst shares a round.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import smtplib
 import ssl
@@ -70,27 +73,36 @@ def smtp_reply(code: int, text: bytes | str) -> Undelivered:
     return Undelivered(f"SMTP {code} {text}"[:300], permanent=500 <= code < 600)
 
 
-def transmit_smtp(config, to: str, message: str) -> None:
-    """One SMTP conversation; raises Undelivered unless the server took the message."""
+def connect_smtp(config) -> smtplib.SMTP:
+    """An SMTP session ready for mail: connected, [STARTTLS,] greeted, [authenticated]."""
     security = config["SMTP_SECURITY"]
     host = config["SMTP_HOST"]
     port = int(config["SMTP_PORT"] or DEFAULT_PORTS[security])
     timeout = float(config["SMTP_TIMEOUT"])
+    if security == "ssl":
+        connection = smtplib.SMTP_SSL(host, port, timeout=timeout, context=tls_context())
+    else:
+        connection = smtplib.SMTP(host, port, timeout=timeout)
     try:
-        if security == "ssl":
-            connection = smtplib.SMTP_SSL(host, port, timeout=timeout, context=tls_context())
-        else:
-            connection = smtplib.SMTP(host, port, timeout=timeout)
-        with connection:
+        connection.ehlo()
+        if security == "starttls":
+            # Never fall back to plain text: without STARTTLS the password and the
+            # message would cross the network readable (SMTPNotSupportedError).
+            connection.starttls(context=tls_context())
             connection.ehlo()
-            if security == "starttls":
-                # Never fall back to plain text: without STARTTLS the password and the
-                # message would cross the network readable (SMTPNotSupportedError).
-                connection.starttls(context=tls_context())
-                connection.ehlo()
-            if config["SMTP_USERNAME"]:
-                connection.login(str(config["SMTP_USERNAME"]), str(config["SMTP_PASSWORD"]))
-            connection.sendmail(envelope_sender(), [to], message.encode("ascii"))
+        if config["SMTP_USERNAME"]:
+            connection.login(str(config["SMTP_USERNAME"]), str(config["SMTP_PASSWORD"]))
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+@contextmanager
+def smtp_errors():
+    """smtplib's exceptions as Undelivered, transient or permanent by the server's reply."""
+    try:
+        yield
     except smtplib.SMTPRecipientsRefused as exc:
         code, text = next(iter(exc.recipients.values()))
         raise smtp_reply(code, text) from None
@@ -98,6 +110,60 @@ def transmit_smtp(config, to: str, message: str) -> None:
         raise smtp_reply(exc.smtp_code, exc.smtp_error) from None
     except (smtplib.SMTPException, OSError) as exc:  # refused, timed out, TLS failed, dropped
         raise Undelivered(f"{type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _dropped(exc: BaseException) -> bool:
+    """The session is gone (closed by the server, or 421: it is closing), not the message
+    refused: RFC 5321 §3.8 lets a server end an idle session, or one that carried enough."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code == 421
+    return isinstance(exc, (smtplib.SMTPServerDisconnected, ConnectionError))
+
+
+class Conversation:
+    """One SMTP session for the messages of a round: RFC 5321 §3.3 lets a session carry
+    any number of mail transactions, so a burst of mail costs one connection, one TLS
+    handshake and one AUTH, not one per message.
+
+    It connects for the first message and ends (QUIT) with ``close()``. After a failed
+    transaction it closes, so the next message starts on a new session and never pays for
+    another's refusal; a reused session that the server ended meanwhile is opened again
+    once for the message at hand, which is then sent as if it had been the first."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.connection: smtplib.SMTP | None = None
+
+    def send(self, to: str, message: str) -> None:
+        """One transaction; raises Undelivered unless the server took the message."""
+        data = message.encode("ascii")
+        with smtp_errors():
+            if self.connection is not None:
+                try:
+                    return self._transaction(to, data)
+                except Exception as exc:
+                    if not _dropped(exc):
+                        raise
+            self.connection = connect_smtp(self.config)
+            self._transaction(to, data)
+
+    def _transaction(self, to: str, data: bytes) -> None:
+        try:
+            self.connection.sendmail(envelope_sender(), [to], data)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is None:
+            return
+        try:
+            connection.quit()
+        except (smtplib.SMTPException, OSError):
+            pass  # the session is gone already: nothing to end
+        finally:
+            connection.close()
 
 
 class Claimed(NamedTuple):
@@ -130,12 +196,21 @@ def transmit_outbox(row: Claimed) -> Path:
     return path
 
 
-def transmit(row: Claimed) -> None:
-    config = current_app.config
-    if config["SMTP_HOST"]:
-        transmit_smtp(config, row.to_address, row.message or "")
+def transmit(row: Claimed, shared: Conversation) -> None:
+    if shared.config["SMTP_HOST"]:
+        shared.send(row.to_address, row.message or "")
     else:
         transmit_outbox(row)
+
+
+@contextmanager
+def conversation():
+    """The SMTP session the messages of a round share (connected by the first, if any)."""
+    shared = Conversation(current_app.config)
+    try:
+        yield shared
+    finally:
+        shared.close()
 
 
 def retry_delay(attempt: int) -> timedelta:
@@ -176,23 +251,25 @@ def deliver_round(limit: int = 100) -> Round:
     The wait comes from what the round saw (the first row not yet due, the retry times it
     set) without another look at the table, except when another worker claimed a row first:
     its lease is not known here, so the table is asked (``seconds_until_next``). A message
-    queued during the round wakes the thread on its commit (``kick_after_commit``)."""
+    queued during the round wakes the thread on its commit (``kick_after_commit``). The
+    round's messages share one SMTP session (``Conversation``)."""
     rows = pending_rows(limit + 1)
     now = utcnow()
     # Ordered by due time: the first row not yet due is the earliest of those that wait.
     waiting = next((due for _, _, due in rows if due > now), None)
     later = [] if waiting is None else [waiting]
     sent, lost = 0, False
-    for message_id, attempts, due in rows[:limit]:
-        if due > now:
-            break  # ordered by due time: the rest are not due either
-        outcome = attempt(message_id, attempts)
-        if outcome == SENT_NOW:
-            sent += 1
-        elif outcome == LOST:
-            lost = True
-        elif outcome != GAVE_UP:
-            later.append(outcome)  # its next try
+    with conversation() as shared:
+        for message_id, attempts, due in rows[:limit]:
+            if due > now:
+                break  # ordered by due time: the rest are not due either
+            outcome = attempt(message_id, attempts, shared)
+            if outcome == SENT_NOW:
+                sent += 1
+            elif outcome == LOST:
+                lost = True
+            elif outcome != GAVE_UP:
+                later.append(outcome)  # its next try
     if len(rows) > limit:
         _id, _attempts, first_left_due = rows[limit]  # the row past this round's limit
         if first_left_due <= now:
@@ -212,10 +289,10 @@ def deliver_due(limit: int = 100) -> int:
 SENT_NOW, LOST, GAVE_UP = "sent", "lost", "gave up"
 
 
-def attempt(message_id: int, seen_attempts: int) -> str | datetime:
-    """One delivery attempt of a message seen pending after ``seen_attempts`` attempts:
-    SENT_NOW, LOST (another worker claimed it first, or it is no longer due), GAVE_UP
-    (failed for good) or the time of its next try."""
+def attempt(message_id: int, seen_attempts: int, shared: Conversation) -> str | datetime:
+    """One delivery attempt of a message seen pending after ``seen_attempts`` attempts, in
+    the ``shared`` SMTP session: SENT_NOW, LOST (another worker claimed it first, or it is
+    no longer due), GAVE_UP (failed for good) or the time of its next try."""
     config = current_app.config
     now = utcnow()
     number = seen_attempts + 1
@@ -230,7 +307,7 @@ def attempt(message_id: int, seen_attempts: int) -> str | datetime:
         return LOST
     row = Claimed(*found)
     try:
-        transmit(row)
+        transmit(row, shared)
     except Undelivered as exc:
         return failed(row.id, number, str(exc), permanent=exc.permanent)
     except Exception as exc:  # a bug must cost attempts, not loop forever on one message
@@ -243,7 +320,7 @@ def attempt(message_id: int, seen_attempts: int) -> str | datetime:
     return SENT_NOW
 
 
-def deliver_one(message_id: int) -> bool:
+def deliver_one(message_id: int, shared: Conversation | None = None) -> bool:
     """Attempt one message now if it is pending and due; True if the server took it."""
     s = db.session()
     seen = s.scalar(
@@ -252,7 +329,12 @@ def deliver_one(message_id: int) -> bool:
         )
     )
     s.commit()
-    return seen is not None and attempt(message_id, seen) == SENT_NOW
+    if seen is None:
+        return False
+    if shared is not None:
+        return attempt(message_id, seen, shared) == SENT_NOW
+    with conversation() as own:
+        return attempt(message_id, seen, own) == SENT_NOW
 
 
 def failed(message_id: int, number: int, error: str, permanent: bool) -> str | datetime:
@@ -294,7 +376,8 @@ def retry_failed() -> Retried:
         )
         audit.record("mail.retried", count=len(ids))
     s.commit()
-    return Retried(queued=len(ids), sent=sum(deliver_one(i) for i in ids))
+    with conversation() as shared:
+        return Retried(queued=len(ids), sent=sum(deliver_one(i, shared) for i in ids))
 
 
 def seconds_until_next() -> float | None:
@@ -310,6 +393,7 @@ class Sender(Worker):
     def __init__(self, app: Flask):
         super().__init__(app)
         self.last_look = time.monotonic()
+        self.last_round = -math.inf
 
     @property
     def enabled(self) -> bool:
@@ -319,6 +403,12 @@ class Sender(Worker):
         return float(self.app.config["MAIL_RETRY_DELAY"])
 
     def round(self) -> float | None:
+        """A round begins MAIL_ROUND_INTERVAL after the previous one at the earliest: while
+        sign-ins keep queuing notices, each round sends what came meanwhile over one SMTP
+        session, not one session per message (the first after a quiet spell goes at once)."""
+        interval = float(self.app.config["MAIL_ROUND_INTERVAL"])
+        self.pause(self.last_round + interval - time.monotonic())
+        self.last_round = time.monotonic()
         return deliver_round().wait
 
     def maybe_look(self) -> None:

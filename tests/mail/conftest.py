@@ -3,6 +3,7 @@ and a mail sender stopped after every test (no thread outlives its app)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import socket
@@ -42,18 +43,30 @@ def stop_sender(app):
 
 @dataclass
 class Mailbox:
-    """The aiosmtpd handler: records accepted messages; ``reply`` makes it refuse DATA."""
+    """The aiosmtpd handler: records accepted messages and the SMTP session each came in
+    (``sessions``, the client's address and port); ``reply`` makes it refuse DATA,
+    ``refuse_subject`` only for messages with that subject; ``one_per_session`` ends the
+    session after each message, as a server with a limit of one per connection does."""
 
     received: list[EmailMessage] = field(default_factory=list)
     envelopes: list = field(default_factory=list)
+    sessions: list = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
     reply: str | None = None
+    refuse_subject: str | None = None
+    one_per_session: bool = False
 
     async def handle_DATA(self, server, session, envelope):
         if self.reply:
             return self.reply
+        message = message_from_bytes(envelope.original_content, policy=default)
+        if self.refuse_subject and message["Subject"] == self.refuse_subject:
+            return "554 5.7.1 Rejected"
         self.envelopes.append(envelope)
-        self.received.append(message_from_bytes(envelope.original_content, policy=default))
+        self.sessions.append(session.peer)
+        self.received.append(message)
+        if self.one_per_session:  # after the 250 is written
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 Message accepted"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):

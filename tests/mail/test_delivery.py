@@ -372,6 +372,73 @@ def test_a_message_another_worker_claimed_keeps_the_thread_waiting_for_its_lease
     assert row.status == "pending" and row.attempts == 1  # claimed once, by the other
 
 
+@pytest.mark.config(MAIL_WORKER=False)
+def test_a_round_sends_its_messages_in_one_smtp_session(
+    app, mailbox, server_tls, trust_test_certificate
+):
+    # RFC 5321 §3.3: one session carries several mail transactions; a burst costs one
+    # connection, one STARTTLS handshake and one AUTH.
+    server = SMTPServer(
+        mailbox, tls_context=server_tls, require_starttls=True, authenticator=mailbox.authenticate
+    ).start()
+    try:
+        use_server(app, server, SMTP_SECURITY="starttls", SMTP_USERNAME=SMTP_USER,
+                   SMTP_PASSWORD=SMTP_PASSWORD)  # fmt: skip
+        queued = [queue(app, subject=f"Message {n}") for n in range(3)]
+        assert deliver(app) == 3
+    finally:
+        server.stop()
+    assert [m["Subject"] for m in mailbox.received] == ["Message 0", "Message 1", "Message 2"]
+    assert len(set(mailbox.sessions)) == 1 and mailbox.logins == [SMTP_USER]
+    assert {stored(app, i).status for i in queued} == {"sent"}
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_a_refused_message_costs_the_next_one_nothing(app, smtp_server, mailbox):
+    use_server(app, smtp_server)
+    mailbox.refuse_subject = "Refused"
+    first, refused, last = (queue(app, subject=s) for s in ("First", "Refused", "Last"))
+    assert deliver(app) == 2
+    assert [m["Subject"] for m in mailbox.received] == ["First", "Last"]
+    assert stored(app, refused).status == "failed"
+    assert stored(app, last).status == "sent" and stored(app, last).attempts == 1
+    # After a failed transaction the next message starts a session of its own.
+    assert len(set(mailbox.sessions)) == 2
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_a_session_the_server_ended_is_opened_again_for_the_next_message(app, smtp_server, mailbox):
+    # RFC 5321 §3.8: a server may end a session (a limit of messages per connection); the
+    # next message is sent on a new one, at its first attempt.
+    use_server(app, smtp_server)
+    mailbox.one_per_session = True
+    queued = [queue(app, subject=f"Message {n}") for n in range(3)]
+    assert deliver(app) == 3
+    assert len(mailbox.received) == 3 and len(set(mailbox.sessions)) == 3
+    assert [(stored(app, i).status, stored(app, i).attempts) for i in queued] == [("sent", 1)] * 3
+
+
+@pytest.mark.config(MAIL_ROUND_INTERVAL=2)
+def test_mail_queued_soon_after_a_round_goes_out_together_in_the_next(app, smtp_server, mailbox):
+    # The sender thread (MAIL_WORKER): a round starts at most every MAIL_ROUND_INTERVAL, so
+    # mail that trickles in, as notices under a stream of sign-ins, shares a session.
+    use_server(app, smtp_server)
+    queue(app, subject="First")
+    waited = 0.0
+    while not mailbox.received and waited < 5:  # the first after a quiet spell: at once
+        time.sleep(0.02)
+        waited += 0.02
+    for subject in ("Second", "Third", "Fourth"):  # a tenth of a second apart
+        queue(app, subject=subject)
+        time.sleep(0.1)
+    waited = 0.0
+    while len(mailbox.received) < 4 and waited < 10:
+        time.sleep(0.05)
+        waited += 0.05
+    assert [m["Subject"] for m in mailbox.received] == ["First", "Second", "Third", "Fourth"]
+    assert len(set(mailbox.sessions[1:])) == 1 and mailbox.sessions[1] != mailbox.sessions[0]
+
+
 # --- TLS and authentication ---------------------------------------------------------------
 
 
@@ -553,7 +620,7 @@ def test_an_unexpected_error_counts_as_a_failed_attempt(app, smtp_server, monkey
     def broken(*args):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(delivery, "transmit_smtp", broken)
+    monkeypatch.setattr(delivery.Conversation, "send", broken)
     message_id = queue(app)
     row = deliver_until_settled(app, message_id)
     assert row.status == "failed" and row.attempts == 2

@@ -268,6 +268,7 @@ def test_mail_settings_come_from_the_environment_with_the_idp_prefix(make_app, m
         ({"MAIL_FROM": "not an address"}, "IDP_MAIL_FROM"),
         ({"SMTP_USERNAME": "user"}, "IDP_SMTP_USERNAME"),
         ({"MAIL_ATTEMPTS": 0}, "IDP_MAIL_ATTEMPTS"),
+        ({"MAIL_ROUND_INTERVAL": -1}, "IDP_MAIL_ROUND_INTERVAL"),
     ],
 )
 def test_unusable_mail_settings_stop_start_up(make_app, settings, named):
