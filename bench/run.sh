@@ -20,6 +20,10 @@
 #   BENCH_SERVER     idp (default: `idp serve`, gunicorn) or granian: the same app under
 #                    granian's native HTTP parser, 4 blocking threads per worker, for
 #                    comparison only (`.venv/bin/pip install granian`; not a dependency)
+#   BENCH_SMTP       starttls or none: mail goes to an SMTP server (bench/smtp_sink.py, on
+#                    the load generator's core) as in production, over STARTTLS (the
+#                    default SMTP_SECURITY, its certificate trusted through SSL_CERT_FILE)
+#                    or in plain text; without it, to the outbox folder (no SMTP_HOST)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +62,16 @@ export IDP_SECRET_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export IDP_ISSUER="http://127.0.0.1:$PORT"
 # Limits stay on (their cost is part of the figures) but far above the offered load.
 export IDP_RATELIMIT_TOKEN="1000000/second" IDP_RATELIMIT_LOGIN_IP="1000000/minute"
+SINK=
+if [ -n "${BENCH_SMTP:-}" ]; then
+  SMTP_PORT=$((PORT + 25))
+  taskset -c "$CLIENT_CPUS" "$PY" bench/smtp_sink.py "$SMTP_PORT" "$BENCH_SMTP" "$WORK/smtp.pem" \
+    >"$WORK/smtp.log" 2>&1 &
+  SINK=$!
+  for _ in $(seq 1 100); do grep -q ready "$WORK/smtp.log" 2>/dev/null && break; sleep 0.1; done
+  export IDP_SMTP_HOST=127.0.0.1 IDP_SMTP_PORT=$SMTP_PORT IDP_SMTP_SECURITY=$BENCH_SMTP
+  export IDP_MAIL_FROM=idp@example.com SSL_CERT_FILE=$WORK/smtp.pem
+fi
 export IDP_RATELIMIT_LOGIN_ACCOUNT="1000000/minute"
 if [ "$DB" = postgres ]; then
   export IDP_DATABASE_URL=${BENCH_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/bench}
@@ -88,6 +102,7 @@ SERVER=$!
 cleanup() {
   kill -TERM "$SERVER" 2>/dev/null
   wait "$SERVER" 2>/dev/null
+  if [ -n "$SINK" ]; then kill -TERM "$SINK" 2>/dev/null; wait "$SINK" 2>/dev/null || true; fi
   if [ "${BENCH_PIN_DATABASE:-0}" = 1 ]; then
     for pid in $(database_pids); do taskset -a -p -c "0-$LAST" "$pid" >/dev/null 2>&1 || true; done
   fi
@@ -197,6 +212,7 @@ import json, sys
 row = json.loads(sys.stdin.read())
 row.update(argon2_build='$ARGON2_BUILD', database='$DB', workers=$WORKERS, worker_quota_percent=${BENCH_WORKER_QUOTA:-None}, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
            server='${BENCH_SERVER:-idp}', database_pinned=${BENCH_PIN_DATABASE:-0} == 1,
+           mail='${BENCH_SMTP:+smtp-}${BENCH_SMTP:-outbox}',
            worker_rss_mb=[int(x) for x in '$rss'.split(',') if x])
 print(json.dumps(row))" | tee -a "$OUT/results.jsonl" >>"$WORK/rows.jsonl"
 done
@@ -208,7 +224,8 @@ if rows:
     r = rows[0]
     print(f"\n{r['database']}, {r['workers']} worker(s), {r['connections']} connections, "
           f"{r['seconds']} s per scenario; worker RSS MB: {r['worker_rss_mb']}; "
-          f"argon2: {'PyPI wheel' if r.get('argon2_build') == 'pypi' else 'built here'}"
+          f"argon2: {'PyPI wheel' if r.get('argon2_build') == 'pypi' else 'built here'}; "
+          f"mail: {r.get('mail', 'outbox')}"
           + (f"; each worker capped at {r['worker_quota_percent']} % of a core"
              if r.get('worker_quota_percent') else ""))
 print("| scenario | requests/s | p50 ms | p99 ms | errors | server CPU ms/req | database CPU ms/req |")
