@@ -115,8 +115,10 @@ def smtp_errors():
 def _dropped(exc: BaseException) -> bool:
     """The session is gone (closed by the server, or 421: it is closing), not the message
     refused: RFC 5321 §3.8 lets a server end an idle session, or one that carried enough."""
-    if isinstance(exc, smtplib.SMTPResponseException):
+    if isinstance(exc, smtplib.SMTPResponseException):  # at MAIL FROM, or after DATA
         return exc.smtp_code == 421
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):  # at RCPT TO
+        return all(code == 421 for code, _text in exc.recipients.values())
     return isinstance(exc, (smtplib.SMTPServerDisconnected, ConnectionError))
 
 

@@ -46,7 +46,9 @@ class Mailbox:
     """The aiosmtpd handler: records accepted messages and the SMTP session each came in
     (``sessions``, the client's address and port); ``reply`` makes it refuse DATA,
     ``refuse_subject`` only for messages with that subject; ``one_per_session`` ends the
-    session after each message, as a server with a limit of one per connection does."""
+    session after each message, as a server with a limit of one per connection does: it
+    closes the connection ("close"), or answers the next MAIL or RCPT with 421 ("421 MAIL",
+    "421 RCPT") and then closes it."""
 
     received: list[EmailMessage] = field(default_factory=list)
     envelopes: list = field(default_factory=list)
@@ -54,7 +56,28 @@ class Mailbox:
     logins: list[str] = field(default_factory=list)
     reply: str | None = None
     refuse_subject: str | None = None
-    one_per_session: bool = False
+    one_per_session: str | None = None
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if refused := self._limited(server, session, "421 MAIL"):
+            return refused
+        envelope.mail_from = address  # what aiosmtpd does without this hook
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if refused := self._limited(server, session, "421 RCPT"):
+            return refused
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    def _limited(self, server, session, where: str) -> str | None:
+        """421 (and the connection closed) where this session has carried its message."""
+        if self.one_per_session == where and session.peer in self.sessions:
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.7.0 One message per connection, closing"
+        return None
 
     async def handle_DATA(self, server, session, envelope):
         if self.reply:
@@ -65,7 +88,7 @@ class Mailbox:
         self.envelopes.append(envelope)
         self.sessions.append(session.peer)
         self.received.append(message)
-        if self.one_per_session:  # after the 250 is written
+        if self.one_per_session == "close":  # after the 250 is written
             asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 Message accepted"
 

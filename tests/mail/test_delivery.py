@@ -407,11 +407,15 @@ def test_a_refused_message_costs_the_next_one_nothing(app, smtp_server, mailbox)
 
 
 @pytest.mark.config(MAIL_WORKER=False)
-def test_a_session_the_server_ended_is_opened_again_for_the_next_message(app, smtp_server, mailbox):
-    # RFC 5321 §3.8: a server may end a session (a limit of messages per connection); the
-    # next message is sent on a new one, at its first attempt.
+@pytest.mark.parametrize("ends", ["close", "421 MAIL", "421 RCPT"])
+def test_a_session_the_server_ended_is_opened_again_for_the_next_message(
+    app, smtp_server, mailbox, ends
+):
+    # RFC 5321 §3.8: a server may end a session (a limit of messages per connection), by
+    # closing it or answering 421 ("closing transmission channel", §4.2.2); the next message
+    # is sent on a new one, at its first attempt.
     use_server(app, smtp_server)
-    mailbox.one_per_session = True
+    mailbox.one_per_session = ends
     queued = [queue(app, subject=f"Message {n}") for n in range(3)]
     assert deliver(app) == 3
     assert len(mailbox.received) == 3 and len(set(mailbox.sessions)) == 3
