@@ -65,7 +65,7 @@ export IDP_RATELIMIT_TOKEN="1000000/second" IDP_RATELIMIT_LOGIN_IP="1000000/minu
 SINK=
 if [ -n "${BENCH_SMTP:-}" ]; then
   SMTP_PORT=$((PORT + 25))
-  taskset -c "$CLIENT_CPUS" "$PY" bench/smtp_sink.py "$SMTP_PORT" "$BENCH_SMTP" "$WORK/smtp.pem" \
+  taskset -c "$CLIENT_CPUS" "$PY" -m bench.smtp_sink "$SMTP_PORT" "$BENCH_SMTP" "$WORK/smtp.pem" \
     >"$WORK/smtp.log" 2>&1 &
   SINK=$!
   for _ in $(seq 1 100); do grep -q ready "$WORK/smtp.log" 2>/dev/null && break; sleep 0.1; done

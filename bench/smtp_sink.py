@@ -1,6 +1,6 @@
 """An SMTP server that accepts and drops every message, for load tests of the mail path.
 
-    python bench/smtp_sink.py PORT [starttls|none] [CERT_FILE]
+    python -m bench.smtp_sink PORT [starttls|none] [CERT_FILE]     # from the repository's root
 
 With ``starttls`` (the IdP's default SMTP_SECURITY) it offers STARTTLS and refuses mail
 before it (RFC 3207), with a self-signed certificate for 127.0.0.1 made at start and written
@@ -11,8 +11,6 @@ killed; prints "ready" once it listens, and on exit the messages it took.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import signal
 import ssl
 import sys
@@ -21,10 +19,8 @@ import threading
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.certificates import self_signed
 
 
 class Sink:
@@ -36,35 +32,13 @@ class Sink:
         return "250 Message accepted"
 
 
-def certificate(cert_file: Path) -> ssl.SSLContext:
-    """A self-signed certificate for 127.0.0.1 (written to ``cert_file``), in a server context."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+def tls_context(cert_file: Path) -> ssl.SSLContext:
+    """A server context with a new self-signed certificate for 127.0.0.1, written to
+    ``cert_file`` (the key stays in memory and a temporary file)."""
+    cert, key = self_signed("127.0.0.1")
+    cert_file.write_bytes(cert)
     with tempfile.NamedTemporaryFile(suffix=".pem") as key_file:
-        key_file.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        key_file.write(key)
         key_file.flush()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert_file, key_file.name)
@@ -77,7 +51,7 @@ def main() -> None:
     tls = {}
     if security == "starttls":
         cert_file = Path(sys.argv[3] if len(sys.argv) > 3 else "smtp-sink.pem")
-        tls = {"tls_context": certificate(cert_file), "require_starttls": True}
+        tls = {"tls_context": tls_context(cert_file), "require_starttls": True}
     elif security != "none":
         sys.exit("security: starttls or none")
     sink = Sink()

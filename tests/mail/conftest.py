@@ -4,8 +4,6 @@ and a mail sender stopped after every test (no thread outlives its app)."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -16,12 +14,10 @@ from email.policy import default
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from idp.mail import delivery
+
+from ..certificates import self_signed
 
 SMTP_USER, SMTP_PASSWORD = "relay-user", "s3cret-smtp-pa55word"
 
@@ -146,34 +142,11 @@ def smtp_server(mailbox):
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 and the files of its key and chain."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
     folder = tmp_path_factory.mktemp("tls")
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert, key = self_signed("127.0.0.1")
+    cert_file.write_bytes(cert)
+    key_file.write_bytes(key)
     return cert_file, key_file
 
 

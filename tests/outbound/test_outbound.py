@@ -8,7 +8,6 @@ name for Host, SNI and the certificate check, and follows no redirect.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import socket
 import ssl
@@ -16,14 +15,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from idp import create_app, outbound
 from idp.config import ConfigError
 
+from ..certificates import self_signed
 from .conftest import Target
 
 NO_NETWORKS = pytest.mark.config(OUTBOUND_ALLOWED_NETWORKS=[])
@@ -217,38 +213,18 @@ def test_the_request_reaches_the_checked_address_with_the_host_name(app, monkeyp
 # --- TLS: SNI and the certificate are checked on the name, not the address ------------------
 
 
-def self_signed(tmp_path, name: str) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+def certificate_files(tmp_path, name: str) -> tuple[str, str]:
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert, key = self_signed(name)
+    cert_path.write_bytes(cert)
+    key_path.write_bytes(key)
     return str(cert_path), str(key_path)
 
 
 @pytest.mark.config(OUTBOUND_ALLOWED_NETWORKS=["127.0.0.1/32"])
 def test_tls_uses_the_host_name_for_sni_and_the_certificate(app, monkeypatch, tmp_path):
     name = "rp.tls.example.test"
-    cert, key = self_signed(tmp_path, name)
+    cert, key = certificate_files(tmp_path, name)
     server_names, hosts = [], []
 
     class Handler(BaseHTTPRequestHandler):
