@@ -40,7 +40,7 @@ def stop_sender(app):
 @dataclass
 class Mailbox:
     """The aiosmtpd handler: records accepted messages and the SMTP session each came in
-    (``sessions``, the client's address and port); ``reply`` makes it refuse DATA,
+    (``sessions``: aiosmtpd's object of each connection); ``reply`` makes it refuse DATA,
     ``refuse_subject`` only for messages with that subject; ``one_per_session`` ends the
     session after each message, as a server with a limit of one per connection does: it
     closes the connection ("close"), or answers the next MAIL or RCPT with 421 ("421 MAIL",
@@ -70,7 +70,7 @@ class Mailbox:
 
     def _limited(self, server, session, where: str) -> str | None:
         """421 (and the connection closed) where this session has carried its message."""
-        if self.one_per_session == where and session.peer in self.sessions:
+        if self.one_per_session == where and session in self.sessions:
             asyncio.get_running_loop().call_soon(server.transport.close)
             return "421 4.7.0 One message per connection, closing"
         return None
@@ -82,7 +82,7 @@ class Mailbox:
         if self.refuse_subject and message["Subject"] == self.refuse_subject:
             return "554 5.7.1 Rejected"
         self.envelopes.append(envelope)
-        self.sessions.append(session.peer)
+        self.sessions.append(session)  # kept alive, so one object per connection
         self.received.append(message)
         if self.one_per_session == "close":  # after the 250 is written
             asyncio.get_running_loop().call_soon(server.transport.close)
