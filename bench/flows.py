@@ -7,10 +7,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from prepare import pkce
+from prepare import csrf_token, pkce
 
 STEPS = ("GET /login", "POST /login", "GET /authorize", "POST /token")
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 def sign_in(app, step: Callable, *, username: str, password: str, client_id: str,
@@ -20,7 +19,7 @@ def sign_in(app, step: Callable, *, username: str, password: str, client_id: str
     request (and measures it); a step that does not answer as it should raises."""
     http = app.test_client()
     page = step("GET /login", lambda: http.get("/login"))
-    form = {"csrf_token": CSRF.search(page.text).group(1), "username": username,
+    form = {"csrf_token": csrf_token(page.text), "username": username,
             "password": password, "next": ""}  # fmt: skip
     signed_in = step("POST /login", lambda: http.post("/login", data=form))
     assert signed_in.status_code == 302, signed_in.status_code

@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import threading
 import time
 
 import requests
-from prepare import pkce  # noqa: E402 (run from bench/)
+from prepare import csrf_token, pkce  # noqa: E402 (run from bench/)
 
 PASSKEY_OPTIONS = os.environ.get("BENCH_PASSKEY_OPTIONS") == "1"
 
@@ -29,7 +28,7 @@ PASSKEY_OPTIONS = os.environ.get("BENCH_PASSKEY_OPTIONS") == "1"
 def one_flow(issuer: str, client_id: str, secret: str, redirect_uri: str, user, password):
     browser = requests.Session()
     page = browser.get(issuer + "/login")
-    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    csrf = csrf_token(page.text)
     if PASSKEY_OPTIONS:
         options = browser.post(issuer + "/login/passkey/options", headers={"X-CSRFToken": csrf})
         if options.status_code != 200 or "challenge" not in options.json():

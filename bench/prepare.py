@@ -55,10 +55,17 @@ def pkce() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def csrf_token(page: str) -> str:
+    """The sign-in form's CSRF token, from the page's HTML."""
+    return CSRF.search(page).group(1)
+
+
 def sign_in(issuer: str) -> requests.Session:
     browser = requests.Session()
-    page = browser.get(issuer + "/login").text
-    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    csrf = csrf_token(browser.get(issuer + "/login").text)
     answer = browser.post(
         issuer + "/login",
         data={"csrf_token": csrf, "username": USERNAME, "password": PASSWORD, "next": ""},

@@ -13,7 +13,6 @@ reach it; `idp serve` adds its defaults).
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import requests
 from inprocess import fresh_database
+from prepare import csrf_token
 
 from idp import create_app, db
 from idp.auth.users import create_user
@@ -93,10 +93,9 @@ def main() -> None:
         def browse(i: int):
             for _ in range(rounds):
                 browser = requests.Session()
-                page = browser.get(base + "/login").text
-                csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+                csrf = csrf_token(browser.get(base + "/login").text)
                 answer = browser.post(base + "/login", allow_redirects=False, data={
-                    "csrf_token": csrf.group(1), "username": f"bench{i}",
+                    "csrf_token": csrf, "username": f"bench{i}",
                     "password": PASSWORD, "next": ""})  # fmt: skip
                 if answer.status_code != 302:
                     errors.append(answer.status_code)
