@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from queue import SimpleQueue
 
 import pytest
 from flask import g
@@ -367,7 +368,7 @@ def test_the_access_line_skips_the_logging_walk_only_when_the_writer_is_alone(ap
     stream = io.StringIO()
     writer = logging.StreamHandler(stream)
     writer.setFormatter(JsonFormatter())
-    with access_lines_to(writer) as handler:
+    with access_lines_to(writer) as handler, held_from_the_writer(handler):
         with app.test_request_context("/"):
             g.request_id = "req-9"
             logs.access("GET", "/jwks.json", 200, 0.2, "jwks", "127.0.0.1")
@@ -403,8 +404,20 @@ def test_the_access_line_skips_the_logging_walk_only_when_the_writer_is_alone(ap
         assert _drain(handler) == []
 
 
+@contextmanager
+def held_from_the_writer(handler: BackgroundHandler):
+    """What is queued stays queued for ``_drain``: the handler gets a queue its writer
+    thread does not read (which could otherwise take an item first, on a loaded machine),
+    and its own back at the end, so that closing it still ends the thread."""
+    kept, handler.queue = handler.queue, SimpleQueue()
+    try:
+        yield
+    finally:
+        handler.queue = kept
+
+
 def _drain(handler: BackgroundHandler) -> list:
-    """Take what waits in the handler's queue, before its thread does (it lingers first)."""
+    """Take what waits in the handler's queue (``held_from_the_writer``)."""
     items = []
     while not handler.queue.empty():
         items.append(handler.queue.get_nowait())
