@@ -13,7 +13,7 @@ from email.policy import default
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
 from idp.mail import delivery
 
@@ -55,25 +55,18 @@ class Mailbox:
     one_per_session: str | None = None
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if refused := self._limited(server, session, "421 MAIL"):
-            return refused
-        envelope.mail_from = address  # what aiosmtpd does without this hook
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
+        return self._limited(server, session, "421 MAIL")
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if refused := self._limited(server, session, "421 RCPT"):
-            return refused
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 OK"
+        return self._limited(server, session, "421 RCPT")
 
-    def _limited(self, server, session, where: str) -> str | None:
-        """421 (and the connection closed) where this session has carried its message."""
+    def _limited(self, server, session, where: str):
+        """421 (and the connection closed) where this session has carried its message, else
+        aiosmtpd's own answer (MISSING: the address taken, 250)."""
         if self.one_per_session == where and session in self.sessions:
             asyncio.get_running_loop().call_soon(server.transport.close)
             return "421 4.7.0 One message per connection, closing"
-        return None
+        return MISSING
 
     async def handle_DATA(self, server, session, envelope):
         if self.reply:
