@@ -56,14 +56,13 @@ class Worker:
         app.extensions.setdefault("idp.workers", []).append(self)
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._halt = threading.Event()  # set by stop(): ends a pause()
+        self._halt = threading.Event()  # set by stop(): no more rounds, and a pause() ends
         self._running = False
-        self._stopped = False
         self._thread: threading.Thread | None = None
 
     @property
     def enabled(self) -> bool:
-        return not self._stopped
+        return not self._halt.is_set()
 
     @property
     def running(self) -> bool:
@@ -97,7 +96,6 @@ class Worker:
             self._halt.wait(seconds)
 
     def stop(self, timeout: float = 5) -> None:
-        self._stopped = True
         self._halt.set()
         self._wake.set()
         thread = self._thread
@@ -111,7 +109,7 @@ class Worker:
                 self._wake.clear()
             wait = self._pass()
             with self._lock:
-                if self._stopped or (wait is None and not self._wake.is_set()):
+                if self._halt.is_set() or (wait is None and not self._wake.is_set()):
                     self._running = False
                     return
             self._wake.wait(timeout=wait)
