@@ -21,7 +21,7 @@ import os
 import smtplib
 import ssl
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -333,10 +333,8 @@ def deliver_one(message_id: int, shared: Conversation | None = None) -> bool:
     s.commit()
     if seen is None:
         return False
-    if shared is not None:
-        return attempt(message_id, seen, shared) == SENT_NOW
-    with conversation() as own:
-        return attempt(message_id, seen, own) == SENT_NOW
+    with conversation() if shared is None else nullcontext(shared) as smtp:
+        return attempt(message_id, seen, smtp) == SENT_NOW
 
 
 def failed(message_id: int, number: int, error: str, permanent: bool) -> str | datetime:
