@@ -5,7 +5,8 @@ https://pages.nist.gov/800-63-4/sp800-63b.html#passwordver
     check_password(password, username=, email=, name=) -> reasons a user can act on ([] = ok)
         length:    at least PASSWORD_MIN_LENGTH code points after NFKC, at most
                    PASSWORD_MAX_BYTES UTF-8 bytes (which always leaves room for 64 characters)
-        blocklist: the 100,000 most common passwords (idp/data/, read once per process)
+        blocklist: the 100,000 most common passwords (idp/data/, read once per process and
+                   kept as 64-bit digests: 0.8 MB instead of 11 MB of strings)
         context:   the user's own username, email local part and name
     strength(password, ...) -> Strength(score 0-4, warning, suggestions) from zxcvbn
 
@@ -15,11 +16,16 @@ sets a password calls ``check_password`` first and hashes ``normalise(password)`
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import gzip
 import re
 import threading
 import unicodedata
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,11 +63,74 @@ def fold(text: str) -> str:
     return normalise(text).casefold()
 
 
-@functools.cache
-def blocklist() -> frozenset[str]:
-    """The common passwords, folded; read from the package once per process."""
+class Words:
+    """A fixed set of words, each held as the process's 64-bit ``hash()`` of it, sorted, with
+    an optional rank per word: ``word in words``, ``words[word]`` (its rank), ``len(words)``.
+
+    A worker keeps a word list for good once it has checked a password, so its size counts
+    against every worker's memory: as Python strings in a frozenset or dict, the blocklist's
+    96,518 entries took 11.5 MiB and zxcvbn's ranked lists ~10 MiB; as 8-byte digests (and
+    8-byte ranks) they take 0.8 and 1.5 MB. A lookup hashes the word (as a set would) and
+    bisects the array, a few µs. A word outside the set matches a digest in it with a chance
+    of len(words) / 2**64, some 5 * 10**-15 for the blocklist: a password wrongly called
+    common, or a word zxcvbn wrongly finds in its lists. The
+    digests are made in this process with its own keyed string hash (SipHash, seeded per
+    process), so no stored or shared table depends on the hash seed.
+    """
+
+    __slots__ = ("digests", "ranks")
+
+    def __init__(self, words: Iterable[str] | Mapping[str, int]) -> None:
+        if isinstance(words, Mapping):
+            pairs = sorted((hash(word), rank) for word, rank in words.items())
+            self.digests = array("q", (digest for digest, _ in pairs))
+            self.ranks = array("q", (rank for _, rank in pairs))
+        else:
+            self.digests = array("q", sorted({hash(word) for word in words}))
+            self.ranks = None
+
+    def __contains__(self, word: object) -> bool:
+        digest = hash(word)
+        digests = self.digests
+        i = bisect_left(digests, digest)
+        return i < len(digests) and digests[i] == digest and isinstance(word, str)
+
+    def __getitem__(self, word: str) -> int:
+        digest = hash(word)
+        digests = self.digests
+        i = bisect_left(digests, digest)
+        if i < len(digests) and digests[i] == digest and self.ranks is not None:
+            return self.ranks[i]
+        raise KeyError(word)
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+
+def give_back_freed_memory() -> None:
+    """Return the pages of freed blocks to the system now (glibc's ``malloc_trim``; nothing
+    elsewhere). ``idp serve`` raises glibc's trim threshold to 32 MiB for argon2's buffer, so
+    the megabytes a word list's loading frees would otherwise stay in the worker for good."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    gc.collect()
+    trim(0)
+
+
+def _read_blocklist() -> Words:
     with gzip.open(BLOCKLIST_FILE, "rt", encoding="utf-8", newline="\n") as lines:
-        return frozenset(fold(line.rstrip("\n")) for line in lines if line.strip())
+        return Words(fold(line.rstrip("\n")) for line in lines if line.strip())
+
+
+@functools.cache
+def blocklist() -> Words:
+    """The common passwords, folded; read from the package once per process."""
+    words = _read_blocklist()
+    give_back_freed_memory()
+    return words
 
 
 def setting(name: str) -> int:
@@ -134,6 +203,31 @@ class Strength:
 _zxcvbn_lock = threading.Lock()
 
 
+@functools.cache
+def _zxcvbn():
+    """zxcvbn's estimator, its word lists held as ``Words`` (called under ``_zxcvbn_lock``).
+
+    zxcvbn builds a dict of word -> rank for each of its lists when imported (~94,000 words)
+    and only asks them ``word in ranked`` and ``ranked[word]`` (``matching.dictionary_match``);
+    the per-call user inputs stay a dict. Its plain lists are emptied: nothing reads them
+    after that build."""
+    from zxcvbn import matching, zxcvbn
+
+    compact(matching)
+    give_back_freed_memory()
+    return zxcvbn
+
+
+def compact(matching) -> None:
+    """zxcvbn's ranked dictionaries (``zxcvbn.matching``) as ``Words``, in place."""
+    ranked = matching.RANKED_DICTIONARIES
+    for name, words in list(ranked.items()):
+        if name != "user_inputs" and isinstance(words, dict):
+            ranked[name] = Words(words)
+    for name in matching.FREQUENCY_LISTS:
+        matching.FREQUENCY_LISTS[name] = []
+
+
 def strength(
     password: str,
     *,
@@ -142,13 +236,11 @@ def strength(
     name: str | None = None,
 ) -> Strength:
     """zxcvbn's score and feedback, with the user's own words as a dictionary."""
-    from zxcvbn import zxcvbn
-
     inputs = [v for v in (username, email, email and email.rpartition("@")[0], name) if v]
     inputs += re.split(r"\s+", name.strip()) if name else []
     sample = normalise(password)[:STRENGTH_MAX_LENGTH]
     with _zxcvbn_lock:
-        result = zxcvbn(sample, user_inputs=inputs)
+        result = _zxcvbn()(sample, user_inputs=inputs)
     feedback = result["feedback"]
     return Strength(
         score=int(result["score"]),

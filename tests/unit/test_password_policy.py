@@ -6,7 +6,11 @@ https://pages.nist.gov/800-63-4/sp800-63b.html#passwordver
 from __future__ import annotations
 
 import gzip
+import json
 import secrets
+import subprocess
+import sys
+import textwrap
 import unicodedata
 from pathlib import Path
 
@@ -126,9 +130,79 @@ def test_blocklist_holds_the_100000_most_common_passwords():
     assert len(source) == 100_000
     blocked = policy.blocklist()
     assert blocked is policy.blocklist()  # loaded once per process
-    assert isinstance(blocked, frozenset)
     assert all(policy.fold(p) in blocked for p in source)
     assert len(blocked) > 95_000  # case variants fold into one entry
+    unlisted = [STRONG, "lantern orbit velvet quarry"]
+    unlisted += [secrets.token_urlsafe(12) for _ in range(500)]
+    assert not any(policy.fold(p) in blocked for p in unlisted)
+
+
+def run_python(code: str) -> str:
+    """``code`` in a fresh interpreter (nothing of this process's caches), its output."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_word_lists_stay_small_in_a_worker():
+    # A worker keeps the blocklist and zxcvbn's lists for good once it has checked a new
+    # password: as strings they held ~11 and ~10 MiB of every such worker (docs/benchmarks.md).
+    out = run_python(
+        """
+        import tracemalloc
+        tracemalloc.start()
+        from idp.auth import policy
+        start = tracemalloc.get_traced_memory()[0]
+        policy.blocklist()
+        print(tracemalloc.get_traced_memory()[0] - start)
+        start = tracemalloc.get_traced_memory()[0]
+        policy.strength("alice1987", username="alice")
+        print(tracemalloc.get_traced_memory()[0] - start)
+        """
+    )
+    blocklist_bytes, zxcvbn_bytes = map(int, out.split())
+    assert blocklist_bytes < 1_500_000
+    assert zxcvbn_bytes < 4_000_000
+
+
+def test_zxcvbn_gives_the_same_estimates_with_its_lists_held_compactly():
+    # The estimates shown on a refused password are zxcvbn's own: the same matches, ranks,
+    # guesses, score and feedback as with its dictionaries as built.
+    out = run_python(
+        """
+        import json
+        from zxcvbn import matching, zxcvbn
+        from idp.auth import policy
+        samples = [
+            ("password", []), ("Password1!", []), ("alice1987", ["alice", "Alice Liddell"]),
+            ("correcthorsebatterystaple", []), ("p@ssw0rd", []), ("drowssap", []),
+            ("jessica2001", []), ("Tr0ub4dor&3", []), ("qwertyuiop", []), ("lantern orbit", []),
+            ("smithjohnson", []), ("aaaaaaaa", []), ("12/25/1999", []), ("wonderland", ["x"]),
+        ]
+        def run():
+            out = []
+            for password, inputs in samples:
+                r = zxcvbn(password, user_inputs=inputs)
+                out.append([r["score"], str(r["guesses"]), r["feedback"],
+                            [(m["pattern"], m["token"], m.get("rank"), m.get("dictionary_name"))
+                             for m in r["sequence"]]])
+            return out
+        before = run()
+        policy.compact(matching)
+        assert all(isinstance(w, policy.Words) for n, w in matching.RANKED_DICTIONARIES.items()
+                   if n != "user_inputs")
+        print(json.dumps([before == run(), before[0][0], before[3][3]]))
+        """
+    )
+    same, password_score, _ = json.loads(out)
+    assert same
+    assert password_score == 0  # "password": the top of zxcvbn's own list
 
 
 def test_blocklist_ships_with_its_source_and_licence():
