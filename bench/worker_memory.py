@@ -7,7 +7,13 @@ Prints the RSS after start, the peak while signing in, the RSS at the end, and t
 per second. The malloc environment of the server is this process's (so MALLOC_* set here
 reach it; `idp serve` adds its defaults).
 
+With BENCH_PASSWORD_FORM=1, one browser first submits the password-change form with a
+common new password, which is refused: the worker then holds what checking a new password
+loads for good (the blocklist, zxcvbn and its word lists), as any worker that has served a
+password form does. The RSS after that is printed, and the sign-ins follow.
+
     python bench/worker_memory.py [ROUNDS] [THREADS]
+    BENCH_PASSWORD_FORM=1 python bench/worker_memory.py [ROUNDS] [THREADS]
 """
 
 from __future__ import annotations
@@ -39,6 +45,20 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def refuse_a_new_password(base: str) -> None:
+    """Sign in as bench0 and ask to change its password to a common one: refused (400),
+    with zxcvbn's feedback on the page."""
+    browser = requests.Session()
+    csrf = csrf_token(browser.get(base + "/login").text)
+    browser.post(base + "/login", data={"csrf_token": csrf, "username": "bench0",
+                                        "password": PASSWORD, "next": ""})  # fmt: skip
+    csrf = csrf_token(browser.get(base + "/account/password").text)
+    answer = browser.post(base + "/account/password", data={
+        "csrf_token": csrf, "current_password": PASSWORD, "password": "password1"})  # fmt: skip
+    if answer.status_code != 400 or "password-strength" not in answer.text:
+        sys.exit(f"the password form did not refuse: {answer.status_code}")
 
 
 def main() -> None:
@@ -80,6 +100,10 @@ def main() -> None:
         for _ in range(3):  # every page once, so the start figure includes imports
             requests.get(base + "/login")
         started_rss = rss_kib(worker)
+        if os.environ.get("BENCH_PASSWORD_FORM") == "1":
+            refuse_a_new_password(base)
+            time.sleep(0.5)
+            print(f"  RSS after one refused new password {rss_kib(worker) / 1024:6.1f} MB")
         peak = [started_rss]
         done = threading.Event()
 
