@@ -65,7 +65,8 @@ def fold(text: str) -> str:
 
 class Words:
     """A fixed set of words, each held as the process's 64-bit ``hash()`` of it, sorted, with
-    an optional rank per word: ``word in words``, ``words[word]`` (its rank), ``len(words)``.
+    an optional rank per word: ``word in words``, ``words[word]`` and ``words.get(word)`` (its
+    rank), ``len(words)``.
 
     A worker keeps a word list for good once it has checked a password, so its size counts
     against every worker's memory: as Python strings in a frozenset or dict, the blocklist's
@@ -73,9 +74,9 @@ class Words:
     8-byte ranks) they take 0.8 and 1.5 MB. A lookup hashes the word (as a set would) and
     bisects the array, a few µs. A word outside the set matches a digest in it with a chance
     of len(words) / 2**64, some 5 * 10**-15 for the blocklist: a password wrongly called
-    common, or a word zxcvbn wrongly finds in its lists. The
-    digests are made in this process with its own keyed string hash (SipHash, seeded per
-    process), so no stored or shared table depends on the hash seed.
+    common, or a word zxcvbn wrongly finds in its lists. The digests come from this process's
+    own keyed string hash (SipHash, seeded per process), so nothing stored or shared depends
+    on the seed.
     """
 
     __slots__ = ("digests", "ranks")
@@ -102,6 +103,12 @@ class Words:
         if i < len(digests) and digests[i] == digest and self.ranks is not None:
             return self.ranks[i]
         raise KeyError(word)
+
+    def get(self, word: str, default: int | None = None) -> int | None:
+        try:
+            return self[word]
+        except KeyError:
+            return default
 
     def __len__(self) -> int:
         return len(self.digests)
@@ -219,13 +226,17 @@ def _zxcvbn():
 
 
 def compact(matching) -> None:
-    """zxcvbn's ranked dictionaries (``zxcvbn.matching``) as ``Words``, in place."""
-    ranked = matching.RANKED_DICTIONARIES
+    """zxcvbn's ranked dictionaries (``zxcvbn.matching``) as ``Words``, in place; nothing
+    if this zxcvbn keeps them elsewhere (the estimates stay right, the memory is spent)."""
+    ranked = getattr(matching, "RANKED_DICTIONARIES", None)
+    if not isinstance(ranked, dict):
+        return
     for name, words in list(ranked.items()):
         if name != "user_inputs" and isinstance(words, dict):
             ranked[name] = Words(words)
-    for name in matching.FREQUENCY_LISTS:
-        matching.FREQUENCY_LISTS[name] = []
+    lists = getattr(matching, "FREQUENCY_LISTS", {})
+    for name in lists:
+        lists[name] = []
 
 
 def strength(

@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import sys
 import textwrap
+import types
 import unicodedata
 from pathlib import Path
 
@@ -169,6 +170,19 @@ def test_word_lists_stay_small_in_a_worker():
     blocklist_bytes, zxcvbn_bytes = map(int, out.split())
     assert blocklist_bytes < 1_500_000
     assert zxcvbn_bytes < 4_000_000
+
+
+def test_word_digests_answer_as_the_dict_they_replace():
+    ranked = policy.Words({"dragon": 7, "monkey": 12})
+    assert "dragon" in ranked and ranked["monkey"] == 12 and ranked.get("dragon") == 7
+    assert "dragons" not in ranked and ranked.get("dragons") is None and len(ranked) == 2
+    with pytest.raises(KeyError):
+        ranked["dragons"]
+    assert hash("dragon") not in ranked  # only words are members, not their digests
+    # A zxcvbn that keeps its lists elsewhere is left as it is, not broken.
+    elsewhere = types.SimpleNamespace(RANKED_DICTIONARIES=None)
+    policy.compact(elsewhere)
+    assert elsewhere.RANKED_DICTIONARIES is None
 
 
 def test_zxcvbn_gives_the_same_estimates_with_its_lists_held_compactly():
