@@ -85,7 +85,12 @@ def live_server(app, idp_socket):
     server = make_server(
         "127.0.0.1", port, closing_bodies(app), threaded=True, fd=idp_socket.fileno()
     )
-    thread = threading.Thread(target=server.serve_forever, name="idp-live-server", daemon=True)
+    # A short poll: shutdown() waits for the serving loop to look, 0.5 s by default, at the
+    # end of every browser test.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="idp-live-server",
+        daemon=True,
+    )  # fmt: skip
     thread.start()
     a11y.ORIGINS.add(app.config["ISSUER"])  # its pages are checked with axe-core
     yield app.config["ISSUER"]
@@ -139,7 +144,9 @@ class Callback:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}/callback"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def wait(self, timeout: float = TIMEOUT_MS / 1000) -> Hit:
         try:
