@@ -65,6 +65,26 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
 
 
+def touches_the_database(item: pytest.Item) -> bool:
+    """Whether a test reaches the configured test database: through the fixtures (every app
+    fixture rests on ``migrated_database``) or through ``PG_URL`` in its module."""
+    if "migrated_database" in getattr(item, "fixturenames", ()):
+        return True
+    return hasattr(getattr(item, "module", None), "PG_URL")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On the PostgreSQL pass (IDP_TEST_DATABASE_URL), a test that never touches the
+    configured database would run exactly as on the SQLite pass (its own SQLite file, or no
+    storage at all): it is skipped there rather than run twice. CI runs both passes."""
+    if not CONFIGURED_PG_URL:
+        return
+    skip = pytest.mark.skip(reason="touches no database: run on the SQLite pass")
+    for item in items:
+        if not touches_the_database(item):
+            item.add_marker(skip)
+
+
 # A test module defining a fixture shared by its tests (a gunicorn pair, a Redis server).
 SHARED_FIXTURE = re.compile(r"""scope\s*=\s*["'](?:module|class|package)["']""")
 
