@@ -59,6 +59,7 @@ def test_consent_buttons_are_aligned_and_equally_tall(
         page.goto(f"{live_server}/authorize?{urlencode(params)}")
         sign_in(page)
         see_consent(page, "Layout RP", shots=f"-{viewport['width']}")
+        page.wait_for_load_state()  # its stylesheet applied: measured as a person sees it
         allow = page.get_by_role("button", name="Allow").bounding_box()
         deny = page.get_by_role("button", name="Deny").bounding_box()
         assert allow and deny and allow["height"] > 0
@@ -81,6 +82,7 @@ def test_sign_out_confirmation_buttons_are_aligned_and_equally_tall(
         sign_in(page)
         page.goto(f"{live_server}/end_session")
         expect(page.get_by_role("heading", name="Sign out?")).to_be_visible()
+        page.wait_for_load_state()
         confirm = page.get_by_role("button", name="Sign out", exact=True).bounding_box()
         stay = page.get_by_role("button", name="Stay signed in").bounding_box()
         assert confirm and stay and confirm["height"] > 0
