@@ -65,8 +65,7 @@ def fold(text: str) -> str:
 
 class Words:
     """A fixed set of words, each held as the process's 64-bit ``hash()`` of it, sorted, with
-    an optional rank per word: ``word in words``, ``words[word]`` and ``words.get(word)`` (its
-    rank), ``len(words)``.
+    an optional rank per word: ``word in words``, ``words[word]`` (its rank), ``len(words)``.
 
     A worker keeps a word list for good once it has checked a password, so its size counts
     against every worker's memory: as Python strings in a frozenset or dict, the blocklist's
@@ -104,12 +103,6 @@ class Words:
             return self.ranks[i]
         raise KeyError(word)
 
-    def get(self, word: str, default: int | None = None) -> int | None:
-        try:
-            return self[word]
-        except KeyError:
-            return default
-
     def __len__(self) -> int:
         return len(self.digests)
 
@@ -127,15 +120,11 @@ def give_back_freed_memory() -> None:
     trim(0)
 
 
-def _read_blocklist() -> Words:
-    with gzip.open(BLOCKLIST_FILE, "rt", encoding="utf-8", newline="\n") as lines:
-        return Words(fold(line.rstrip("\n")) for line in lines if line.strip())
-
-
 @functools.cache
 def blocklist() -> Words:
     """The common passwords, folded; read from the package once per process."""
-    words = _read_blocklist()
+    with gzip.open(BLOCKLIST_FILE, "rt", encoding="utf-8", newline="\n") as lines:
+        words = Words(fold(line.rstrip("\n")) for line in lines if line.strip())
     give_back_freed_memory()
     return words
 
