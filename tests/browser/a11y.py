@@ -26,8 +26,10 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Error, Page
 from playwright.sync_api import expect as playwright_expect
 
+from ..conftest import CONFIGURED_PG_URL
+
 # Off on the PostgreSQL pass (above); IDP_TEST_AXE=1 turns it on there too.
-ENABLED = not os.environ.get("IDP_TEST_DATABASE_URL") or os.environ.get("IDP_TEST_AXE") == "1"
+ENABLED = not CONFIGURED_PG_URL or os.environ.get("IDP_TEST_AXE") == "1"
 # The issuers of the running test servers (live_server adds and removes its own).
 ORIGINS: set[str] = set()
 SCRIPT = Axe().axe_script
