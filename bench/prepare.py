@@ -63,12 +63,13 @@ def csrf_token(page: str) -> str:
     return CSRF.search(page).group(1)
 
 
-def sign_in(issuer: str) -> requests.Session:
+def sign_in(issuer: str, username: str = USERNAME) -> requests.Session:
+    """A browser session signed in as ``username`` (password PASSWORD)."""
     browser = requests.Session()
     csrf = csrf_token(browser.get(issuer + "/login").text)
     answer = browser.post(
         issuer + "/login",
-        data={"csrf_token": csrf, "username": USERNAME, "password": PASSWORD, "next": ""},
+        data={"csrf_token": csrf, "username": username, "password": PASSWORD, "next": ""},
         allow_redirects=False,
     )
     assert answer.status_code == 302, answer.text[:300]

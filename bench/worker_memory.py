@@ -30,14 +30,12 @@ from pathlib import Path
 
 import requests
 from inprocess import fresh_database
-from prepare import csrf_token
+from prepare import PASSWORD, csrf_token, sign_in
 
 from idp import create_app, db
 from idp.auth.users import create_user
 from idp.migrate import upgrade
 from idp.oauth import keys
-
-PASSWORD = "bench password " + "x" * 12
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -50,10 +48,7 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
 def refuse_a_new_password(base: str) -> None:
     """Sign in as bench0 and ask to change its password to a common one: refused (400),
     with zxcvbn's feedback on the page."""
-    browser = requests.Session()
-    csrf = csrf_token(browser.get(base + "/login").text)
-    browser.post(base + "/login", data={"csrf_token": csrf, "username": "bench0",
-                                        "password": PASSWORD, "next": ""})  # fmt: skip
+    browser = sign_in(base, "bench0")
     csrf = csrf_token(browser.get(base + "/account/password").text)
     answer = browser.post(base + "/account/password", data={
         "csrf_token": csrf, "current_password": PASSWORD, "password": "password1"})  # fmt: skip
