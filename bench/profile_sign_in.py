@@ -22,9 +22,9 @@ commits, say) are not counted in any step.
 Per step it also counts SQL statements and commits (through SQLAlchemy's engine events: on
 PostgreSQL the driver-path token INSERT of idp/models/token_sql.py is not among them).
 
-`idp serve` runs with MALLOC_MMAP_THRESHOLD_=33554432, MALLOC_TRIM_THRESHOLD_=33554432 and
-GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (docs/deploy.md, "Sizing"); run this script with those
-variables set to see their effect on argon2's buffer.
+`idp serve` runs with MALLOC_MMAP_THRESHOLD_=33554432 and MALLOC_TRIM_THRESHOLD_=33554432
+(docs/deploy.md, "Sizing"); run this script with those variables set to see their effect on
+argon2's buffer.
 """
 
 from __future__ import annotations

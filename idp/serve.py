@@ -419,13 +419,11 @@ def exec_gunicorn(settings: dict[str, object], extra: tuple[str, ...] = ()) -> N
     # thread's arena between sign-ins (mmap and trimming above 32 MiB only): mapped afresh
     # for each sign-in it cost ~800 page faults and the zeroing of 19 MiB each time, huge
     # pages or not (docs/benchmarks.md, thirteenth round). The worker gives it back once
-    # idle (ARGON2_RELEASE_AFTER_IDLE, auth.passwords). glibc's hugetlb tunable maps the
-    # arenas with transparent huge pages (THP in "madvise" or "always" mode). Set any of
-    # these variables yourself to choose otherwise.
+    # idle (ARGON2_RELEASE_AFTER_IDLE, auth.passwords). Set either variable yourself to
+    # choose otherwise. (No transparent huge pages: glibc's hugetlb=1 tunable madvises only
+    # the main heap, not the argon2 thread's arena, and cost 1-2 MB of RSS for no measured
+    # speed; docs/benchmarks.md, twenty-first round.)
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(32 * 1024 * 1024))
     os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(32 * 1024 * 1024))
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" not in tunables:
-        os.environ["GLIBC_TUNABLES"] = ":".join(filter(None, (tunables, "glibc.malloc.hugetlb=1")))
     argv = gunicorn_argv(extra)
     os.execv(argv[0], argv)
