@@ -6,9 +6,29 @@ import base64
 import hashlib
 import re
 import secrets
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .factories import PASSWORD
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str) -> str:
+    """``code`` in a fresh interpreter (nothing of this process's caches or imports), run
+    from the project's root; its output."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def pkce_pair() -> tuple[str, str]:

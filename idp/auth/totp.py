@@ -19,7 +19,6 @@ import time
 from urllib.parse import urlsplit
 
 import pyotp
-import segno
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -116,7 +115,13 @@ def provisioning_uri(user: User, secret: str) -> str:
 
 
 def qr_svg(uri: str) -> Markup:
-    """The QR code as inline SVG (no image request, nothing for the CSP to allow)."""
+    """The QR code as inline SVG (no image request, nothing for the CSP to allow).
+
+    segno is imported by the first enrolment page a worker shows, not at start: with the
+    XML code it loads, it is ~0.7 MB of a worker (docs/benchmarks.md, twenty-first round),
+    and a person enrols once while every sign-in page is served by every worker."""
+    import segno
+
     svg = segno.make(uri, error="m").svg_inline(scale=4, title="QR code for your authenticator app")
     return Markup(svg.replace("<svg ", '<svg role="img" aria-label="QR code" ', 1))
 

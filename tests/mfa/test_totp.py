@@ -15,7 +15,7 @@ from sqlalchemy import select
 from idp import db
 from idp.auth import totp
 from idp.models import AuditEvent, TOTPCredential, User, UserSession
-from tests.helpers import csrf_token
+from tests.helpers import csrf_token, run_python
 
 from .conftest import code_at, enrol_in_account, page_secret, post_form, subjects
 
@@ -50,6 +50,31 @@ def test_enrolment_shows_a_qr_code_and_a_160_bit_secret_stored_encrypted(app, cl
         assert secret not in row.secret_encrypted and row.confirmed_at is None
     # A reload shows the same secret: the person may have scanned it already.
     assert page_secret(client.get("/account/totp").get_data(as_text=True)) == secret
+
+
+def test_the_qr_code_library_is_loaded_by_the_first_enrolment_page_only(tmp_path):
+    # segno (and the XML code it loads) is ~0.7 MB of a worker; a person enrols once, so a
+    # worker that has served sign-ins and account pages but no enrolment has not loaded it.
+    code = f"""
+        import sys
+        from idp import create_app
+        from idp.migrate import upgrade
+        from tests.factories import PASSWORD, Factory
+        app = create_app({{"DATABASE_URL": "sqlite:///{tmp_path}/idp.sqlite3",
+                          "SECRET_KEY": "x", "ISSUER": "http://localhost",
+                          "WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": False}})
+        upgrade(app)
+        Factory(app).user(username="alice", email="alice@example.com")
+        client = app.test_client()
+        client.get("/login")
+        signed_in = client.post("/login", data={{"username": "alice", "password": PASSWORD}})
+        assert signed_in.status_code == 302, signed_in.status_code
+        assert client.get("/account/").status_code == 200
+        print("segno" in sys.modules)
+        assert '<svg role="img"' in client.get("/account/totp").get_data(as_text=True)
+        print("segno" in sys.modules)
+    """
+    assert run_python(code).split() == ["False", "True"]
 
 
 def test_enrolment_completes_only_after_a_valid_code(app, client, alice, mailbox):

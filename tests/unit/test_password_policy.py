@@ -8,9 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import secrets
-import subprocess
-import sys
-import textwrap
 import types
 import unicodedata
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 from idp import create_app
 from idp.auth import policy
 from idp.config import DEFAULTS, ConfigError
+from tests.helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 STRONG = "lantern orbit velvet"  # three uncommon words: long, not on any list
@@ -136,19 +134,6 @@ def test_blocklist_holds_the_100000_most_common_passwords():
     unlisted = [STRONG, "lantern orbit velvet quarry"]
     unlisted += [secrets.token_urlsafe(12) for _ in range(500)]
     assert not any(policy.fold(p) in blocked for p in unlisted)
-
-
-def run_python(code: str) -> str:
-    """``code`` in a fresh interpreter (nothing of this process's caches), its output."""
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_word_lists_stay_small_in_a_worker():
