@@ -130,10 +130,10 @@ def render(to: str, subject: str, template: str, **context) -> EmailMessage:
     html.set_content(render_template(f"mail/{template}.html", **context), subtype="html")
     message.attach(text)
     message.attach(html)
-    if any(BOUNDARY in part.get_payload() for part in (text, html)):
-        boundary = _boundary()
-        while any(boundary in part.get_payload() for part in (text, html)):
-            boundary = _boundary()  # as the standard library does: one that no part contains
+    boundary = BOUNDARY
+    while any(boundary in part.get_payload() for part in (text, html)):
+        boundary = _boundary()  # as the standard library does: one that no part contains
+    if boundary is not BOUNDARY:
         message.set_boundary(boundary)
     return message
 
