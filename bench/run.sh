@@ -198,8 +198,9 @@ if wanted login_flow; then
   results+=("$line")
 fi
 
-# Resident memory of each worker (the children of the gunicorn master) after the runs.
-rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%d", sep, $1/1024; sep=","}')
+# Resident memory of each worker (the children of the gunicorn master) after the runs, in MiB
+# to a tenth (ps's KiB / 1024; whole numbers until 2026-12-07, cut, not rounded).
+rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%.1f", sep, $1/1024; sep=","}')
 # Which argon2 build served the sign-ins: PyPI's portable wheel (manylinux) or one built here.
 ARGON2_BUILD=$("$PY" -c "
 from importlib.metadata import distribution
@@ -213,7 +214,7 @@ row = json.loads(sys.stdin.read())
 row.update(argon2_build='$ARGON2_BUILD', database='$DB', workers=$WORKERS, worker_quota_percent=${BENCH_WORKER_QUOTA:-None}, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
            server='${BENCH_SERVER:-idp}', database_pinned=${BENCH_PIN_DATABASE:-0} == 1,
            mail='${BENCH_SMTP:+smtp-}${BENCH_SMTP:-outbox}',
-           worker_rss_mb=[int(x) for x in '$rss'.split(',') if x])
+           worker_rss_mb=[float(x) for x in '$rss'.split(',') if x])
 print(json.dumps(row))" | tee -a "$OUT/results.jsonl" >>"$WORK/rows.jsonl"
 done
 # The table of this run (docs/benchmarks.md's columns): rate, latency, CPU per request.
@@ -223,7 +224,7 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 if rows:
     r = rows[0]
     print(f"\n{r['database']}, {r['workers']} worker(s), {r['connections']} connections, "
-          f"{r['seconds']} s per scenario; worker RSS MB: {r['worker_rss_mb']}; "
+          f"{r['seconds']} s per scenario; worker RSS MiB: {r['worker_rss_mb']}; "
           f"argon2: {'PyPI wheel' if r.get('argon2_build') == 'pypi' else 'built here'}; "
           f"mail: {r.get('mail', 'outbox')}"
           + (f"; each worker capped at {r['worker_quota_percent']} % of a core"

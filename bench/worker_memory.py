@@ -98,7 +98,7 @@ def main() -> None:
         if os.environ.get("BENCH_PASSWORD_FORM") == "1":
             refuse_a_new_password(base)
             time.sleep(0.5)
-            print(f"  RSS after one refused new password {rss_kib(worker) / 1024:6.1f} MB")
+            print(f"  RSS after one refused new password {rss_kib(worker) / 1024:6.1f} MiB")
         peak = [started_rss]
         done = threading.Event()
 
@@ -134,10 +134,10 @@ def main() -> None:
         environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
         malloc = " ".join(e.decode() for e in environ if e.startswith(b"MALLOC_")) or "none"
         print(f"worker {worker}, malloc environment: {malloc}")
-        print(f"  RSS after start {started_rss / 1024:6.1f} MB")
+        print(f"  RSS after start {started_rss / 1024:6.1f} MiB")
         hwm = rss_kib(worker, "VmHWM") / 1024
-        print(f"  RSS peak        {peak[0] / 1024:6.1f} MB  (VmHWM {hwm:.1f} MB)")
-        print(f"  RSS at the end  {rss_kib(worker) / 1024:6.1f} MB")
+        print(f"  RSS peak        {peak[0] / 1024:6.1f} MiB  (VmHWM {hwm:.1f} MiB)")
+        print(f"  RSS at the end  {rss_kib(worker) / 1024:6.1f} MiB")
         print(f"  {threads * rounds} sign-ins by {threads} browsers at once in {elapsed:.1f} s "
               f"({threads * rounds / elapsed:.1f}/s), errors: {len(errors)}")  # fmt: skip
     finally:
