@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import queue
 import socket
-import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from werkzeug.serving import make_server
 
+from ..helpers import serving_thread
 from . import a11y
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,12 +85,7 @@ def live_server(app, idp_socket):
     server = make_server(
         "127.0.0.1", port, closing_bodies(app), threaded=True, fd=idp_socket.fileno()
     )
-    # A short poll: shutdown() waits for the serving loop to look, 0.5 s by default, at the
-    # end of every browser test.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="idp-live-server",
-        daemon=True,
-    )  # fmt: skip
+    thread = serving_thread(server, "idp-live-server")
     thread.start()
     a11y.ORIGINS.add(app.config["ISSUER"])  # its pages are checked with axe-core
     yield app.config["ISSUER"]
@@ -144,9 +139,7 @@ class Callback:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}/callback"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = serving_thread(self.server)
 
     def wait(self, timeout: float = TIMEOUT_MS / 1000) -> Hit:
         try:

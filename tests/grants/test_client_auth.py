@@ -7,7 +7,6 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -20,7 +19,7 @@ from idp import db
 from idp.models import AuditEvent, Client, JWTReplay, Token, utcnow
 
 from ..conftest import ISSUER
-from ..helpers import basic_auth, pkce_pair
+from ..helpers import basic_auth, pkce_pair, serving_thread
 from .conftest import (
     DEVICE_GRANT,
     assertion,
@@ -422,9 +421,7 @@ class JWKSServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}/jwks.json"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = serving_thread(self.server)
         self.thread.start()
 
     def close(self):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import threading
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +10,7 @@ from sqlalchemy import select
 from idp import db
 from idp.models import Client
 from tests.admin.conftest import admin, admin_client  # noqa: F401
+from tests.helpers import serving_thread
 
 
 def configure(app, client_id: str, **columns) -> None:
@@ -47,9 +47,7 @@ class SectorServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = serving_thread(self.httpd)
         self.thread.start()
 
     def serve(self, path: str, body: bytes, status: int = 200) -> str:
