@@ -89,19 +89,24 @@ class Words:
             self.digests = array("q", sorted({hash(word) for word in words}))
             self.ranks = None
 
-    def __contains__(self, word: object) -> bool:
+    def _index(self, word: object) -> int:
+        """The position of ``word``'s digest, or -1. Only strings are members: an int's
+        hash is the int itself, so a digest must not answer for its word."""
+        if not isinstance(word, str):
+            return -1
         digest = hash(word)
         digests = self.digests
         i = bisect_left(digests, digest)
-        return i < len(digests) and digests[i] == digest and isinstance(word, str)
+        return i if i < len(digests) and digests[i] == digest else -1
+
+    def __contains__(self, word: object) -> bool:
+        return self._index(word) >= 0
 
     def __getitem__(self, word: str) -> int:
-        digest = hash(word)
-        digests = self.digests
-        i = bisect_left(digests, digest)
-        if i < len(digests) and digests[i] == digest and self.ranks is not None:
-            return self.ranks[i]
-        raise KeyError(word)
+        i = self._index(word)
+        if i < 0 or self.ranks is None:
+            raise KeyError(word)
+        return self.ranks[i]
 
     def __len__(self) -> int:
         return len(self.digests)

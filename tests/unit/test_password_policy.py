@@ -164,6 +164,8 @@ def test_word_digests_answer_as_the_dict_they_replace():
     with pytest.raises(KeyError):
         ranked["dragons"]
     assert hash("dragon") not in ranked  # only words are members, not their digests
+    with pytest.raises(KeyError):
+        ranked[hash("dragon")]
     # A zxcvbn that keeps its lists elsewhere is left as it is, not broken.
     elsewhere = types.SimpleNamespace(RANKED_DICTIONARIES=None)
     policy.compact(elsewhere)
