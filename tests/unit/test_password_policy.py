@@ -10,16 +10,14 @@ import json
 import secrets
 import types
 import unicodedata
-from pathlib import Path
 
 import pytest
 
 from idp import create_app
 from idp.auth import policy
 from idp.config import DEFAULTS, ConfigError
-from tests.helpers import run_python
+from tests.helpers import ROOT, run_python
 
-ROOT = Path(__file__).resolve().parents[2]
 STRONG = "lantern orbit velvet"  # three uncommon words: long, not on any list
 
 
