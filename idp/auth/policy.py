@@ -5,8 +5,8 @@ https://pages.nist.gov/800-63-4/sp800-63b.html#passwordver
     check_password(password, username=, email=, name=) -> reasons a user can act on ([] = ok)
         length:    at least PASSWORD_MIN_LENGTH code points after NFKC, at most
                    PASSWORD_MAX_BYTES UTF-8 bytes (which always leaves room for 64 characters)
-        blocklist: the 100,000 most common passwords (idp/data/, read once per process and
-                   kept as 64-bit digests: 0.8 MB instead of 11 MB of strings)
+        blocklist: the 100,000 most common passwords (idp/data/, read once per process as
+                   64-bit digests: 0.8 MB instead of 11 MB of strings; ``wordlists``)
         context:   the user's own username, email local part and name
     strength(password, ...) -> Strength(score 0-4, warning, suggestions) from zxcvbn
 
@@ -20,18 +20,27 @@ import ctypes
 import functools
 import gc
 import gzip
+import logging
 import re
+import sys
 import threading
+import types
 import unicodedata
-from array import array
-from bisect import bisect_left
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import current_app, has_app_context
 
-BLOCKLIST_FILE = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt.gz"
+from . import wordlists
+from .wordlists import Words
+
+log = logging.getLogger(__name__)
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+BLOCKLIST_SOURCE = DATA / "common-passwords.txt.gz"
+# The lists as a worker holds them, built by ``rebuild_digests`` (wordlists.py says why).
+BLOCKLIST_DIGESTS = DATA / "common-passwords.digests"
+ZXCVBN_DIGESTS = DATA / "zxcvbn.digests"
 
 # Context values shorter than this are compared for equality only: "al" as a username must
 # not refuse every password that contains "al".
@@ -63,55 +72,6 @@ def fold(text: str) -> str:
     return normalise(text).casefold()
 
 
-class Words:
-    """A fixed set of words, each held as the process's 64-bit ``hash()`` of it, sorted, with
-    an optional rank per word: ``word in words``, ``words[word]`` (its rank), ``len(words)``.
-
-    A worker keeps a word list for good once it has checked a password, so its size counts
-    against every worker's memory: as Python strings in a frozenset or dict, the blocklist's
-    96,518 entries took 11.5 MiB and zxcvbn's ranked lists ~10 MiB; as 8-byte digests (and
-    8-byte ranks) they take 0.8 and 1.5 MB. A lookup hashes the word (as a set would) and
-    bisects the array, a few µs. A word outside the set matches a digest in it with a chance
-    of len(words) / 2**64, some 5 * 10**-15 for the blocklist: a password wrongly called
-    common, or a word zxcvbn wrongly finds in its lists. The digests come from this process's
-    own keyed string hash (SipHash, seeded per process), so nothing stored or shared depends
-    on the seed.
-    """
-
-    __slots__ = ("digests", "ranks")
-
-    def __init__(self, words: Iterable[str] | Mapping[str, int]) -> None:
-        if isinstance(words, Mapping):
-            pairs = sorted((hash(word), rank) for word, rank in words.items())
-            self.digests = array("q", (digest for digest, _ in pairs))
-            self.ranks = array("q", (rank for _, rank in pairs))
-        else:
-            self.digests = array("q", sorted({hash(word) for word in words}))
-            self.ranks = None
-
-    def _index(self, word: object) -> int:
-        """The position of ``word``'s digest, or -1. Only strings are members: an int's
-        hash is the int itself, so a digest must not answer for its word."""
-        if not isinstance(word, str):
-            return -1
-        digest = hash(word)
-        digests = self.digests
-        i = bisect_left(digests, digest)
-        return i if i < len(digests) and digests[i] == digest else -1
-
-    def __contains__(self, word: object) -> bool:
-        return self._index(word) >= 0
-
-    def __getitem__(self, word: str) -> int:
-        i = self._index(word)
-        if i < 0 or self.ranks is None:
-            raise KeyError(word)
-        return self.ranks[i]
-
-    def __len__(self) -> int:
-        return len(self.digests)
-
-
 def give_back_freed_memory() -> None:
     """Return the pages of freed blocks to the system now (glibc's ``malloc_trim``; nothing
     elsewhere). ``idp serve`` raises glibc's trim threshold to 32 MiB for argon2's buffer, so
@@ -128,10 +88,19 @@ def give_back_freed_memory() -> None:
 @functools.cache
 def blocklist() -> Words:
     """The common passwords, folded; read from the package once per process."""
-    with gzip.open(BLOCKLIST_FILE, "rt", encoding="utf-8", newline="\n") as lines:
-        words = Words(fold(line.rstrip("\n")) for line in lines if line.strip())
+    shipped = wordlists.read(BLOCKLIST_DIGESTS, BLOCKLIST_SOURCE)
+    if shipped is not None:
+        return shipped["common-passwords"]
+    log.warning("%s does not match %s: folding the list here", BLOCKLIST_DIGESTS, BLOCKLIST_SOURCE)
+    words = Words.of(common_passwords())
     give_back_freed_memory()
     return words
+
+
+def common_passwords() -> list[str]:
+    """The blocklist's words, folded, from its source in idp/data/."""
+    with gzip.open(BLOCKLIST_SOURCE, "rt", encoding="utf-8", newline="\n") as lines:
+        return [fold(line.rstrip("\n")) for line in lines if line.strip()]
 
 
 def setting(name: str) -> int:
@@ -204,19 +173,69 @@ class Strength:
 _zxcvbn_lock = threading.Lock()
 
 
+# The digests zxcvbn's dictionaries are looked up by, for the estimate under way: every
+# dictionary is asked about the same substrings of the password (``wordlists.Words``).
+_zxcvbn_memo: dict[str, int] = {}
+
+
 @functools.cache
 def _zxcvbn():
-    """zxcvbn's estimator, its word lists held as ``Words`` (called under ``_zxcvbn_lock``).
+    """zxcvbn's estimator, its ranked dictionaries held as ``Words`` (called under
+    ``_zxcvbn_lock``).
 
-    zxcvbn builds a dict of word -> rank for each of its lists when imported (~94,000 words)
-    and only asks them ``word in ranked`` and ``ranked[word]`` (``matching.dictionary_match``);
-    the per-call user inputs stay a dict. Its plain lists are emptied: nothing reads them
-    after that build."""
+    zxcvbn's ``matching`` module builds a dict of word -> rank for each list of its
+    ``frequency_lists`` module when imported (~94,000 words) and only asks them ``word in
+    ranked`` and ``ranked[word]`` (``matching.dictionary_match``); the per-call user inputs
+    stay a dict. When idp/data/ holds the digests of this zxcvbn's lists, ``matching`` is
+    imported with those lists hidden and gets the digests instead: no word is ever loaded.
+    Otherwise the dictionaries it built are turned into digests (the estimates are the same,
+    the memory of the build is spent)."""
+    source = zxcvbn_source()
+    shipped = source and wordlists.read(ZXCVBN_DIGESTS, source, memo=_zxcvbn_memo)
+    hidden = "zxcvbn.frequency_lists"
+    if shipped and "zxcvbn.matching" not in sys.modules and hidden not in sys.modules:
+        sys.modules[hidden] = types.ModuleType(hidden)
+        sys.modules[hidden].FREQUENCY_LISTS = {}
+        try:
+            from zxcvbn import matching
+        finally:
+            del sys.modules[hidden]
     from zxcvbn import matching, zxcvbn
 
-    compact(matching)
+    if shipped:
+        matching.RANKED_DICTIONARIES.clear()
+        matching.RANKED_DICTIONARIES.update(shipped)
+    else:
+        log.warning("%s does not match zxcvbn's lists at %s: using its own", ZXCVBN_DIGESTS, source)
+        compact(matching)
     give_back_freed_memory()
     return zxcvbn
+
+
+def zxcvbn_source() -> Path | None:
+    """zxcvbn's ``frequency_lists.py``, found without importing zxcvbn (which would build
+    its dictionaries from it)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("zxcvbn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "frequency_lists.py"
+
+
+def rebuild_digests(into: Path | str = DATA) -> None:
+    """Writes idp/data/'s digest files from their sources, into ``into`` under the same names.
+    Run it in a fresh interpreter, where zxcvbn builds its dictionaries as it does unaided:
+
+        python -c 'from idp.auth import policy; policy.rebuild_digests()'
+    """
+    from zxcvbn.matching import RANKED_DICTIONARIES
+
+    into = Path(into)
+    blocked = {"common-passwords": common_passwords()}
+    wordlists.write(into / BLOCKLIST_DIGESTS.name, BLOCKLIST_SOURCE, blocked)
+    ranked = {name: words for name, words in RANKED_DICTIONARIES.items() if name != "user_inputs"}
+    wordlists.write(into / ZXCVBN_DIGESTS.name, zxcvbn_source(), ranked)  # as zxcvbn ranks
 
 
 def compact(matching) -> None:
@@ -227,7 +246,7 @@ def compact(matching) -> None:
         return
     for name, words in list(ranked.items()):
         if name != "user_inputs" and isinstance(words, dict):
-            ranked[name] = Words(words)
+            ranked[name] = Words.of(words, memo=_zxcvbn_memo)
     lists = getattr(matching, "FREQUENCY_LISTS", {})
     for name in lists:
         lists[name] = []
@@ -245,7 +264,10 @@ def strength(
     inputs += re.split(r"\s+", name.strip()) if name else []
     sample = normalise(password)[:STRENGTH_MAX_LENGTH]
     with _zxcvbn_lock:
-        result = _zxcvbn()(sample, user_inputs=inputs)
+        try:
+            result = _zxcvbn()(sample, user_inputs=inputs)
+        finally:
+            _zxcvbn_memo.clear()
     feedback = result["feedback"]
     return Strength(
         score=int(result["score"]),

@@ -27,3 +27,5 @@ def test_wheel_carries_templates_static_files_and_migrations(tmp_path):
     assert "idp/oauth/openapi.json" in names  # served at /openapi.json
     # the password blocklist (NIST SP 800-63B rev. 4 §3.1.1.2), read offline, with its licence
     assert "idp/data/common-passwords.txt.gz" in names and "idp/data/README.md" in names
+    # and the word lists' digests, which workers read instead of the words (auth/wordlists.py)
+    assert {"idp/data/common-passwords.digests", "idp/data/zxcvbn.digests"} <= names

@@ -8,13 +8,14 @@ from __future__ import annotations
 import gzip
 import json
 import secrets
+import textwrap
 import types
 import unicodedata
 
 import pytest
 
 from idp import create_app
-from idp.auth import policy
+from idp.auth import policy, wordlists
 from idp.config import DEFAULTS, ConfigError
 from tests.helpers import ROOT, run_python
 
@@ -122,7 +123,7 @@ def test_blocklist_ignores_case_and_compatibility_forms():
 
 
 def test_blocklist_holds_the_100000_most_common_passwords():
-    with gzip.open(policy.BLOCKLIST_FILE, "rt", encoding="utf-8") as lines:
+    with gzip.open(policy.BLOCKLIST_SOURCE, "rt", encoding="utf-8") as lines:
         source = [line.rstrip("\n") for line in lines]
     assert len(source) == 100_000
     blocked = policy.blocklist()
@@ -134,74 +135,156 @@ def test_blocklist_holds_the_100000_most_common_passwords():
     assert not any(policy.fold(p) in blocked for p in unlisted)
 
 
+def test_shipped_digests_are_those_of_their_sources(tmp_path):
+    # idp/data/*.digests are built from the blocklist and from the installed zxcvbn's lists;
+    # a new zxcvbn, or a changed list, fails here until they are rebuilt (rebuild_digests).
+    run_python(f"from idp.auth import policy; policy.rebuild_digests({str(tmp_path)!r})")
+    for shipped in (policy.BLOCKLIST_DIGESTS, policy.ZXCVBN_DIGESTS):
+        rebuilt = (tmp_path / shipped.name).read_bytes()
+        assert rebuilt == shipped.read_bytes(), f"{shipped.name}: run policy.rebuild_digests()"
+
+
 def test_word_lists_stay_small_in_a_worker():
     # A worker keeps the blocklist and zxcvbn's lists for good once it has checked a new
-    # password: as strings they held ~11 and ~10 MiB of every such worker (docs/benchmarks.md).
+    # password: as strings they held ~11 and ~10 MiB of every such worker, and built from
+    # their words even as digests ~2.5 and ~4-5 MiB (docs/benchmarks.md). Read from the
+    # shipped digests, zxcvbn's own lists are never loaded.
     out = run_python(
         """
-        import tracemalloc
+        import sys, tracemalloc
         tracemalloc.start()
-        from idp.auth import policy
+        from idp.auth import policy, wordlists
         start = tracemalloc.get_traced_memory()[0]
         policy.blocklist()
         print(tracemalloc.get_traced_memory()[0] - start)
         start = tracemalloc.get_traced_memory()[0]
         policy.strength("alice1987", username="alice")
         print(tracemalloc.get_traced_memory()[0] - start)
+        print("zxcvbn.frequency_lists" in sys.modules)
         """
     )
-    blocklist_bytes, zxcvbn_bytes = map(int, out.split())
-    assert blocklist_bytes < 1_500_000
-    assert zxcvbn_bytes < 4_000_000
+    blocklist_bytes, zxcvbn_bytes, lists_loaded = out.split()
+    assert int(blocklist_bytes) < 1_000_000  # 96,518 digests of 8 bytes
+    assert int(zxcvbn_bytes) < 1_500_000  # 93,855 digests and ranks of 12 bytes, and code
+    assert lists_loaded == "False"
 
 
 def test_word_digests_answer_as_the_dict_they_replace():
-    ranked = policy.Words({"dragon": 7, "monkey": 12})
+    ranked = wordlists.Words.of({"dragon": 7, "monkey": 12})
     assert "dragon" in ranked and ranked["monkey"] == 12 and ranked["dragon"] == 7
     assert "dragons" not in ranked and len(ranked) == 2
     with pytest.raises(KeyError):
         ranked["dragons"]
-    assert hash("dragon") not in ranked  # only words are members, not their digests
+    digest = wordlists.digest("dragon")
+    assert digest not in ranked  # only words are members, not their digests
     with pytest.raises(KeyError):
-        ranked[hash("dragon")]
+        ranked[digest]
+    # Lists that share a memo digest a word once, and answer the same.
+    memo = {}
+    names = wordlists.Words.of(["alice", "bob"], memo=memo)
+    words = wordlists.Words.of({"dragon": 1}, memo=memo)
+    assert "bob" in names and "bob" not in words and words["dragon"] == 1
+    assert memo == {"bob": wordlists.digest("bob"), "dragon": digest}
     # A zxcvbn that keeps its lists elsewhere is left as it is, not broken.
     elsewhere = types.SimpleNamespace(RANKED_DICTIONARIES=None)
     policy.compact(elsewhere)
     assert elsewhere.RANKED_DICTIONARIES is None
 
 
-def test_zxcvbn_gives_the_same_estimates_with_its_lists_held_compactly():
+def test_a_digest_file_is_read_only_for_the_source_it_was_built_from(tmp_path):
+    source = tmp_path / "words.txt"
+    source.write_text("dragon\nmonkey\n")
+    path = tmp_path / "words.digests"
+    wordlists.write(path, source, {"plain": ["dragon", "monkey"], "ranked": {"dragon": 3}})
+    lists = wordlists.read(path, source)
+    assert list(lists) == ["plain", "ranked"]  # in the order written
+    assert "monkey" in lists["plain"] and lists["ranked"]["dragon"] == 3
+    assert "monkey" not in lists["ranked"] and len(lists["plain"]) == 2
+    source.write_text("dragon\nmonkey\nlantern\n")  # the list changed: the file is stale
+    assert wordlists.read(path, source) is None
+    source.write_text("dragon\nmonkey\n")
+    path.write_bytes(path.read_bytes()[:-1])  # cut short
+    assert wordlists.read(path, source) is None
+    assert wordlists.read(tmp_path / "missing.digests", source) is None
+
+
+def test_a_stale_blocklist_digest_file_is_replaced_by_the_list_itself(monkeypatch, caplog):
+    monkeypatch.setattr(policy, "BLOCKLIST_DIGESTS", policy.BLOCKLIST_SOURCE)  # not digests
+    blocked = policy.blocklist.__wrapped__()
+    assert "password" in blocked and "baseball1" in blocked and STRONG not in blocked
+    assert len(blocked) == len(policy.blocklist())
+    assert "folding the list here" in caplog.text
+
+
+ESTIMATE_SAMPLES = textwrap.dedent(
+    """
+    import json
+    samples = [
+        ("password", []), ("Password1!", []), ("alice1987", ["alice", "Alice Liddell"]),
+        ("correcthorsebatterystaple", []), ("p@ssw0rd", []), ("drowssap", []),
+        ("jessica2001", []), ("Tr0ub4dor&3", []), ("qwertyuiop", []), ("lantern orbit", []),
+        ("smithjohnson", []), ("aaaaaaaa", []), ("12/25/1999", []), ("wonderland", ["x"]),
+    ]
+    def estimates(zxcvbn):
+        out = []
+        for password, inputs in samples:
+            r = zxcvbn(password, user_inputs=inputs)
+            out.append([r["score"], str(r["guesses"]), r["feedback"],
+                        [(m["pattern"], m["token"], m.get("rank"), m.get("dictionary_name"))
+                         for m in r["sequence"]]])
+        return out
+    """
+)
+
+
+def with_samples(code: str) -> str:
+    """``code`` run after ESTIMATE_SAMPLES, in a fresh interpreter; its output."""
+    return run_python(ESTIMATE_SAMPLES + textwrap.dedent(code))
+
+
+def test_zxcvbn_gives_the_same_estimates_from_the_shipped_digests():
     # The estimates shown on a refused password are zxcvbn's own: the same matches, ranks,
-    # guesses, score and feedback as with its dictionaries as built.
-    out = run_python(
+    # guesses, score and feedback as with its dictionaries as built, whether the digests
+    # are read before zxcvbn is imported (a worker) or swapped in after it (elsewhere).
+    built = with_samples("from zxcvbn import zxcvbn; print(json.dumps(estimates(zxcvbn)))")
+    shipped = with_samples(
         """
-        import json
-        from zxcvbn import matching, zxcvbn
-        from idp.auth import policy
-        samples = [
-            ("password", []), ("Password1!", []), ("alice1987", ["alice", "Alice Liddell"]),
-            ("correcthorsebatterystaple", []), ("p@ssw0rd", []), ("drowssap", []),
-            ("jessica2001", []), ("Tr0ub4dor&3", []), ("qwertyuiop", []), ("lantern orbit", []),
-            ("smithjohnson", []), ("aaaaaaaa", []), ("12/25/1999", []), ("wonderland", ["x"]),
-        ]
-        def run():
-            out = []
-            for password, inputs in samples:
-                r = zxcvbn(password, user_inputs=inputs)
-                out.append([r["score"], str(r["guesses"]), r["feedback"],
-                            [(m["pattern"], m["token"], m.get("rank"), m.get("dictionary_name"))
-                             for m in r["sequence"]]])
-            return out
-        before = run()
-        policy.compact(matching)
-        assert all(isinstance(w, policy.Words) for n, w in matching.RANKED_DICTIONARIES.items()
-                   if n != "user_inputs")
-        print(json.dumps([before == run(), before[0][0]]))
+        import sys
+        from idp.auth import policy, wordlists
+        print(json.dumps(estimates(policy._zxcvbn())))
+        assert "zxcvbn.frequency_lists" not in sys.modules
         """
     )
-    same, password_score = json.loads(out)
-    assert same
-    assert password_score == 0  # "password": the top of zxcvbn's own list
+    swapped = with_samples(
+        """
+        from zxcvbn import matching
+        from idp.auth import policy, wordlists
+        zxcvbn = policy._zxcvbn()
+        assert all(isinstance(w, wordlists.Words) for n, w in matching.RANKED_DICTIONARIES.items()
+                   if n != "user_inputs")
+        print(json.dumps(estimates(zxcvbn)))
+        """
+    )
+    assert json.loads(shipped) == json.loads(built) == json.loads(swapped)
+    assert json.loads(built)[0][0] == 0  # "password": the top of zxcvbn's own list
+
+
+def test_zxcvbn_gives_the_same_estimates_with_its_own_lists_compacted():
+    # Where idp/data/ holds no digests of the installed zxcvbn's lists, its own dictionaries
+    # are turned into digests in place.
+    out = with_samples(
+        """
+        from zxcvbn import matching, zxcvbn
+        from idp.auth import policy, wordlists
+        before = estimates(zxcvbn)
+        policy.ZXCVBN_DIGESTS = policy.ZXCVBN_DIGESTS.with_name("missing.digests")
+        after = estimates(policy._zxcvbn())
+        assert all(isinstance(w, wordlists.Words) for n, w in matching.RANKED_DICTIONARIES.items()
+                   if n != "user_inputs")
+        print(json.dumps(before == after))
+        """
+    )
+    assert json.loads(out) is True
 
 
 def test_blocklist_ships_with_its_source_and_licence():
