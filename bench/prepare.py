@@ -76,6 +76,19 @@ def sign_in(issuer: str, username: str = USERNAME) -> requests.Session:
     return browser
 
 
+def refuse_a_new_password(issuer: str, username: str = USERNAME) -> None:
+    """Sign in as ``username`` and ask to change its password to a common one: refused
+    (400) with zxcvbn's feedback on the page. The worker that served it then holds what
+    checking a new password loads for good (the word lists, zxcvbn), as any worker behind
+    password forms does."""
+    browser = sign_in(issuer, username)
+    csrf = csrf_token(browser.get(issuer + "/account/password").text)
+    answer = browser.post(issuer + "/account/password", data={
+        "csrf_token": csrf, "current_password": PASSWORD, "password": "password1"})  # fmt: skip
+    if answer.status_code != 400 or "password-strength" not in answer.text:
+        raise SystemExit(f"the password form did not refuse: {answer.status_code}")
+
+
 def code_flow(issuer, browser, client_id, secret, redirect_uri, scope) -> dict:
     verifier, challenge = pkce()
     answer = browser.get(

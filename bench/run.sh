@@ -24,6 +24,10 @@
 #                    the load generator's core) as in production, over STARTTLS (the
 #                    default SMTP_SECURITY, its certificate trusted through SSL_CERT_FILE)
 #                    or in plain text; without it, to the outbox folder (no SMTP_HOST)
+#   BENCH_PASSWORD_FORM=1   before the workers' memory is read, one browser has a new password
+#                    refused on the password-change form (one worker then holds the password
+#                    policy's word lists and zxcvbn, as a worker behind password forms does;
+#                    with 1 worker, that one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -198,6 +202,9 @@ if wanted login_flow; then
   results+=("$line")
 fi
 
+if [ "${BENCH_PASSWORD_FORM:-0}" = 1 ]; then
+  (cd bench && "../$PY" -c "from prepare import refuse_a_new_password as r; r('$IDP_ISSUER')")
+fi
 # Resident memory of each worker (the children of the gunicorn master) after the runs, in MiB
 # to a tenth (ps's KiB / 1024; whole numbers until 2026-12-07, cut, not rounded).
 rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%.1f", sep, $1/1024; sep=","}')
@@ -214,6 +221,7 @@ row = json.loads(sys.stdin.read())
 row.update(argon2_build='$ARGON2_BUILD', database='$DB', workers=$WORKERS, worker_quota_percent=${BENCH_WORKER_QUOTA:-None}, connections=$CONNECTIONS, seconds=$SECONDS_PER_RUN,
            server='${BENCH_SERVER:-idp}', database_pinned=${BENCH_PIN_DATABASE:-0} == 1,
            mail='${BENCH_SMTP:+smtp-}${BENCH_SMTP:-outbox}',
+           password_form=${BENCH_PASSWORD_FORM:-0} == 1,
            worker_rss_mb=[float(x) for x in '$rss'.split(',') if x])
 print(json.dumps(row))" | tee -a "$OUT/results.jsonl" >>"$WORK/rows.jsonl"
 done
@@ -227,6 +235,7 @@ if rows:
           f"{r['seconds']} s per scenario; worker RSS MiB: {r['worker_rss_mb']}; "
           f"argon2: {'PyPI wheel' if r.get('argon2_build') == 'pypi' else 'built here'}; "
           f"mail: {r.get('mail', 'outbox')}"
+          + ("; a new password refused before the RSS" if r.get("password_form") else "")
           + (f"; each worker capped at {r['worker_quota_percent']} % of a core"
              if r.get('worker_quota_percent') else ""))
 print("| scenario | requests/s | p50 ms | p99 ms | errors | server CPU ms/req | database CPU ms/req |")

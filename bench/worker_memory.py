@@ -30,7 +30,7 @@ from pathlib import Path
 
 import requests
 from inprocess import fresh_database
-from prepare import PASSWORD, csrf_token, sign_in
+from prepare import PASSWORD, csrf_token, refuse_a_new_password
 
 from idp import create_app, db
 from idp.auth.users import create_user
@@ -43,17 +43,6 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
-
-
-def refuse_a_new_password(base: str) -> None:
-    """Sign in as bench0 and ask to change its password to a common one: refused (400),
-    with zxcvbn's feedback on the page."""
-    browser = sign_in(base, "bench0")
-    csrf = csrf_token(browser.get(base + "/account/password").text)
-    answer = browser.post(base + "/account/password", data={
-        "csrf_token": csrf, "current_password": PASSWORD, "password": "password1"})  # fmt: skip
-    if answer.status_code != 400 or "password-strength" not in answer.text:
-        sys.exit(f"the password form did not refuse: {answer.status_code}")
 
 
 def main() -> None:
@@ -96,7 +85,7 @@ def main() -> None:
             requests.get(base + "/login")
         started_rss = rss_kib(worker)
         if os.environ.get("BENCH_PASSWORD_FORM") == "1":
-            refuse_a_new_password(base)
+            refuse_a_new_password(base, "bench0")
             time.sleep(0.5)
             print(f"  RSS after one refused new password {rss_kib(worker) / 1024:6.1f} MiB")
         peak = [started_rss]
