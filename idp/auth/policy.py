@@ -197,7 +197,7 @@ def _zxcvbn():
         sys.modules[hidden] = types.ModuleType(hidden)
         sys.modules[hidden].FREQUENCY_LISTS = {}
         try:
-            from zxcvbn import matching
+            import zxcvbn.matching  # noqa: F401 (its first import, with the lists hidden)
         finally:
             del sys.modules[hidden]
     from zxcvbn import matching, zxcvbn
@@ -205,6 +205,9 @@ def _zxcvbn():
     if shipped:
         matching.RANKED_DICTIONARIES.clear()
         matching.RANKED_DICTIONARIES.update(shipped)
+        lists = getattr(matching, "FREQUENCY_LISTS", {})  # imported before: nothing reads them
+        for name in lists:
+            lists[name] = []
     else:
         log.warning("%s does not match zxcvbn's lists at %s: using its own", ZXCVBN_DIGESTS, source)
         compact(matching)
