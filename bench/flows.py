@@ -13,11 +13,17 @@ STEPS = ("GET /login", "POST /login", "GET /authorize", "POST /token")
 
 
 def sign_in(app, step: Callable, *, username: str, password: str, client_id: str,
-            redirect_uri: str, authorization: str) -> None:  # fmt: skip
+            redirect_uri: str, authorization: str, device: dict | None = None) -> None:  # fmt: skip
     """One flow in a new browser: GET /login, POST /login, GET /authorize (a first-party
     client: straight to the code), POST /token with PKCE. ``step(name, call)`` runs each
-    request (and measures it); a step that does not answer as it should raises."""
+    request (and measures it); a step that does not answer as it should raises.
+
+    ``device``: a returning browser instead. Its device cookie (``idp_device``) is kept
+    there from the first flow and sent by the next ones, which so send no new-device
+    notice (bench/login_flow.py's BENCH_RETURNING_BROWSER)."""
     http = app.test_client()
+    if device:
+        http.set_cookie("idp_device", device["value"])
     page = step("GET /login", lambda: http.get("/login"))
     form = {"csrf_token": csrf_token(page.text), "username": username,
             "password": password, "next": ""}  # fmt: skip
@@ -34,3 +40,5 @@ def sign_in(app, step: Callable, *, username: str, password: str, client_id: str
     headers = {"Authorization": authorization}
     tokens = step("POST /token", lambda: http.post("/token", data=data, headers=headers))
     assert tokens.status_code == 200, tokens.data
+    if device is not None and not device:
+        device["value"] = http.get_cookie("idp_device").value

@@ -11,6 +11,7 @@ alone at the configured cost. IDP_DATABASE_URL or a temporary SQLite file, as th
     BENCH_STEP="POST /token" BENCH_PSTATS=FILE python bench/profile_sign_in.py [N]  # one step
     BENCH_CONFIG='{"NEW_DEVICE_NOTICES": false}' python bench/profile_sign_in.py [N]  # settings
     BENCH_COMPONENTS=1 python bench/profile_sign_in.py [N]   # µs per component, per step
+    BENCH_RETURNING_BROWSER=1 python bench/profile_sign_in.py [N]  # a known device: no notice
 
 With BENCH_COMPONENTS, the functions named in ``instrument`` carry the thread-CPU timers of
 bench/components.py, and each step prints its request thread's CPU per flow, split into
@@ -206,9 +207,12 @@ def main() -> None:
         current[0] = None
         return answer
 
+    device = {} if os.environ.get("BENCH_RETURNING_BROWSER") == "1" else None
+
     def flow():
         flows.sign_in(app, step, username="bench", password=PASSWORD, client_id=client_id,
-                      redirect_uri="https://rp.example/cb", authorization=basic)  # fmt: skip
+                      redirect_uri="https://rp.example/cb", authorization=basic,
+                      device=device)  # fmt: skip
 
     for _ in range(5):
         flow()
