@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import secrets
 import subprocess
@@ -18,15 +19,16 @@ from .factories import PASSWORD
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_python(code: str) -> str:
+def run_python(code: str, env: dict[str, str] | None = None) -> str:
     """``code`` in a fresh interpreter (nothing of this process's caches or imports), run
-    from the project's root; its output."""
+    from the project's root, with ``env`` added to this process's environment; its output."""
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -20,7 +20,6 @@ worker gives it back (``_Release``), so an idle worker does not hold it (docs/ar
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import time
@@ -31,6 +30,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
 
+from .. import malloc
 from .policy import normalise
 
 _executor: tuple[int, ThreadPoolExecutor, _Release] | None = None
@@ -40,21 +40,12 @@ M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter (malloc.h)
 
 
 def _glibc():
-    """The C library when it is glibc (``mallopt``, ``malloc``, ``free``) and the process
-    runs with a fixed trim threshold (``idp serve`` sets MALLOC_TRIM_THRESHOLD_), else None:
-    with glibc's own moving thresholds there is nothing to put back."""
+    """The C library when it is glibc and the process runs with a fixed trim threshold
+    (``idp serve`` sets MALLOC_TRIM_THRESHOLD_), else None: with glibc's own moving
+    thresholds there is nothing to put back."""
     if not os.environ.get("MALLOC_TRIM_THRESHOLD_", "").isdigit():
         return None
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-        libc.malloc.restype = ctypes.c_void_p
-        libc.malloc.argtypes = [ctypes.c_size_t]
-        libc.free.argtypes = [ctypes.c_void_p]
-        libc.gnu_get_libc_version  # noqa: B018 (glibc's own symbol: not musl, not macOS)
-    except (AttributeError, OSError):
-        return None
-    return libc
+    return malloc.glibc()
 
 
 class _Release:

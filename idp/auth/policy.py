@@ -16,9 +16,7 @@ sets a password calls ``check_password`` first and hashes ``normalise(password)`
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import gc
 import gzip
 import logging
 import re
@@ -31,6 +29,7 @@ from pathlib import Path
 
 from flask import current_app, has_app_context
 
+from .. import malloc
 from . import wordlists
 from .wordlists import Words
 
@@ -72,19 +71,6 @@ def fold(text: str) -> str:
     return normalise(text).casefold()
 
 
-def give_back_freed_memory() -> None:
-    """Return the pages of freed blocks to the system now (glibc's ``malloc_trim``; nothing
-    elsewhere). ``idp serve`` raises glibc's trim threshold to 32 MiB for argon2's buffer, so
-    the megabytes a word list's loading frees would otherwise stay in the worker for good."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):
-        return
-    trim.argtypes = [ctypes.c_size_t]
-    gc.collect()
-    trim(0)
-
-
 @functools.cache
 def blocklist() -> Words:
     """The common passwords, folded; read from the package once per process."""
@@ -93,7 +79,7 @@ def blocklist() -> Words:
         return shipped["common-passwords"]
     log.warning("%s does not match %s: folding the list here", BLOCKLIST_DIGESTS, BLOCKLIST_SOURCE)
     words = Words.of(common_passwords())
-    give_back_freed_memory()
+    malloc.give_back()
     return words
 
 
@@ -211,7 +197,7 @@ def _zxcvbn():
     else:
         log.warning("%s does not match zxcvbn's lists at %s: using its own", ZXCVBN_DIGESTS, source)
         compact(matching)
-    give_back_freed_memory()
+    malloc.give_back()
     return zxcvbn
 
 

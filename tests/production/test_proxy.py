@@ -12,11 +12,12 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from idp import db
+from idp import db, malloc
 from idp.models import AuditEvent
 from idp.serve import gunicorn_argv
 
 from ..factories import PASSWORD
+from ..helpers import run_python
 
 FORGED = {
     "Host": "evil.example",
@@ -213,3 +214,26 @@ def test_each_worker_keeps_what_it_built_at_start_out_of_full_collections(monkey
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+@pytest.mark.skipif(malloc.glibc() is None, reason="glibc's malloc_trim")
+def test_each_worker_gives_back_what_its_start_freed():
+    # Under idp serve's fixed 32 MiB trim threshold, glibc keeps the pages of blocks freed
+    # below the heap's top for good: the garbage of a worker's start. The hook returns them.
+    # A fresh interpreter with idp serve's malloc settings stands in for the worker.
+    out = run_python(
+        """
+        import os, re
+        def rss():
+            return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+        from idp import gunicorn_conf
+        freed = [b"x" * 200_000 for _ in range(100)]  # 20 MB on the main heap, written
+        top = b"x" * 200_000  # a block above them, still in use: the top cannot shrink
+        del freed
+        before = rss()
+        gunicorn_conf.post_worker_init(None)
+        print(before - rss())
+        """,
+        env={"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "33554432"},
+    )
+    assert int(out) > 15 * 1024  # KiB: most of the 19 MiB freed

@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "idp.health",
             "idp.serve",
             "idp.gunicorn_conf",
+            "idp.malloc",
         ),
     ),
     (
