@@ -128,6 +128,6 @@ def post_worker_init(worker):
     gc.collect()
     gc.freeze()
     # What the start freed (imports, the app's construction) lies below the main heap's
-    # top, which idp serve's fixed trim threshold never shrinks: ~1 MiB of every worker,
+    # top, which idp serve's fixed trim threshold never shrinks: ~0.7 MiB of every worker,
     # for good (docs/benchmarks.md, twenty-second round).
     malloc.give_back()
