@@ -21,6 +21,10 @@ from flask import Config, Flask
 from .outbound import LOOPBACK_NETWORKS, parse_networks
 from .urls import is_loopback
 
+# NIST SP 800-63B rev. 4 §3.1.1.2: "a minimum of 8 characters"; PASSWORD_MIN_LENGTH may only
+# raise it (auth.policy also relies on it: shorter blocklist entries are never checked).
+PASSWORD_MIN_LENGTH_FLOOR = 8
+
 DEFAULTS: dict[str, object] = {
     # The issuer identifier (OIDC Discovery §3, RFC 8414 §2). Every URL the server
     # publishes is built from it, never from the request's Host header. There is no
@@ -441,7 +445,7 @@ def check_outbound(config) -> None:
 def check_password_policy(config) -> None:
     """NIST SP 800-63B rev. 4 §3.1.1.2: a minimum of 8 at least, room for 64 characters."""
     minimum = int(config["PASSWORD_MIN_LENGTH"])
-    if not 8 <= minimum <= 64:
+    if not PASSWORD_MIN_LENGTH_FLOOR <= minimum <= 64:
         raise ConfigError(f"IDP_PASSWORD_MIN_LENGTH must be 8..64 characters, got {minimum}")
     if int(config["PASSWORD_MAX_BYTES"]) < 4 * 64:
         raise ConfigError(

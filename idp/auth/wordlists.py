@@ -15,7 +15,7 @@ Python object.
 The digest is BLAKE2b with an 8-byte output (RFC 7693) of the word's UTF-8, as a signed
 little-endian integer: fixed, unlike Python's per-process ``hash()``, so that it can be
 computed once and shipped. A word outside a list matches a digest in it with a chance of
-len(list) / 2**64, some 5 * 10**-15 for the blocklist: a password wrongly called common, or
+len(list) / 2**64, some 2 * 10**-15 for the blocklist: a password wrongly called common, or
 a word zxcvbn wrongly finds in its lists.
 """
 
