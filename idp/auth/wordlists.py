@@ -29,8 +29,9 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-FORMAT = "idp word digests 1"
+FORMAT = "idp word digests 2"
 DIGEST = "blake2b-64"
+RANKS = {2: "H", 4: "I"}  # a list's rank width in bytes, as the header gives it: its typecode
 
 
 def digest(word: str) -> int:
@@ -56,10 +57,13 @@ class Words:
 
     @classmethod
     def of(cls, words: Iterable[str] | Mapping[str, int], memo: dict | None = None) -> Words:
-        """The set of ``words``, or of a mapping's keys with its values as ranks."""
+        """The set of ``words``, or of a mapping's keys with its values as ranks (2 bytes
+        each where they fit, as zxcvbn's do, else 4)."""
         if isinstance(words, Mapping):
             pairs = sorted((digest(word), rank) for word, rank in words.items())
-            return cls(array("q", (d for d, _ in pairs)), array("I", (r for _, r in pairs)), memo)
+            ranks = [rank for _, rank in pairs]
+            typecode = "H" if max(ranks, default=0) < 1 << 16 else "I"
+            return cls(array("q", (d for d, _ in pairs)), array(typecode, ranks), memo)
         return cls(array("q", sorted({digest(word) for word in words})), None, memo)
 
     def _index(self, word: object) -> int:
@@ -99,13 +103,13 @@ def fingerprint(source: Path) -> str:
 def write(path: Path, source: Path, lists: Mapping[str, Iterable[str] | Mapping[str, int]]) -> None:
     """A digest file: one JSON line naming the lists and the source's SHA-256, then for each
     list its sorted digests (8 bytes, little-endian, signed) and, if ranked, the matching
-    ranks (4 bytes, little-endian, unsigned)."""
+    ranks (2 or 4 bytes as the header says, little-endian, unsigned)."""
     built = {name: Words.of(words) for name, words in lists.items()}
     header = {
         "format": FORMAT,
         "digest": DIGEST,
         "source": {"file": source.name, "sha256": fingerprint(source)},
-        "lists": [[name, len(w), w.ranks is not None] for name, w in built.items()],
+        "lists": [[name, len(w), w.ranks.itemsize if w.ranks else 0] for name, w in built.items()],
     }
     with open(path, "wb") as out:
         out.write(json.dumps(header).encode() + b"\n")
@@ -128,9 +132,9 @@ def read(path: Path, source: Path, memo: dict | None = None) -> dict[str, Words]
             ):
                 return None
             lists = {}
-            for name, count, ranked in header["lists"]:
+            for name, count, rank_bytes in header["lists"]:
                 digests = _read_array(f, "q", count)
-                ranks = _read_array(f, "I", count) if ranked else None
+                ranks = _read_array(f, RANKS[rank_bytes], count) if rank_bytes else None
                 lists[name] = Words(digests, ranks, memo)
             if f.read(1):
                 return None
@@ -142,7 +146,7 @@ def read(path: Path, source: Path, memo: dict | None = None) -> dict[str, Words]
 def _read_array(f, typecode: str, count: int) -> array:
     """``count`` items read straight into a new array (no bytes object in between)."""
     items = array(typecode, [0]) * count
-    if items.itemsize != {"q": 8, "I": 4}[typecode]:
+    if items.itemsize != {"q": 8, "I": 4, "H": 2}[typecode]:
         raise ValueError(f"array {typecode!r} is {items.itemsize} bytes here")
     if f.readinto(items) != count * items.itemsize:
         raise EOFError(f"a list of {count} is cut short")

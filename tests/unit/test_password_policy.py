@@ -177,7 +177,7 @@ def test_word_lists_stay_small_in_a_worker():
     )
     blocklist_bytes, zxcvbn_bytes, lists_loaded = out.split()
     assert int(blocklist_bytes) < 400_000  # 38,452 digests of 8 bytes
-    assert int(zxcvbn_bytes) < 1_500_000  # 93,855 digests and ranks of 12 bytes, and code
+    assert int(zxcvbn_bytes) < 1_200_000  # 93,855 digests and ranks of 10 bytes, and code
     assert lists_loaded == "False"
 
 
@@ -207,11 +207,14 @@ def test_a_digest_file_is_read_only_for_the_source_it_was_built_from(tmp_path):
     source = tmp_path / "words.txt"
     source.write_text("dragon\nmonkey\n")
     path = tmp_path / "words.digests"
-    wordlists.write(path, source, {"plain": ["dragon", "monkey"], "ranked": {"dragon": 3}})
+    ranked = {"plain": ["dragon", "monkey"], "ranked": {"dragon": 3}, "long": {"monkey": 70_000}}
+    wordlists.write(path, source, ranked)
     lists = wordlists.read(path, source)
-    assert list(lists) == ["plain", "ranked"]  # in the order written
+    assert list(lists) == ["plain", "ranked", "long"]  # in the order written
     assert "monkey" in lists["plain"] and lists["ranked"]["dragon"] == 3
     assert "monkey" not in lists["ranked"] and len(lists["plain"]) == 2
+    # ranks take 2 bytes where they fit (zxcvbn's lists have 30,000 words at most), else 4
+    assert lists["ranked"].ranks.itemsize == 2 and lists["long"]["monkey"] == 70_000
     source.write_text("dragon\nmonkey\nlantern\n")  # the list changed: the file is stale
     assert wordlists.read(path, source) is None
     source.write_text("dragon\nmonkey\n")
