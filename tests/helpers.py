@@ -34,6 +34,12 @@ def run_python(code: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
+def kib(pid: int, field: str = "VmRSS") -> int:
+    """VmRSS (resident now) or VmHWM (the most ever resident) of a process, in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
+
+
 def serving_thread(server, name: str | None = None) -> threading.Thread:
     """A daemon thread (not started) to run a test HTTP server's ``serve_forever`` in. It polls
     for ``shutdown()`` every 50 ms: at the default 0.5 s, stopping the server at the end of

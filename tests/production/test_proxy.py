@@ -223,16 +223,15 @@ def test_each_worker_gives_back_what_its_start_freed():
     # A fresh interpreter with idp serve's malloc settings stands in for the worker.
     out = run_python(
         """
-        import os, re
-        def rss():
-            return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+        import os
         from idp import gunicorn_conf
+        from tests.helpers import kib
         freed = [b"x" * 200_000 for _ in range(100)]  # 20 MB on the main heap, written
         top = b"x" * 200_000  # a block above them, still in use: the top cannot shrink
         del freed
-        before = rss()
+        before = kib(os.getpid())
         gunicorn_conf.post_worker_init(None)
-        print(before - rss())
+        print(before - kib(os.getpid()))
         """,
         env={"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "33554432"},
     )

@@ -38,7 +38,7 @@ from idp.oauth import keys
 
 from ..conftest import PG_URL
 from ..factories import PASSWORD, Factory
-from ..helpers import pkce_pair
+from ..helpers import kib, pkce_pair
 
 SECRET_KEY = "workers-test-secret-key"
 # Failed sign-ins of one account, all at once, in the lockout test: the lock comes at this count.
@@ -545,12 +545,6 @@ def test_each_request_writes_one_access_line(server):
     assert [lines[request_id] for request_id in ids] == [1, 1, 1]
 
 
-def kib(pid: int, field: str) -> int:
-    """VmRSS (resident now) or VmHWM (the most ever resident) of a process, in KiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
-
-
 def test_workers_run_threads_and_hold_one_argon2_buffer_at_a_time(server, rows):
     # docs/deploy.md: gthread workers (4 threads) by default. auth/passwords.py runs argon2
     # on one thread per worker, so a worker whose four threads sign in at once holds one
@@ -588,6 +582,10 @@ def test_workers_run_threads_and_hold_one_argon2_buffer_at_a_time(server, rows):
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert b"MALLOC_MMAP_THRESHOLD_=33554432" in environ
         assert b"MALLOC_TRIM_THRESHOLD_=33554432" in environ
+        # ... and no glibc tunable of its own (huge pages cost RSS for no speed: serve.py)
+        tunables = [e for e in environ if e.startswith(b"GLIBC_TUNABLES=")]
+        mine = os.environ.get("GLIBC_TUNABLES")
+        assert tunables == ([f"GLIBC_TUNABLES={mine}".encode()] if mine is not None else [])
         assert kib(pid, "VmHWM") < most_kib, (kib(pid, "VmHWM"), before[pid])
         # at most one buffer (and a little) at a time, never two or four ...
         peak = kib(pid, "VmHWM") - before[pid]
