@@ -33,10 +33,11 @@ RETURNING = os.environ.get("BENCH_RETURNING_BROWSER") == "1"
 DEVICE_COOKIE = "idp_device"  # idp.auth.devices.COOKIE
 
 
-def one_flow(issuer, client_id, secret, redirect_uri, user, password, device: dict):
-    """One sign-in; ``device`` holds this thread's device cookie when RETURNING."""
+def one_flow(issuer, client_id, secret, redirect_uri, user, password, device: dict | None):
+    """One sign-in in a new browser, or, given ``device``, in a returning one: its device
+    cookie is kept there from the first flow and sent by the next ones."""
     browser = requests.Session()
-    if RETURNING and device:
+    if device:
         browser.cookies.set(DEVICE_COOKIE, device["value"])
     page = browser.get(issuer + "/login")
     csrf = csrf_token(page.text)
@@ -68,7 +69,7 @@ def one_flow(issuer, client_id, secret, redirect_uri, user, password, device: di
               "redirect_uri": redirect_uri},
         auth=(client_id, secret),
     )  # fmt: skip
-    if RETURNING and not device:
+    if device is not None and not device:
         device["value"] = browser.cookies.get(DEVICE_COOKIE)
     return tokens.status_code == 200
 
@@ -86,7 +87,7 @@ def main() -> None:
     stop_at = time.monotonic() + args.duration
 
     def worker():
-        device = {}
+        device = {} if RETURNING else None  # as bench/flows.py's sign_in
         while time.monotonic() < stop_at:
             started = time.perf_counter()
             try:
