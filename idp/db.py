@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.sql import sqltypes
 
 
@@ -391,6 +391,23 @@ def _error(conn, result) -> Exception:
     from psycopg import errors
 
     return errors.error_from_result(result, encoding=conn.info.encoding)
+
+
+def as_loaded(model, values: dict):
+    """The ORM object of a row read without the ORM (``values``: every column, by key), as
+    a query would have loaded it into the request's session: persistent, nothing to flush,
+    its relationships loaded when first read. If the session already holds that row's
+    object, that one is returned, as a query returns it."""
+    s = session()
+    key = model.__mapper__.identity_key_from_primary_key((values["id"],))
+    held = s.identity_map.get(key)
+    if held is not None:
+        return held
+    obj = model._sa_class_manager.new_instance()  # filled directly: no attribute events
+    obj.__dict__.update(values)
+    make_transient_to_detached(obj)
+    s.add(obj)
+    return obj
 
 
 def session_driver_connection():

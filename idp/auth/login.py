@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, or_, select, update
 
 from .. import audit, db, metrics
-from ..models import User, utcnow
+from ..models import User, user_sql, utcnow
 from . import passwords
 
 # Built once (every sign-in runs it): the username as typed, or the email in any case.
@@ -26,6 +26,8 @@ _FIND_USER = select(User).where(
 
 def find_user(identifier: str) -> User | None:
     identifier = identifier.strip()
+    if db.driver_path():  # PostgreSQL: a prepared statement on the driver (models/user_sql.py)
+        return user_sql.find_user(identifier, identifier.lower())
     return db.session().scalar(_FIND_USER, {"username": identifier, "email": identifier.lower()})
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, db
 from ..models import SessionClient, User, UserSession, utcnow
+from ..models.session_sql import find_session_and_user
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -66,8 +67,12 @@ def load_user(sub: str) -> User | None:
         return None
     s = db.session()
     # One statement for the row and its user (every signed-in request runs this): the
-    # cookie's sub must name the row's user, else nobody is signed in.
-    found = s.execute(_SESSION_AND_USER, {"sid": sid}).first()
+    # cookie's sub must name the row's user, else nobody is signed in. On PostgreSQL it
+    # is a prepared statement on the driver (models/session_sql.py).
+    if db.driver_path():
+        found = find_session_and_user(sid)
+    else:
+        found = s.execute(_SESSION_AND_USER, {"sid": sid}).first()
     row, user = found if found is not None else (None, None)
     if user is not None and user.sub != sub:
         user = None

@@ -12,7 +12,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from idp import db
-from idp.models import AuthorizationCode, Token, User, token_sql
+from idp.auth import login
+from idp.auth import session as sessions
+from idp.models import (
+    AuthorizationCode,
+    Token,
+    User,
+    UserSession,
+    session_sql,
+    token_sql,
+    user_sql,
+)
 from idp.oauth.tokens import secret_hash
 
 from ..conftest import PG_URL
@@ -145,3 +155,78 @@ def test_a_changed_row_count_comes_back(app):
         update = db.Prepared("test_update", "UPDATE counted SET n = n + 1 WHERE n >= %(n)s")
         assert update.rowcount(conn, {"n": 2}) == 2
         assert update.rowcount(conn, {"n": 9}) == 0
+
+
+@pg_only
+def test_a_signed_in_request_loads_the_orms_own_objects_from_the_driver(app, client, auth, factory):
+    # Every signed-in request reads its session row and user (models/session_sql.py): each
+    # column must hold what the ORM's query gives (JSON address, amr and factors; aware
+    # timestamps; booleans; NULLs), and the objects must behave as loaded ones.
+    factory.user(
+        username="carol", name="Carol Q", email="carol@example.com", email_verified=True,
+        address={"country": "NZ", "locality": "Wellington"}, phone_number=None,
+    )  # fmt: skip
+    auth.login("carol")
+    with client.session_transaction() as cookie:
+        sid = cookie["sid"]
+    with app.test_request_context():
+        by_orm = db.session().execute(sessions._SESSION_AND_USER, {"sid": sid}).first()
+        expected = [
+            {c: getattr(obj, c) for c in columns}
+            for obj, columns in zip(
+                by_orm, (session_sql.SESSION_COLUMNS, session_sql.USER_COLUMNS), strict=True
+            )
+        ]
+    with app.test_request_context():
+        s = db.session()
+        row, user = session_sql.find_session_and_user(sid)
+        got = [
+            {c: getattr(obj, c) for c in columns}
+            for obj, columns in zip(
+                (row, user), (session_sql.SESSION_COLUMNS, session_sql.USER_COLUMNS), strict=True
+            )
+        ]
+        assert got == expected
+        assert [type(v) for d in got for v in d.values()] == [
+            type(v) for d in expected for v in d.values()
+        ]
+        assert user.address == {"country": "NZ", "locality": "Wellington"}
+        # Persistent in the request's session with nothing to flush, like a query's objects;
+        # the same row read again is the same object; a relationship loads when read.
+        assert row in s and user in s and not s.dirty and not s.new
+        assert s.get(User, user.id) is user
+        assert session_sql.find_session_and_user(sid) == (row, user)
+        assert user.groups == []
+        assert session_sql.find_session_and_user("no such sid") is None
+        # A change is flushed as an UPDATE of the loaded row.
+        user.nickname = "cq"
+        row.end_reason = "checked"
+        s.commit()
+    with app.app_context():
+        assert db.session().scalar(select(User.nickname).where(User.username == "carol")) == "cq"
+        reason = db.session().scalar(select(UserSession.end_reason).where(UserSession.sid == sid))
+        assert reason == "checked"
+
+
+@pg_only
+def test_the_sign_in_finds_the_orms_own_user_from_the_driver(app, factory):
+    # The password sign-in's look-up (models/user_sql.py): by username as typed or by email
+    # in any case, every column as the ORM's query gives it, the object a loaded one.
+    factory.user(username="Dora", email="Dora@Example.com", locked_until=None, failed_logins=2)
+    for typed in ("Dora", " dora@example.COM "):
+        with app.test_request_context():
+            s = db.session()
+            by_orm = s.scalar(
+                login._FIND_USER, {"username": typed.strip(), "email": typed.strip().lower()}
+            )
+            expected = {c: getattr(by_orm, c) for c in user_sql.COLUMNS}
+        with app.test_request_context():
+            s = db.session()
+            user = login.find_user(typed)
+            assert {c: getattr(user, c) for c in user_sql.COLUMNS} == expected
+            assert user in s and not s.dirty and s.get(User, user.id) is user
+            login.clear_failures(user)  # a change flushes as an UPDATE of the loaded row
+            s.commit()
+    with app.test_request_context():
+        assert login.find_user("dora") is None  # the username as typed; the email in any case
+        assert login.find_user("Dora").failed_logins == 0
