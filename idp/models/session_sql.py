@@ -2,13 +2,13 @@
 (psycopg, PostgreSQL).
 
 Every request of a signed-in browser runs it (Flask-Login's user loader,
-``auth.session.load_user``). Through the ORM it cost ~400 µs of CPU (SQLAlchemy's execution,
-the transaction it begins, hydrating 42 columns); here the statement is built once from the
-two models' tables (the schema keeps its home in ``session.py`` and ``user.py``), prepared on
-the thread's autocommitted connection (``db.Prepared``), and the two rows become the ORM
-objects a query would have loaded (``db.as_loaded``): persistent in the request's session,
-so pages, the admin and the loader's own changes (the idle touch, ending an expired row)
-use them as before.
+``auth.session.load_user``). Through the ORM the loader cost ~400 µs of CPU warm
+(SQLAlchemy's execution, the transaction it begins, hydrating 42 columns), ~150 µs this
+way. The statement is built once from the two models' tables (the schema keeps its home in
+``session.py`` and ``user.py``), prepared on the thread's autocommitted connection
+(``db.Prepared``), and the two rows become the ORM objects a query would have loaded
+(``db.as_loaded``): persistent in the request's session, so pages, the admin and the
+loader's own changes (the idle touch, ending an expired row) use them as before.
 
 SQLite keeps the ORM query (``db.driver_path()`` says which).
 """

@@ -1,11 +1,12 @@
 """The sign-in's read of a user by the name typed, on the driver (psycopg, PostgreSQL).
 
 Every password sign-in runs it before argon2 (``auth.login.find_user``). Through the ORM it
-cost ~400 µs of CPU (SQLAlchemy's execution, the transaction it begins, hydrating 30
-columns); here the statement is built once from the model's table (the schema keeps its home
-in ``user.py``), prepared on the thread's autocommitted connection (``db.Prepared``), and
-the row becomes the ORM object a query would have loaded (``db.as_loaded``), which the
-sign-in then changes (failure count, lockout, a rehash) as before.
+cost ~425 µs of CPU in a sign-in (SQLAlchemy's execution, the transaction it begins,
+hydrating 30 columns), ~170 µs this way (bench/profile_sign_in.py). The statement is built
+once from the model's table (the schema keeps its home in ``user.py``), prepared on the
+thread's autocommitted connection (``db.Prepared``), and the row becomes the ORM object a
+query would have loaded (``db.as_loaded``), which the sign-in then changes (failure count,
+lockout, a rehash) as before.
 
 SQLite keeps the ORM query (``db.driver_path()`` says which).
 """
