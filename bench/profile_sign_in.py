@@ -120,7 +120,7 @@ def instrument(app) -> None:
         (jwt_tokens, "shape", "    JWT access token"),
         (oidc, "issue_id_token", "    ID token"),
         (keys, "sign", "    keys.sign: RS256 signatures"),
-        (audit, "record", "  audit.record (every event)"),
+        (audit, "write", "  audit.write (every event but a code's on PostgreSQL)"),
         (jinja2.Template, "render", "  Jinja templates"),
         (sqlalchemy.orm.Session, "commit", "  Session.commit: flush, COMMIT"),
         (flask_app, "finalize_request", "Flask.finalize_request: after hooks"),

@@ -89,7 +89,9 @@ def ping_after_idle(engine: Engine, seconds: float) -> None:
 
 def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"], app.config)
-    app.extensions["idp.db"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["idp.db"] = factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "after_begin", _began)
+    event.listen(factory, "after_transaction_end", _ended)
     config = app.config  # config.DEFAULTS has every DATABASE_* setting
     capacity = int(config["DATABASE_POOL_SIZE"]) + int(config["DATABASE_MAX_OVERFLOW"])
     ping_after = float(config["DATABASE_PING_AFTER_IDLE"])
@@ -116,6 +118,30 @@ def session() -> Session:
 def open_session() -> Session | None:
     """The request's session if it has opened one, else None (opening one costs a commit)."""
     return vars(g._get_current_object()).get("db_session")  # g.get, without the proxy
+
+
+# In a session's ``info`` while one of its connections is in a transaction. A session's own
+# ``in_transaction()`` is true from its first ``add`` on (SQLAlchemy's autobegin), before
+# anything was sent to the database.
+BEGAN = "idp.db.began"
+
+
+def _began(session: Session, _transaction, _connection) -> None:
+    session.info[BEGAN] = True
+
+
+def _ended(session: Session, transaction) -> None:
+    if transaction.parent is None:  # the outermost: committed or rolled back
+        session.info.pop(BEGAN, None)
+
+
+def nothing_pending() -> bool:
+    """Whether the request's session has neither a database transaction nor a change to
+    flush: a statement autocommitted now then commits nothing but itself."""
+    current = open_session()
+    return current is None or not (
+        BEGAN in current.info or current.new or current.dirty or current.deleted
+    )
 
 
 def read_only() -> None:

@@ -14,8 +14,8 @@ connection on first use, and reads only the columns the endpoint needs.
 
 Rows come back as ``TokenView``/``UserView``: plain read-only objects with the attributes
 and TokenMixin methods the endpoints read. A token that a revocation changes is still read
-through the ORM (``oauth.tokens.find``); the refresh rotation has its own two statements
-(below).
+through the ORM (``oauth.tokens.find``); the refresh rotation, the code's redemption and
+the code's issue have statements of their own (below).
 
 SQLite keeps the SQLAlchemy path (``db.driver_path()`` says which); docs/architecture.md.
 """
@@ -28,12 +28,14 @@ import re
 from types import SimpleNamespace
 
 from sqlalchemy import Boolean, bindparam, cast, exists, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
 from .. import db
+from .audit import AuditEvent
 from .consent import Consent
 from .grant import AuthorizationCode, CodeMethods
-from .session import UserSession
+from .session import SessionClient, UserSession
 from .token import Token, TokenMethods
 from .user import User
 
@@ -430,3 +432,73 @@ def consume_code(conn, code_id: int, now) -> bool:
     """Mark code ``code_id`` used at ``now`` if it is unused and unexpired: whether this
     request won (RFC 6749 §4.1.2: a code is redeemed once)."""
     return _CONSUME_CODE.rowcount(conn, {"code_id": code_id, "now": now}) == 1
+
+
+# --- code issuance (RFC 6749 §4.1.2) -------------------------------------------------------
+#
+#     ISSUE_CODE  one statement: the code's row, its session's link to the client (kept as
+#                 it was if there already: the first sign-in to the client counts, for
+#                 logout's fan-out) and the code.issued audit event; all of it or nothing.
+#                 Autocommitted when the request has nothing else to commit (one round trip
+#                 instead of BEGIN, three INSERTs and COMMIT), else inside its transaction
+#     NONCE_USED  whether the client used the nonce in an earlier code (autocommitted)
+
+A = AuditEvent.__table__
+S = UserSession.__table__
+SC = SessionClient.__table__
+CODE_COLUMNS = tuple(c.key for c in C.columns if c.key != "id")
+AUDIT_COLUMNS = ("at", "event", "actor", "target", "ip", "details")
+_CODE_JSON = tuple(n for n in CODE_COLUMNS if C.c[n].type.__class__.__name__ == "JSON")
+
+
+def _typed(table, name: str, key: str | None = None):
+    """A parameter typed as the column, so the statement casts it (psycopg's text)."""
+    return bindparam(key or name, type_=table.c[name].type)
+
+
+ISSUE_CODE = str(
+    insert(A)
+    .values({c: _typed(A, c, "audit_" + c) for c in AUDIT_COLUMNS})
+    .add_cte(insert(C).values({n: _typed(C, n) for n in CODE_COLUMNS}).cte("code"))
+    .add_cte(
+        pg_insert(SC)
+        .from_select(
+            ["session_id", "client_id", "first_at"],
+            select(S.c.id, _typed(SC, "client_id"), _typed(SC, "first_at", "created_at")).where(
+                S.c.sid == _typed(S, "sid")
+            ),
+        )
+        .on_conflict_do_nothing(index_elements=["session_id", "client_id"])
+        .cte("link")
+    )
+    .compile(dialect=DIALECT)
+)
+_ISSUE_CODE = db.Prepared("idp_issue_code", ISSUE_CODE)
+
+
+def issue_code(conn, code: dict, event: dict) -> None:
+    """Write a new code (``code``: every column of CODE_COLUMNS), link its session (``sid``,
+    if any) to its client, and record ``event`` (audit.row), in one statement on ``conn``:
+    autocommitted, or inside the transaction ``conn`` is in (the caller commits)."""
+    params = {**code, **{"audit_" + c: event[c] for c in AUDIT_COLUMNS}}
+    for name in (*_CODE_JSON, "audit_details"):
+        if params[name] is not None:
+            params[name] = json.dumps(params[name])
+    if conn.autocommit:
+        _ISSUE_CODE.run(conn, params)
+    else:
+        conn.execute(ISSUE_CODE, params, prepare=True)
+
+
+# OIDC Core §3.1.2.1 (Authlib's nonce check): a nonce this client used in an earlier code.
+NONCE_USED = str(
+    select(
+        exists().where(C.c.client_id == bindparam("client_id"), C.c.nonce == bindparam("nonce"))
+    ).compile(dialect=DIALECT)
+)
+_NONCE_USED = db.Prepared("idp_nonce_used", NONCE_USED)
+
+
+def nonce_used(conn, client_id: str, nonce: str) -> bool:
+    """Whether a code of ``client_id`` was issued with ``nonce`` (autocommitted ``conn``)."""
+    return _NONCE_USED.one(conn, {"client_id": client_id, "nonce": nonce})[0]

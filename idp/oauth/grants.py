@@ -143,15 +143,31 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
             "expires_at": now + timedelta(seconds=lifetime),
             "used_at": None,
         }
-        # One statement on the session's connection, not an ORM object flushed at commit.
-        _INSERT_CODE.execute(values)
-        remember_client(values["sid"], values["client_id"])
-        audit.record(
+        event = audit.row(
             "code.issued",
             actor=request.user.sub,
             target=request.client.client_id,
             scope=values["scope"],
         )
+        if db.driver_path():
+            # PostgreSQL: the code, its session's link to the client and the event in one
+            # statement (token_sql.ISSUE_CODE); autocommitted when the request's session
+            # holds nothing to commit with it, else in its transaction.
+            if db.nothing_pending():
+                with db.autocommit() as conn:
+                    token_sql.issue_code(conn, values, event)
+            else:
+                try:
+                    token_sql.issue_code(db.session_driver_connection(), values, event)
+                except Exception as exc:
+                    raise db.wrap_driver_error(exc) from exc
+                db.session().commit()
+            audit.logged(event)
+            return
+        # Statements on the session's connection, not ORM objects flushed at commit.
+        _INSERT_CODE.execute(values)
+        remember_client(values["sid"], values["client_id"])
+        audit.write(event)
         db.session().commit()
 
     def query_authorization_code(self, code, client):

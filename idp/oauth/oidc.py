@@ -17,7 +17,7 @@ from joserfc.errors import JoseError
 from sqlalchemy import exists, select
 
 from .. import db
-from ..models import AuthorizationCode, Client, Consent, User, UserSession
+from ..models import AuthorizationCode, Client, Consent, User, UserSession, token_sql
 from . import claims_request, keys, subjects, tokens
 from .acr import level
 from .cache import registry
@@ -141,6 +141,9 @@ class OpenIDCode(oidc_grants.OpenIDCode):
     """ID token for the code flow; nonce replay is checked against stored codes."""
 
     def exists_nonce(self, nonce, request) -> bool:
+        if db.driver_path():  # PostgreSQL: a prepared statement, autocommitted (token_sql)
+            with db.autocommit() as conn:
+                return token_sql.nonce_used(conn, request.payload.client_id, nonce)
         return (
             db.session().scalar(
                 select(AuthorizationCode.id).where(

@@ -175,6 +175,20 @@ def test_nonce_is_carried_into_the_id_token(client, auth, user, oauth_client):
     assert claims["iss"] == ISSUER and claims["aud"] == oauth_client.client_id
 
 
+def test_a_nonce_a_client_already_used_is_refused_as_a_replay(auth, user, oauth_client, factory):
+    # OIDC Core §15.5.2: the nonce binds an ID token to one authentication request, so a
+    # request carrying a nonce of an earlier code of the same client is a replay: an error
+    # goes back to the client (RFC 6749 §4.1.2.1), no code. Another client's nonce is its own.
+    auth.login()
+    auth.get_code(oauth_client, nonce="n-once")
+    params, _ = auth.code_flow_params(oauth_client, nonce="n-once")
+    answer = query(auth.authorize(params).headers["Location"])
+    assert answer["error"] == "invalid_request" and "code" not in answer
+    assert answer["state"] == params["state"]
+    other = factory.client(name="Other App")
+    auth.get_code(other, nonce="n-once")
+
+
 def test_no_nonce_means_no_nonce_claim(client, auth, user, oauth_client):
     # OIDC Core §2: nonce is present only if it was sent in the request.
     auth.login()

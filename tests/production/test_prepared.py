@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from idp import db
+from idp import audit, db
 from idp.auth import login
 from idp.auth import session as sessions
 from idp.models import (
+    AuditEvent,
     AuthorizationCode,
+    SessionClient,
     Token,
     User,
     UserSession,
@@ -230,3 +232,63 @@ def test_the_sign_in_finds_the_orms_own_user_from_the_driver(app, factory):
     with app.test_request_context():
         assert login.find_user("dora") is None  # the username as typed; the email in any case
         assert login.find_user("Dora").failed_logins == 0
+
+
+@pg_only
+def test_a_code_its_sessions_link_and_its_event_are_written_together(
+    app, client, auth, user, factory, monkeypatch
+):
+    # RFC 6749 §4.1.2: the code; back-channel logout's fan-out needs the session's link to
+    # the client; the audit log records the issue. On PostgreSQL they are one statement
+    # (token_sql.ISSUE_CODE), autocommitted or inside the request's transaction: all three
+    # are written, or none.
+    autocommitted = []  # how each code was written: both ways are checked
+    issue_code = token_sql.issue_code
+
+    def counted(conn, *args):
+        autocommitted.append(conn.autocommit)
+        issue_code(conn, *args)
+
+    monkeypatch.setattr(token_sql, "issue_code", counted)
+    real_row = audit.row
+    auth.login()
+
+    def stored(registered):
+        with app.app_context():
+            s = db.session()
+            mine = AuthorizationCode.client_id == registered.client_id
+            codes = s.scalars(select(AuthorizationCode).where(mine)).all()
+            links = s.execute(
+                select(SessionClient.session_id, SessionClient.first_at).where(
+                    SessionClient.client_id == registered.client_id
+                )
+            ).all()
+            events = s.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.event == "code.issued", AuditEvent.target == registered.client_id
+                )
+            ).all()
+            return codes, links, events, s.scalars(select(UserSession.id)).all()
+
+    for first_party in (False, True):  # a consent read first, or nothing read: both ways
+        monkeypatch.setattr(audit, "row", real_row)
+        registered = factory.client(first_party=first_party, name=f"App {first_party}")
+        code, _, params = auth.get_code(registered)
+        (row,), links, (event,), sessions = stored(registered)
+        assert row.code_hash == secret_hash(code) and row.user_id == user.id
+        assert row.amr == ["pwd"] and row.used_at is None and row.nonce == params["nonce"]
+        assert [link.session_id for link in links] == sessions and len(sessions) == 1
+        assert (event.actor, event.ip) == (user.sub, "127.0.0.1")
+        assert event.details == {"scope": row.scope}
+
+        auth.get_code(registered)  # the session's first sign-in to the client is kept
+        codes, links_again, events, _ = stored(registered)
+        assert len(codes) == 2 and len(events) == 2 and links_again == links
+
+        # An event the table refuses (an actor over 255 characters): nothing is written.
+        monkeypatch.setattr(audit, "row", lambda *a, **k: {**real_row(*a, **k), "actor": "x" * 300})
+        response = auth.authorize(auth.code_flow_params(registered)[0])
+        assert response.status_code == 500 and "Location" not in response.headers
+        codes, links_after, events, _ = stored(registered)
+        assert len(codes) == 2 and len(events) == 2 and links_after == links
+    assert set(autocommitted) == {True, False}
