@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -44,6 +44,11 @@ class CodeMethods(AuthorizationCodeMixin):
 
 class AuthorizationCode(CodeMethods, Base):
     __tablename__ = "authorization_codes"
+    # The nonce check (OIDC Core §15.5.2: a nonce this client used before is a replay) runs
+    # twice per authorization request: without an index it reads every stored code of the
+    # client. A hash index on PostgreSQL, whose B-trees refuse entries over ~2.7 kB and a
+    # nonce has no length limit; SQLite's B-trees have none.
+    __table_args__ = (Index("ix_authorization_codes_nonce", "nonce", postgresql_using="hash"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -189,6 +189,18 @@ def test_a_nonce_a_client_already_used_is_refused_as_a_replay(auth, user, oauth_
     auth.get_code(other, nonce="n-once")
 
 
+def test_a_long_nonce_is_kept_and_checked_like_any_other(client, auth, user, oauth_client):
+    # OIDC Core §3.1.2.1 sets no length on nonce: a 10,000-character one is carried into the
+    # ID token, and its replay is refused (the nonce check's index takes any length).
+    nonce = secrets.token_urlsafe(7500)[:10_000]
+    auth.login()
+    code, verifier, _ = auth.get_code(oauth_client, nonce=nonce)
+    tokens = auth.exchange(oauth_client, code, verifier).get_json()
+    assert id_token_claims(client, tokens["id_token"])["nonce"] == nonce
+    params, _ = auth.code_flow_params(oauth_client, nonce=nonce)
+    assert query(auth.authorize(params).headers["Location"])["error"] == "invalid_request"
+
+
 def test_no_nonce_means_no_nonce_claim(client, auth, user, oauth_client):
     # OIDC Core §2: nonce is present only if it was sent in the request.
     auth.login()
