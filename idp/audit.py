@@ -18,7 +18,7 @@ from .models import AuditEvent, utcnow
 
 log = logging.getLogger("idp.security")
 
-COLUMNS = ("event", "actor", "target", "ip", "details")  # and ``at``, its default
+COLUMNS = ("at", "event", "actor", "target", "ip", "details")  # every column but the id
 # One row, INSERTed at once on the session's connection (``db.Statement``): nothing
 # reads it back in the request, so it needs no ORM object and no place in the flush (a
 # sign-in records two or three).
@@ -38,8 +38,8 @@ def write(values: dict) -> None:
 
 
 def row(event: str, *, actor: str | None = None, target: str | None = None, **details) -> dict:
-    """The values ``record`` writes (``at`` and every column of COLUMNS), for a caller that
-    writes the row in a statement of its own; it then calls ``logged`` once it is written."""
+    """The values ``record`` writes (every column of COLUMNS), for a caller that writes
+    the row in a statement of its own; it then calls ``logged`` once it is written."""
     ip = request.remote_addr if has_request_context() else None
     return {
         "at": utcnow(), "event": event, "actor": actor, "target": target, "ip": ip,

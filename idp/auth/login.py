@@ -26,9 +26,10 @@ _FIND_USER = select(User).where(
 
 def find_user(identifier: str) -> User | None:
     identifier = identifier.strip()
+    email = identifier.lower()
     if db.driver_path():  # PostgreSQL: a prepared statement on the driver (models/user_sql.py)
-        return user_sql.find_user(identifier, identifier.lower())
-    return db.session().scalar(_FIND_USER, {"username": identifier, "email": identifier.lower()})
+        return user_sql.find_user(identifier, email)
+    return db.session().scalar(_FIND_USER, {"username": identifier, "email": email})
 
 
 def authenticate(identifier: str, password: str, *, complete: bool = True) -> User | None:

@@ -31,7 +31,8 @@ from pathlib import Path
 
 FORMAT = "idp word digests 2"
 DIGEST = "blake2b-64"
-RANKS = {2: "H", 4: "I"}  # a list's rank width in bytes, as the header gives it: its typecode
+ITEM_BYTES = {"q": 8, "I": 4, "H": 2}  # each array's typecode: its item's width on disk
+RANKS = {ITEM_BYTES[t]: t for t in "HI"}  # a list's rank width, as the header gives it
 
 
 def digest(word: str) -> int:
@@ -146,7 +147,7 @@ def read(path: Path, source: Path, memo: dict | None = None) -> dict[str, Words]
 def _read_array(f, typecode: str, count: int) -> array:
     """``count`` items read straight into a new array (no bytes object in between)."""
     items = array(typecode, [0]) * count
-    if items.itemsize != {"q": 8, "I": 4, "H": 2}[typecode]:
+    if items.itemsize != ITEM_BYTES[typecode]:
         raise ValueError(f"array {typecode!r} is {items.itemsize} bytes here")
     if f.readinto(items) != count * items.itemsize:
         raise EOFError(f"a list of {count} is cut short")

@@ -43,9 +43,20 @@ DIALECT = pg_dialect.dialect()
 T = Token.__table__
 U = User.__table__
 
+
+def columns(table) -> tuple[str, ...]:
+    """Every column of ``table`` but its id, in table order: what an INSERT sets."""
+    return tuple(c.key for c in table.columns if c.key != "id")
+
+
+def json_columns(table) -> frozenset[str]:
+    """The JSON columns of ``table``: their values are sent as their text."""
+    return frozenset(c.key for c in table.columns if c.type.__class__.__name__ == "JSON")
+
+
 # Every column but the id, in table order; JSON ones are wrapped for psycopg.
-INSERT_COLUMNS = tuple(c.key for c in T.columns if c.key != "id")
-JSON_COLUMNS = frozenset(c.key for c in T.columns if c.type.__class__.__name__ == "JSON")
+INSERT_COLUMNS = columns(T)
+JSON_COLUMNS = json_columns(T)
 INSERT_TOKEN = str(
     insert(T)
     .values({name: bindparam(name) for name in INSERT_COLUMNS})
@@ -446,9 +457,9 @@ def consume_code(conn, code_id: int, now) -> bool:
 A = AuditEvent.__table__
 S = UserSession.__table__
 SC = SessionClient.__table__
-CODE_COLUMNS = tuple(c.key for c in C.columns if c.key != "id")
-AUDIT_COLUMNS = ("at", "event", "actor", "target", "ip", "details")
-_CODE_JSON = tuple(n for n in CODE_COLUMNS if C.c[n].type.__class__.__name__ == "JSON")
+CODE_COLUMNS = columns(C)
+AUDIT_COLUMNS = columns(A)  # at, event, actor, target, ip, details: audit.row's keys
+_JSON_PARAMS = (*sorted(json_columns(C)), *("audit_" + n for n in sorted(json_columns(A))))
 
 
 def _typed(table, name: str, key: str | None = None):
@@ -481,7 +492,7 @@ def issue_code(conn, code: dict, event: dict) -> None:
     if any) to its client, and record ``event`` (audit.row), in one statement on ``conn``:
     autocommitted, or inside the transaction ``conn`` is in (the caller commits)."""
     params = {**code, **{"audit_" + c: event[c] for c in AUDIT_COLUMNS}}
-    for name in (*_CODE_JSON, "audit_details"):
+    for name in _JSON_PARAMS:
         if params[name] is not None:
             params[name] = json.dumps(params[name])
     if conn.autocommit:

@@ -35,9 +35,8 @@ from . import acr, claims_request, dpop, resources, tokens
 from .claims import OIDC_SCOPES
 from .client_auth import ALL_METHODS, CONFIDENTIAL_METHODS
 
-_CODE_COLUMNS = tuple(c.key for c in AuthorizationCode.__table__.columns if c.key != "id")
 _INSERT_CODE = db.Statement(
-    insert(AuthorizationCode).values({name: bindparam(name) for name in _CODE_COLUMNS})
+    insert(AuthorizationCode).values({name: bindparam(name) for name in token_sql.CODE_COLUMNS})
 )
 
 RESPONSE_MODES = ("query", "form_post")
