@@ -382,7 +382,7 @@ class NewToken(TokenMethods):
 #
 # Each autocommitted (one round trip, no BEGIN/COMMIT): the code is consumed, and committed,
 # before the tokens are stored (grants.AuthorizationCodeGrant.create_token_response), as on
-# the ORM path; the token INSERT and tokens.settle then run in the session's transaction.
+# the ORM path; the token INSERT and tokens.settle's re-read are then autocommitted too.
 
 C = AuthorizationCode.__table__
 CODE_FIELDS = (

@@ -113,12 +113,14 @@ def save_token(token: dict, request) -> Token:
     # Client credentials with the client read from the worker's cache opened no session:
     # none is opened for the INSERT alone (its commit would be an empty round of the ORM).
     session = db.open_session() if db.driver_path() else db.session()
+    committed = inserts_alone(session)
     row.id = insert(session, row)
     # Token exchange of an access token joins the subject's family (token_exchange.py).
     subject = getattr(request, "subject", None)
     in_family = subject is not None and subject.granted_scope is not None
     if row.user_id is not None or code is not None or parent is not None:
-        settle(row, code.id if code else None, parent.id if parent else None, in_family)
+        ids = (code.id if code else None, parent.id if parent else None)
+        settle(row, *ids, in_family, committed=committed)
     session = db.open_session()
     if session is not None:
         session.commit()  # also releases the row locks of settle
@@ -145,6 +147,12 @@ def transient_token(**values) -> IssuedToken:
     return IssuedToken(**values)
 
 
+def inserts_alone(session) -> bool:
+    """Whether ``insert`` autocommits the row by itself: on PostgreSQL, when the request's
+    session (None if it opened none) has no transaction to commit it with."""
+    return db.driver_path() and not (session is not None and session.in_transaction())
+
+
 def insert(session, row: Token) -> int:  # session: None if the request opened none
     """INSERT the values set on a new (transient) row; its id.
 
@@ -153,18 +161,16 @@ def insert(session, row: Token) -> int:  # session: None if the request opened n
     (``models.token_sql``); elsewhere one Core statement. ``row`` stays out of the session
     (it is the caller's record of what was stored).
     """
-    if db.driver_path():
-        if (
-            session is not None and session.in_transaction()
-        ):  # a code or refresh token was used up: commit together
-            try:
-                return token_sql.insert_token(db.session_driver_connection(), row)
-            except Exception as exc:
-                raise db.wrap_driver_error(exc) from exc
-        # Nothing else to write in this request (client credentials): the INSERT alone,
-        # autocommitted, is one round trip instead of three (BEGIN, INSERT, COMMIT).
+    if inserts_alone(session):
+        # Nothing else to write with it (client credentials; a code, consumed and committed
+        # already): the INSERT alone, autocommitted, is one round trip instead of three.
         with db.autocommit() as conn:
             return token_sql.insert_token(conn, row)
+    if db.driver_path():  # something else in this transaction (a device code used up)
+        try:
+            return token_sql.insert_token(db.session_driver_connection(), row)
+        except Exception as exc:
+            raise db.wrap_driver_error(exc) from exc
     values = {name: row.__dict__[name] for name in TOKEN_COLUMNS if name in row.__dict__}
     if session.in_transaction():
         return session.execute(INSERT_TOKEN, values).scalar_one()
@@ -237,17 +243,30 @@ def revoked_code(code_id):
     )
 
 
-def settle(row: Token, code_id: int | None, parent_id: int | None, in_family: bool = False) -> None:
+def settle(
+    row: Token,
+    code_id: int | None,
+    parent_id: int | None,
+    in_family: bool = False,
+    *,
+    committed: bool = False,
+) -> None:
     """Re-read the state of a just-inserted token's grant; revoke the token if it ended.
 
     A revocation may have listed the grant's tokens after this request checked the grant
     but before this row existed (the code-replay and sign-out races, RFC 6749 §4.1.2,
     RFC 9700 §4.14.2). Revocations change their state first, then revoke rows; this reads
     the state after the INSERT, so one of the two sees the other. On PostgreSQL the reads
-    take FOR SHARE row locks on the live rows (a revocation's write then waits for this
-    transaction) in the order revocations write (user, session, consent, code,
-    parent token, the family an exchanged token joined) so an uncommitted revocation is
-    waited for rather than missed.
+    take FOR SHARE row locks on the live rows in the order revocations write (user,
+    session, consent, code, parent token, the family an exchanged token joined), so an
+    uncommitted revocation is waited for rather than missed.
+
+    ``committed``: the row was INSERTed and committed by itself (``inserts_alone``). The
+    re-read is then one autocommitted statement on the thread's held connection, its locks
+    held for that statement: a revocation that writes its state after it lists the grant's
+    rows after the INSERT's commit, and so revokes the new row itself. Otherwise the
+    re-read runs in the session's transaction, and a revocation's write waits for its
+    commit, which makes the INSERT visible.
     """
     names = []
     if row.user_id is not None:
@@ -271,7 +290,7 @@ def settle(row: Token, code_id: int | None, parent_id: int | None, in_family: bo
         "code_id": code_id, "parent_id": parent_id, "family_id": row.family_id,
         "row_id": row.id,
     }  # fmt: skip
-    state = _settle_state(tuple(names), params)
+    state = _settle_state(tuple(names), params, committed)
     checks = dict(zip(names, state, strict=True))
     ended = [name for name in names if not checks[name]]
     if not ended:
@@ -336,23 +355,29 @@ def _settle_check(name: str):
     )
 
 
-# settle's statement per shape (which checks apply): built, and on PostgreSQL compiled for
-# psycopg, once per worker rather than on every token issued.
-_SETTLE_STATEMENTS: dict[tuple[tuple[str, ...], bool], object] = {}
+# settle's statement per shape (which checks apply), and how it is run: built, and on
+# PostgreSQL compiled for psycopg, once per worker rather than on every token issued.
+_SETTLE_STATEMENTS: dict[tuple[tuple[str, ...], str], object] = {}
 
 
-def _settle_state(names: tuple[str, ...], params: dict) -> tuple:
-    """The truth of each check of ``names``, read in the session's transaction (its FOR SHARE
-    locks held until the session commits). On PostgreSQL a prepared statement on the
-    session's psycopg connection; elsewhere the Core statement."""
-    driver = db.driver_path()
-    statement = _SETTLE_STATEMENTS.get((names, driver))
+def _settle_state(names: tuple[str, ...], params: dict, committed: bool = False) -> tuple:
+    """The truth of each check of ``names``. On PostgreSQL a prepared statement: after an
+    autocommitted INSERT (``committed``) autocommitted itself on the thread's held
+    connection, else on the session's psycopg connection in its transaction (its FOR SHARE
+    locks held until the session commits); elsewhere the Core statement."""
+    how = ("alone" if committed else "session") if db.driver_path() else "core"
+    statement = _SETTLE_STATEMENTS.get((names, how))
     if statement is None:
         statement = select(*(_settle_check(n).label(n) for n in names))
-        if driver:
+        if how != "core":
             statement = str(statement.compile(dialect=token_sql.DIALECT))
-        _SETTLE_STATEMENTS[names, driver] = statement
-    if isinstance(statement, str):
+        if how == "alone":
+            statement = db.Prepared("idp_settle_" + "_".join(names), statement)
+        _SETTLE_STATEMENTS[names, how] = statement
+    if how == "alone":
+        with db.autocommit() as conn:
+            return statement.one(conn, params)
+    if how == "session":
         try:
             conn = db.session_driver_connection()
             return conn.execute(statement, params, prepare=True).fetchone()

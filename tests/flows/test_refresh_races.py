@@ -25,12 +25,14 @@ from idp.oauth import grants, tokens
 
 from ..helpers import Auth, basic_auth, csrf_token
 from .test_revocation_races import (
+    GRANT_ENDINGS,
     all_tokens,
     assert_dead,
     events,
     refresh,
     revoke_app,
     set_disabled,
+    waiting_for_a_lock,
 )
 
 MOMENTS = ["before_consume", "before_commit"]
@@ -81,23 +83,9 @@ class Racer:
         postgres = db.engine(self.app).dialect.name == "postgresql"
         deadline = time.monotonic() + (10 if postgres else 1)
         while self.thread.is_alive() and time.monotonic() < deadline:
-            if self.waiting_for_a_lock():
+            if waiting_for_a_lock(self.app):
                 return
             time.sleep(0.05)
-
-    def waiting_for_a_lock(self) -> bool:
-        engine = db.engine(self.app)
-        if engine.dialect.name != "postgresql":
-            return False  # SQLite: the busy timeout keeps it waiting; give it the full time
-        with engine.connect() as conn:
-            return bool(
-                conn.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND datname = current_database()"
-                    )
-                )
-            )
 
     def join(self):
         assert self.thread is not None, "the racing action never ran"
@@ -255,16 +243,6 @@ def test_a_refused_scope_leaves_the_refresh_token_usable(app, auth, user, oauth_
     assert again.status_code == 200
     with app.app_context():
         assert db.session().query(Token).count() == 2
-
-
-# The first half of a revocation (tokens.revoke_grants' callers change the state first, then
-# revoke the rows): the grant's state changed, its tokens not yet revoked.
-GRANT_ENDINGS = {
-    "user disabled": "UPDATE users SET disabled = true",
-    "session ended": "UPDATE user_sessions SET ended_at = CURRENT_TIMESTAMP",
-    "consent deleted": "DELETE FROM consents",
-    "code revoked": "UPDATE authorization_codes SET expires_at = used_at",
-}
 
 
 def refresh_while(app, monkeypatch, registered, refresh_token: str, statement: str):

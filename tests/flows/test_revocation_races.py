@@ -10,10 +10,11 @@ same races run naturally on two real workers in tests/production/test_workers.py
 from __future__ import annotations
 
 import threading
+import time
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from idp import db
 from idp.admin.users import sign_out_everywhere
@@ -47,6 +48,34 @@ def after_validation(monkeypatch, action) -> None:
             pending.pop()()
 
     monkeypatch.setattr(grants.AuthorizationCodeGrant, "validate_token_request", racing)
+
+
+def waiting_for_a_lock(app) -> bool:
+    """Whether a connection to the test database waits for a row lock (PostgreSQL only:
+    SQLite's busy timeout cannot be seen from outside)."""
+    engine = db.engine(app)
+    if engine.dialect.name != "postgresql":
+        return False
+    with engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+            )
+        )
+
+
+# The first half of a revocation (tokens.revoke_grants' callers change the state first, then
+# revoke the rows): the grant's state changed, its tokens not yet revoked. The first word
+# names the check of tokens.settle that sees it.
+GRANT_ENDINGS = {
+    "user disabled": "UPDATE users SET disabled = true",
+    "session ended": "UPDATE user_sessions SET ended_at = CURRENT_TIMESTAMP",
+    "consent deleted": "DELETE FROM consents",
+    "code revoked": "UPDATE authorization_codes SET expires_at = used_at",
+}
 
 
 def redeem_data(code: str, verifier: str, registered) -> dict:
@@ -127,6 +156,51 @@ def test_a_replay_while_the_winner_stores_its_tokens_revokes_them(
     assert len(events(app, "code.replayed")) == 1
     [meanwhile] = events(app, "token.revoked_meanwhile")
     assert meanwhile.details["ended"] == ["code"]
+
+
+@pytest.mark.parametrize("ending", GRANT_ENDINGS)
+def test_a_revocation_committed_after_the_tokens_are_stored_is_waited_for(
+    app, auth, user, oauth_client, monkeypatch, ending
+):
+    # RFC 6749 §4.1.2, RFC 9700 §4.14.2: a revocation wrote the grant's state and revoked
+    # its tokens just before this request stored its own, and commits only after. The
+    # re-read after the INSERT (tokens.settle) must wait for that commit (FOR SHARE) and
+    # then revoke what it stored: read without waiting, it would see the grant still live.
+    if db.engine(app).dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: the INSERT would wait for the commit")
+    auth.login()
+    code, verifier, _ = auth.get_code(oauth_client)
+    revocation = db.engine(app).connect()
+    transaction = revocation.begin()
+    waited, committer = [], []
+
+    def commit_once_waited_for():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not waited:
+            if waiting_for_a_lock(app):
+                waited.append(True)
+            time.sleep(0.02)
+        transaction.commit()
+        revocation.close()
+
+    def first_half():
+        assert revocation.execute(text(GRANT_ENDINGS[ending])).rowcount == 1
+        revocation.execute(text("UPDATE tokens SET revoked_at = now() WHERE revoked_at IS NULL"))
+        committer.append(threading.Thread(target=commit_once_waited_for))
+        committer[0].start()
+
+    during_insert(monkeypatch, first_half)
+    response = Auth(app.test_client()).token(
+        oauth_client, redeem_data(code, verifier, oauth_client)
+    )
+    committer[0].join(timeout=30)
+
+    assert response.status_code == 200
+    assert waited == [True], "the re-read did not wait for the revocation's commit"
+    monkeypatch.undo()
+    assert_dead(app, oauth_client, response.get_json())
+    [meanwhile] = events(app, "token.revoked_meanwhile")
+    assert meanwhile.details["ended"] == [ending.split()[0]]
 
 
 # --- issue 19 §1: sign-out racing a code redemption --------------------------------------
