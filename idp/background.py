@@ -111,8 +111,11 @@ class Worker:
             with self._lock:
                 if self._halt.is_set() or (wait is None and not self._wake.is_set()):
                     self._running = False
-                    return
+                    break
             self._wake.wait(timeout=wait)
+        # The connection a round held (db.autocommit, the mail sender's statements) goes back
+        # to the pool with the thread, not at some other thread's next checkout.
+        self.app.extensions["idp.db.held"].give_back()
 
     def _pass(self) -> float | None:
         """One round in its own app context (so the database session is closed after it)."""

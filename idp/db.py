@@ -8,6 +8,7 @@ teardown, so every worker shares nothing but the database itself.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import threading
@@ -228,6 +229,13 @@ class HeldConnections:
             held.depth -= 1
             held.last_used = time.monotonic()
 
+    def give_back(self) -> None:
+        """Give this thread's connection back to the pool now: a background thread whose
+        rounds have ended (the mail sender), rather than at another thread's next checkout."""
+        held = getattr(self.local, "held", None)
+        if held is not None and not held.depth:
+            self._release(held)
+
     def make_room(self) -> None:
         """Give this thread's connection back when the pool has none left to lend, before
         the thread takes a second one (its session): a thread must never wait on the pool
@@ -411,6 +419,15 @@ class Prepared:
         """The rows the statement changed: ``execute(...).rowcount``."""
         return self.run(conn, params).command_tuples or 0
 
+    def all(self, conn, params) -> list[tuple]:
+        """Every row of the statement's result (none for a statement without rows)."""
+        result = self.run(conn, params)
+        if not result.ntuples:
+            return []
+        transformer = conn._idp_prepared[1]
+        transformer.set_pgresult(result)
+        return transformer.load_rows(0, result.ntuples, tuple)
+
 
 def _error(conn, result) -> Exception:
     """The psycopg error (its class by SQLSTATE) that ``execute`` raises for ``result``."""
@@ -448,8 +465,9 @@ class Statement:
         execute(values)           on the request session's connection, in its transaction:
                                   a row the caller needs no ORM object of (an audit event, a
                                   code), or a narrow read
-        run(connection, values)   on a SQLAlchemy connection of the caller's (the mail
-                                  sender's autocommitted one)
+        run(connection, values)   on a SQLAlchemy connection of the caller's
+        alone(values)             as a transaction of its own, autocommitted (the mail
+                                  sender's): every row of its result, as tuples
 
     On PostgreSQL it runs as psycopg's own prepared statement (``execute(prepare=True)``;
     psycopg prepares it again after a ROLLBACK deallocated it), compiled once: a sign-in
@@ -457,6 +475,10 @@ class Statement:
     as an ORM object flushed at commit, against ~175 µs here (the statement's round trip
     included; docs/benchmarks.md). Values of JSON columns are sent as their text, which the
     statement's ``::JSON`` casts type. Elsewhere (SQLite) it is the Core statement.
+
+    ``alone`` runs on PostgreSQL as a ``Prepared`` statement on the thread's held
+    autocommitted connection (``autocommit()``: no pool checkout, autocommit switch, BEGIN or
+    COMMIT per statement), elsewhere on a pooled connection in autocommit mode.
 
     Columns the statement leaves out get the model's Python-side defaults (``default=``;
     ``onupdate=`` in an UPDATE), as SQLAlchemy gives them; a context-sensitive one (a
@@ -470,6 +492,7 @@ class Statement:
     def __init__(self, build) -> None:
         self.build = build
         self._built: dict[str, object] = {}
+        self._prepared: Prepared | None = None  # alone()'s, made on first use
         statement = self.statement("postgresql")
         compiled = statement.compile(dialect=postgresql.psycopg.dialect())
         self.sql = str(compiled)
@@ -506,9 +529,31 @@ class Statement:
     def execute(self, values: dict):
         return self.run(session().connection(), values)
 
+    def alone(self, values: dict) -> list[tuple]:
+        if not driver_path():
+            with engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                result = self.run(conn, values)
+                return [tuple(row) for row in result] if result.returns_rows else []
+        prepared = self._prepared
+        if prepared is None:  # named by its text: one name per statement in every process
+            name = "idp_s_" + hashlib.sha256(self.sql.encode()).hexdigest()[:20]
+            prepared = self._prepared = Prepared(name, self.sql)
+        with autocommit() as conn:
+            return prepared.all(conn, self._values(values))
+
     def run(self, connection, values: dict):
         if connection.dialect.driver != "psycopg":
             return connection.execute(self.statement(connection.dialect.name), values)
+        values = self._values(values)
+        proxied = connection.connection
+        try:
+            return proxied.driver_connection.execute(self.sql, values, prepare=True)
+        except Exception as exc:  # a dropped connection is invalidated, as SQLAlchemy would
+            raise wrap_driver_error(exc, proxied) from exc
+
+    def _values(self, values: dict) -> dict:
+        """The statement's parameters on the driver: its fixed values, the defaults the
+        caller left out, JSON as text."""
         if self.fixed or self.defaults:
             values = {**self.fixed, **values}
             for name, (default, column) in self.defaults.items():
@@ -523,11 +568,7 @@ class Statement:
                 name: json.dumps(value) if name in self.json and value is not None else value
                 for name, value in values.items()
             }
-        proxied = connection.connection
-        try:
-            return proxied.driver_connection.execute(self.sql, values, prepare=True)
-        except Exception as exc:  # a dropped connection is invalidated, as SQLAlchemy would
-            raise wrap_driver_error(exc, proxied) from exc
+        return values
 
 
 class DefaultContext:

@@ -221,21 +221,14 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=base * 2 ** (attempt - 1))
 
 
-@contextmanager
-def one_statement():
-    """A pooled connection in autocommit mode, for a statement that is its own transaction
-    (the pending rows, the claim, marking a message sent): no BEGIN and no COMMIT round trips,
-    on either database. What must commit together (a failure and its audit event) goes
-    through the session."""
-    with db.engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        yield conn
-
-
 def pending_rows(limit: int):
     """(id, attempts, next_attempt_at) of up to ``limit`` pending rows, the earliest due first.
-    The read ends at once: no transaction stays open while we talk to the SMTP server."""
-    with one_statement() as conn:
-        return PENDING_ROWS.run(conn, {"limit": limit}).fetchall()
+    The read ends at once: no transaction stays open while we talk to the SMTP server.
+
+    It, the claim and marking a message sent are each a transaction of their own
+    (``Statement.alone``: on PostgreSQL on the thread's held connection, no BEGIN or COMMIT);
+    what must commit together (a failure and its audit event) goes through the session."""
+    return PENDING_ROWS.alone({"limit": limit})
 
 
 @dataclass(frozen=True)
@@ -303,11 +296,10 @@ def attempt(message_id: int, seen_attempts: int, shared: Conversation) -> str | 
     lease = max(retry_delay(number), timedelta(seconds=6 * float(config["SMTP_TIMEOUT"])))
     claim = {"message_id": message_id, "seen_attempts": seen_attempts, "now": now,
              "attempt": number, "lease_until": now + lease}  # fmt: skip
-    with one_statement() as conn:
-        found = CLAIM.run(conn, claim).fetchone()
-    if found is None:
+    found = CLAIM.alone(claim)
+    if not found:
         return LOST
-    row = Claimed(*found)
+    row = Claimed(*found[0])
     try:
         transmit(row, shared)
     except Undelivered as exc:
@@ -315,8 +307,7 @@ def attempt(message_id: int, seen_attempts: int, shared: Conversation) -> str | 
     except Exception as exc:  # a bug must cost attempts, not loop forever on one message
         log.exception("mail %d: unexpected error while sending", row.id)
         return failed(row.id, number, f"unexpected {type(exc).__name__}", permanent=False)
-    with one_statement() as conn:
-        MARK_SENT.run(conn, {"message_id": row.id, "now": utcnow()})
+    MARK_SENT.alone({"message_id": row.id, "now": utcnow()})
     metrics.mail_sent("smtp" if config["SMTP_HOST"] else "outbox")
     log.info("mail %d sent (attempt %d)", row.id, number)
     return SENT_NOW

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 import time
 from email import message_from_bytes
 from email.headerregistry import HeaderRegistry
@@ -18,7 +19,7 @@ from email.policy import default
 import pytest
 from flask import render_template
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from idp import db, mail
 from idp.mail import delivery, message
@@ -424,6 +425,47 @@ def test_a_round_sends_its_messages_in_one_smtp_session(
     assert [m["Subject"] for m in mailbox.received] == ["Message 0", "Message 1", "Message 2"]
     assert len(set(mailbox.sessions)) == 1 and mailbox.logins == [SMTP_USER]
     assert {stored(app, i).status for i in queued} == {"sent"}
+
+
+@pytest.mark.config(MAIL_WORKER=False)
+def test_a_round_checks_out_no_connection_per_statement(app, smtp_server, mailbox):
+    # The round's statements (the pending rows, then a claim and "sent" per message) are
+    # each a transaction of their own. On PostgreSQL they run on the thread's held
+    # connection: one checkout from the pool at most, not one per statement.
+    if db.engine(app).dialect.name != "postgresql":
+        pytest.skip("held connections are the PostgreSQL driver path's")
+    use_server(app, smtp_server)
+    queued = [queue(app, subject=f"Message {n}") for n in range(3)]
+    checkouts = []
+
+    def checked_out(*_args):
+        checkouts.append(True)
+
+    event.listen(db.engine(app), "checkout", checked_out)
+    try:
+        assert deliver(app) == 3
+    finally:
+        event.remove(db.engine(app), "checkout", checked_out)
+    assert {stored(app, i).status for i in queued} == {"sent"}
+    assert len(checkouts) <= 1
+
+
+def test_the_sender_gives_its_connection_back_when_its_rounds_end(app, smtp_server, mailbox):
+    # The thread ends once nothing is pending; the connection its rounds held goes back to
+    # the pool with it, not at another thread's next checkout (docs/deploy.md sizes the
+    # pool for the request threads' two each and the background threads' one).
+    use_server(app, smtp_server)
+    queue(app)  # the commit wakes this worker's sender thread
+    deadline = time.monotonic() + 10
+    while not mailbox.received and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert mailbox.received
+    for thread in threading.enumerate():
+        if thread.name == delivery.Sender.thread_name:
+            thread.join(10)  # nothing else is pending: it ends after this round
+            assert not thread.is_alive()
+    held = app.extensions["idp.db.held"]
+    assert [thread for thread in held.holders if not thread.is_alive()] == []
 
 
 @pytest.mark.config(MAIL_WORKER=False)
