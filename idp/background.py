@@ -19,11 +19,19 @@ import threading
 from datetime import UTC, datetime
 
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from . import db
 
 log = logging.getLogger("idp.background")
+
+# In a session's ``info``: the workers to wake once its transaction commits.
+WAKE_AFTER_COMMIT = "idp.background.wake"
+
+
+def _wake_committed(session) -> None:
+    for worker in session.info.pop(WAKE_AFTER_COMMIT, ()):
+        worker.kick()
 
 
 def seconds_until_due(due_column, *pending) -> float | None:
@@ -59,6 +67,9 @@ class Worker:
         self._halt = threading.Event()  # set by stop(): no more rounds, and a pause() ends
         self._running = False
         self._thread: threading.Thread | None = None
+        factory = app.extensions["idp.db"]  # db.init_app's sessionmaker
+        if not event.contains(factory, "after_commit", _wake_committed):
+            event.listen(factory, "after_commit", _wake_committed)
 
     @property
     def enabled(self) -> bool:
@@ -89,6 +100,12 @@ class Worker:
                     target=self._run, name=self.thread_name, daemon=True
                 )
                 self._thread.start()
+
+    def kick_after_commit(self) -> None:
+        """Look for due work once the request's transaction commits (what it queued is then
+        visible). A mark on the session, read by one listener on every session: a listener
+        added per call cost ~20 µs warm and ~100 µs inside a sign-in."""
+        db.session().info.setdefault(WAKE_AFTER_COMMIT, set()).add(self)
 
     def pause(self, seconds: float) -> None:
         """Wait ``seconds`` within a round; stop() ends the wait (a kick does not)."""

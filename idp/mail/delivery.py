@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from flask import Flask, current_app
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from .. import audit, db, metrics
 from ..background import Worker, seconds_until_due
@@ -417,5 +417,4 @@ def sender_thread(app: Flask | None = None) -> Sender:
 
 def kick_after_commit() -> None:
     """Wake this worker's sender once the current transaction commits."""
-    app = current_app._get_current_object()
-    event.listen(db.session(), "after_commit", lambda _s: sender_thread(app).kick(), once=True)
+    sender_thread(current_app._get_current_object()).kick_after_commit()

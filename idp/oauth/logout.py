@@ -27,7 +27,7 @@ from urllib.parse import urlencode, urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from flask import Flask, current_app
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from .. import audit, db, outbound
 from ..background import Worker, seconds_until_due
@@ -101,8 +101,7 @@ def queue_backchannel(row: UserSession) -> int:
 
 def kick_after_commit() -> None:
     """Wake this worker's dispatcher once the current transaction commits."""
-    app = current_app._get_current_object()
-    event.listen(db.session(), "after_commit", lambda _s: dispatcher(app).kick(), once=True)
+    dispatcher(current_app._get_current_object()).kick_after_commit()
 
 
 # --- delivery (§2.5, §2.8) ----------------------------------------------------------------
