@@ -166,7 +166,7 @@ def insert(session, row: Token) -> int:  # session: None if the request opened n
         # already): the INSERT alone, autocommitted, is one round trip instead of three.
         with db.autocommit() as conn:
             return token_sql.insert_token(conn, row)
-    if db.driver_path():  # something else in this transaction (a device code used up)
+    if db.driver_path():  # the session has a transaction open: the row commits with it
         try:
             return token_sql.insert_token(db.session_driver_connection(), row)
         except Exception as exc:

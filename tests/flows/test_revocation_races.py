@@ -3,8 +3,10 @@
 Each test makes the racing request happen at the worst moment by monkeypatching the point
 where a token request is about to store its tokens (``tokens.insert``) or has just
 validated its code: the other action (a replay, a sign-out, disabling the user, revoking
-the application) runs there, in the same thread, through its ordinary code path. The
-same races run naturally on two real workers in tests/production/test_workers.py.
+the application) runs there, in the same thread, through its ordinary code path. One test
+leaves a revocation's transaction open there and commits it from another thread once the
+token request waits for its locks. The same races run naturally on two real workers in
+tests/production/test_workers.py.
 """
 
 from __future__ import annotations
