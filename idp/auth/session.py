@@ -16,7 +16,6 @@ from blinker import Namespace
 from flask import current_app, g, request, session
 from flask_login import LoginManager, login_user, logout_user
 from sqlalchemy import Insert, bindparam, insert, or_, select, update
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, db
@@ -163,10 +162,9 @@ def _new_row(user: User, auth_time: int, at, methods, factors, user_agent) -> Us
         "end_reason": None,
     }  # fmt: skip
     row_id = _INSERT_SESSION.execute(values).fetchone()[0]
-    row = UserSession(id=row_id, **values)
-    make_transient_to_detached(row)  # its state now as if loaded: nothing left to flush
-    db.session().add(row)
-    return row
+    # As if loaded (db.as_loaded): nothing left to flush, and no attribute event per column
+    # as the model's constructor would fire.
+    return db.as_loaded(UserSession, {"id": row_id, **values})
 
 
 def current() -> UserSession | None:
