@@ -453,9 +453,19 @@ def as_loaded(model, values: dict):
     return obj
 
 
-def session_driver_connection():
-    """The psycopg connection under the request's session, inside its transaction."""
-    return session().connection().connection.driver_connection
+@contextmanager
+def in_session() -> Iterator:
+    """The psycopg connection under the request's session, inside its transaction (the
+    caller commits), for a hot path's statement that must commit with what the session
+    holds. Driver errors come out as SQLAlchemy's, as from ``autocommit()``."""
+    conn = session().connection().connection.driver_connection
+    try:
+        yield conn
+    except Exception as exc:
+        wrapped = wrap_driver_error(exc)
+        if wrapped is exc:
+            raise
+        raise wrapped from exc
 
 
 class Statement:

@@ -156,10 +156,8 @@ class AuthorizationCodeGrant(ResourceIndicators, grants.AuthorizationCodeGrant):
                 with db.autocommit() as conn:
                     token_sql.issue_code(conn, values, event)
             else:
-                try:
-                    token_sql.issue_code(db.session_driver_connection(), values, event)
-                except Exception as exc:
-                    raise db.wrap_driver_error(exc) from exc
+                with db.in_session() as conn:
+                    token_sql.issue_code(conn, values, event)
                 db.session().commit()
             audit.logged(event)
             return

@@ -113,7 +113,7 @@ def save_token(token: dict, request) -> Token:
     # Client credentials with the client read from the worker's cache opened no session:
     # none is opened for the INSERT alone (its commit would be an empty round of the ORM).
     session = db.open_session() if db.driver_path() else db.session()
-    committed = inserts_alone(session)
+    committed = inserts_alone()
     row.id = insert(session, row)
     # Token exchange of an access token joins the subject's family (token_exchange.py).
     subject = getattr(request, "subject", None)
@@ -147,10 +147,11 @@ def transient_token(**values) -> IssuedToken:
     return IssuedToken(**values)
 
 
-def inserts_alone(session) -> bool:
+def inserts_alone() -> bool:
     """Whether ``insert`` autocommits the row by itself: on PostgreSQL, when the request's
-    session (None if it opened none) has no transaction to commit it with."""
-    return db.driver_path() and not (session is not None and session.in_transaction())
+    session has nothing to commit with it (``db.nothing_pending``, the rule of every
+    autocommitted write beside a session)."""
+    return db.driver_path() and db.nothing_pending()
 
 
 def insert(session, row: Token) -> int:  # session: None if the request opened none
@@ -161,16 +162,14 @@ def insert(session, row: Token) -> int:  # session: None if the request opened n
     (``models.token_sql``); elsewhere one Core statement. ``row`` stays out of the session
     (it is the caller's record of what was stored).
     """
-    if inserts_alone(session):
+    if inserts_alone():
         # Nothing else to write with it (client credentials; a code, consumed and committed
         # already): the INSERT alone, autocommitted, is one round trip instead of three.
         with db.autocommit() as conn:
             return token_sql.insert_token(conn, row)
-    if db.driver_path():  # the session has a transaction open: the row commits with it
-        try:
-            return token_sql.insert_token(db.session_driver_connection(), row)
-        except Exception as exc:
-            raise db.wrap_driver_error(exc) from exc
+    if db.driver_path():  # the session holds something: the row commits with it
+        with db.in_session() as conn:
+            return token_sql.insert_token(conn, row)
     values = {name: row.__dict__[name] for name in TOKEN_COLUMNS if name in row.__dict__}
     if session.in_transaction():
         return session.execute(INSERT_TOKEN, values).scalar_one()
@@ -378,11 +377,8 @@ def _settle_state(names: tuple[str, ...], params: dict, committed: bool = False)
         with db.autocommit() as conn:
             return statement.one(conn, params)
     if how == "session":
-        try:
-            conn = db.session_driver_connection()
+        with db.in_session() as conn:
             return conn.execute(statement, params, prepare=True).fetchone()
-        except Exception as exc:
-            raise db.wrap_driver_error(exc) from exc
     return tuple(db.session().execute(statement, params).one())
 
 
