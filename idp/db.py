@@ -574,11 +574,19 @@ class Statement:
                 else:
                     values[name] = default.arg
         if self.json:
-            values = {
-                name: json.dumps(value) if name in self.json and value is not None else value
-                for name, value in values.items()
-            }
+            values = json_as_text({**values}, self.json)
         return values
+
+
+def json_as_text(values: dict, names) -> dict:
+    """``values`` (the caller's own dict, changed in place) with each of ``names`` that is
+    set replaced by its JSON text, as psycopg's Json would send it: the statement's
+    ``::JSON`` cast types it. Returns ``values``."""
+    for name in names:
+        value = values.get(name)
+        if value is not None:
+            values[name] = json.dumps(value)
+    return values
 
 
 class DefaultContext:

@@ -22,7 +22,6 @@ SQLite keeps the SQLAlchemy path (``db.driver_path()`` says which); docs/archite
 
 from __future__ import annotations
 
-import json
 import operator
 import re
 from types import SimpleNamespace
@@ -125,11 +124,7 @@ def _insert_values(row) -> dict:
     """The values set on a new row (a Token or ``NewToken``) by column name, every column of
     INSERT_COLUMNS present (NULL when unset), JSON values as their text: the parameters of
     INSERT_TOKEN and of ROTATE's INSERT, which type them (``::JSON``, CAST)."""
-    values = {**_INSERT_NULLS, **row.__dict__}
-    for name in _JSON_INSERT_COLUMNS:
-        if values[name] is not None:
-            values[name] = json.dumps(values[name])
-    return values
+    return db.json_as_text({**_INSERT_NULLS, **row.__dict__}, _JSON_INSERT_COLUMNS)
 
 
 def insert_token(conn, row: Token) -> int:
@@ -492,9 +487,7 @@ def issue_code(conn, code: dict, event: dict) -> None:
     if any) to its client, and record ``event`` (audit.row), in one statement on ``conn``:
     autocommitted, or inside the transaction ``conn`` is in (the caller commits)."""
     params = {**code, **{"audit_" + c: event[c] for c in AUDIT_COLUMNS}}
-    for name in _JSON_PARAMS:
-        if params[name] is not None:
-            params[name] = json.dumps(params[name])
+    db.json_as_text(params, _JSON_PARAMS)
     if conn.autocommit:
         _ISSUE_CODE.run(conn, params)
     else:
