@@ -8,6 +8,7 @@ that many seconds (and at once in the worker that rotated).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -108,18 +109,7 @@ class KeyStore:
             .where(or_(SigningKey.publish_until.is_(None), SigningKey.publish_until > now))
             .order_by(SigningKey.created_at.desc(), SigningKey.id.desc())
         )
-        # A kid names one key for ever: reuse what is imported (importing an RSA private key
-        # checks it, tens of milliseconds, which every reload would otherwise pay per key).
-        imported = {k.kid: k.key for k in self._keys}
-        return [
-            LoadedKey(
-                r.kid,
-                r.alg,
-                imported.get(r.kid) or import_key(r.private_jwk),
-                r.retired_at is None,
-            )
-            for r in rows
-        ]
+        return [LoadedKey(r.kid, r.alg, imported(r.private_jwk), r.retired_at is None) for r in rows]
 
     def signing_key(self, alg: str) -> LoadedKey:
         for key in self.keys():
@@ -132,6 +122,24 @@ class KeyStore:
 
     def verification_keys(self) -> KeySet:
         return KeySet([import_key(k.public_jwk()) for k in self.keys()])
+
+
+_IMPORTED: dict[str, RSAKey | ECKey] = {}
+_IMPORTED_MAX = 32
+
+
+def imported(private_jwk: dict) -> RSAKey | ECKey:
+    """The key of a stored JWK, imported once per process: importing an RSA private key
+    checks it (tens of milliseconds), which each reload of each app's store would otherwise
+    pay per key. Keyed by the whole JWK, so a row is never answered with another's key."""
+    name = json.dumps(private_jwk, sort_keys=True)
+    key = _IMPORTED.get(name)
+    if key is None:
+        key = import_key(private_jwk)
+        if len(_IMPORTED) >= _IMPORTED_MAX:
+            _IMPORTED.pop(next(iter(_IMPORTED)), None)
+        _IMPORTED[name] = key
+    return key
 
 
 def init_app(app: Flask) -> None:

@@ -166,3 +166,28 @@ def test_init_twice_does_not_duplicate_keys(app, runner, monkeypatch):
             .all()
         )
     assert counts == {"RS256": 1, "ES256": 1}
+
+
+def test_a_stored_key_is_used_as_stored_even_when_another_shares_its_kid(app, client):
+    # Imported keys are kept per process, across apps and reloads. A row must still sign
+    # with its own key material: a row that names another key's kid (a hand-edited or
+    # restored row) is imported afresh, not answered with the key already in memory.
+    from idp.oauth import keys
+
+    with app.app_context():
+        session = db.session()
+        row = session.scalar(select(SigningKey).where(SigningKey.alg == "ES256"))
+        remembered = keys.store().signing_key("ES256").key
+        other = keys.generate("ES256")
+        row.private_jwk = other.private_jwk  # the old kid, another key
+        session.commit()
+        keys.store().invalidate()
+        now = keys.store().signing_key("ES256")
+        assert now.kid == row.kid
+        assert now.key is not remembered
+        assert now.key.as_dict(private=False) == import_key(other.private_jwk).as_dict(
+            private=False
+        )
+        # and the same row read again is the same imported object (no second import)
+        keys.store().invalidate()
+        assert keys.store().signing_key("ES256").key is now.key
