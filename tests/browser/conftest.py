@@ -31,6 +31,14 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
     "--disable-quic",
+    # One renderer process for every page of a worker's browser: each test's new context
+    # spawned renderers, and on a slow host Chromium's CPU is most of a browser test's.
+    # The pages are one site (the issuer) and the RP's loopback callback; a context's
+    # cookies and storage stay its own, kept by the browser process.
+    "--renderer-process-limit=1",
+    "--disable-site-isolation-trials",
+    "--disable-features=IsolateOrigins,site-per-process,Translate,OptimizationHints,"
+    "MediaRouter,PaintHolding",
 ]
 TIMEOUT_MS = 10_000
 
