@@ -220,6 +220,10 @@ def statements_compiled_once():
         engine.update_execution_options(compiled_cache=shared)
         return engine
 
+    # The unit of work's INSERTs and UPDATEs go through each mapper's own cache, keyed the
+    # same way (SQLAlchemy memoizes it on the mapper as ``_compiled_cache``).
+    for mapper in Base.registry.mappers:
+        mapper.__dict__["_compiled_cache"] = CompiledAcrossEngines(100)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(db, "make_engine", make_engine)
         yield
