@@ -279,18 +279,21 @@ def test_the_answer_is_the_same_whether_or_not_the_account_exists(
 def test_the_answer_takes_the_same_time_whether_or_not_the_account_exists(app, client, accounts):
     # Timing within noise: the median of interleaved requests for an account that gets a
     # link and for one that does not. Mail delivery is off (MAIL_WORKER false), as it happens
-    # after the response in another thread.
+    # after the response in another thread. The time is this thread's CPU time (the test
+    # client runs the request in it): the same work costs the same, where the wall clock
+    # also counted the turns other processes took on a loaded machine (a median 40 ms
+    # against 24 ms once, while two test runs shared two cores).
     app.config["RATELIMIT_ENABLED"] = False
     limiter = app.extensions["idp.limiter"]
     limiter.enabled = False
     token = csrf_token(client.get("/password/forgot").get_data(as_text=True))
 
     def timed(identifier: str) -> float:
-        start = time.perf_counter()
+        start = time.thread_time()
         response = client.post(
             "/password/forgot", data={"csrf_token": token, "username": identifier}
         )
-        elapsed = time.perf_counter() - start
+        elapsed = time.thread_time() - start
         assert response.status_code == 200
         return elapsed
 
@@ -304,7 +307,7 @@ def test_the_answer_takes_the_same_time_whether_or_not_the_account_exists(app, c
     medians = {name: statistics.median(values) for name, values in samples.items()}
     base = medians["alice"]
     for value in medians.values():
-        assert abs(value - base) < max(0.25 * base, 0.004), medians
+        assert abs(value - base) < max(0.25 * base, 0.001), medians
 
 
 @pytest.mark.config(RATELIMIT_RESET_IP="100/minute", RATELIMIT_RESET_ACCOUNT="3/minute")
