@@ -183,9 +183,9 @@ class CompiledAcrossEngines:
     object, and every test builds an app, so an engine, so each test compiled every
     statement it ran again (18 % of the flow tests' CPU). Production has one engine per
     process and compiles once. Here the dialect in the key is replaced by what its
-    compilation depends on (its class and server version): the engines of a run differ
-    only in which file or database they reach. Each engine still runs on its own
-    connections and dialect."""
+    compilation depends on (its class, server version and parameter style): the engines of
+    a run differ only in which file or database they reach. Each engine still runs on its
+    own connections and dialect."""
 
     def __init__(self, size: int = 5000) -> None:
         from sqlalchemy.util import LRUCache
