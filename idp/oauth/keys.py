@@ -109,7 +109,9 @@ class KeyStore:
             .where(or_(SigningKey.publish_until.is_(None), SigningKey.publish_until > now))
             .order_by(SigningKey.created_at.desc(), SigningKey.id.desc())
         )
-        return [LoadedKey(r.kid, r.alg, imported(r.private_jwk), r.retired_at is None) for r in rows]
+        return [
+            LoadedKey(r.kid, r.alg, imported(r.private_jwk), r.retired_at is None) for r in rows
+        ]
 
     def signing_key(self, alg: str) -> LoadedKey:
         for key in self.keys():
