@@ -21,7 +21,7 @@ from flask import render_template
 from prometheus_client import REGISTRY
 from sqlalchemy import event, select
 
-from idp import db, mail
+from idp import background, db, mail
 from idp.mail import delivery, message
 from idp.models import AuditEvent, MailMessage
 
@@ -704,3 +704,27 @@ def test_an_unexpected_error_counts_as_a_failed_attempt(app, smtp_server, monkey
     row = deliver_until_settled(app, message_id)
     assert row.status == "failed" and row.attempts == 2
     assert row.last_error == "unexpected RuntimeError" and row.message
+
+
+def test_each_app_made_in_a_process_wakes_its_sender_after_a_commit(
+    app_config, monkeypatch, smtp_server, mailbox
+):
+    # SQLAlchemy's event registry keys a target by its id(): a sessionmaker made after
+    # another was collected can get the old one's id, and event.contains then answered
+    # "listening" for one that was not, so a commit woke no sender (the test above waited
+    # its 10 s in vain once in CI; 6 of 400 apps made in one loop lost their kicks).
+    # Here event.contains always answers so; every app must still register its listener.
+    from idp import create_app
+
+    monkeypatch.setattr(event, "contains", lambda *args, **kwargs: True)
+    fresh = create_app(app_config)
+    try:
+        use_server(fresh, smtp_server)
+        queue(fresh)
+        deadline = time.monotonic() + 10
+        while not mailbox.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [m["Subject"] for m in mailbox.received] == ["Your password was changed"]
+    finally:
+        background.stop_workers(fresh)
+        db.engine(fresh).dispose()
