@@ -27,6 +27,8 @@ log = logging.getLogger("idp.background")
 
 # In a session's ``info``: the workers to wake once its transaction commits.
 WAKE_AFTER_COMMIT = "idp.background.wake"
+# In ``app.extensions``: the app's sessionmaker has the listener that reads it.
+LISTENING = "idp.background.listening"
 
 
 def _wake_committed(session) -> None:
@@ -72,9 +74,9 @@ class Worker:
         # a sessionmaker's class made after another was collected may get the old one's id,
         # so it answered "listening" for a new app's sessionmaker that was not (a kick lost
         # in 6 of 400 apps made in one process).
-        if not app.extensions.get(WAKE_AFTER_COMMIT):
+        if not app.extensions.get(LISTENING):
             event.listen(app.extensions["idp.db"], "after_commit", _wake_committed)
-            app.extensions[WAKE_AFTER_COMMIT] = True
+            app.extensions[LISTENING] = True
 
     @property
     def enabled(self) -> bool:

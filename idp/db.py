@@ -458,11 +458,11 @@ def in_session() -> Iterator:
     """The psycopg connection under the request's session, inside its transaction (the
     caller commits), for a hot path's statement that must commit with what the session
     holds. Driver errors come out as SQLAlchemy's, as from ``autocommit()``."""
-    conn = session().connection().connection.driver_connection
+    pooled = session().connection().connection
     try:
-        yield conn
+        yield pooled.driver_connection
     except Exception as exc:
-        wrapped = wrap_driver_error(exc)
+        wrapped = wrap_driver_error(exc, pooled)  # a dropped connection leaves the pool
         if wrapped is exc:
             raise
         raise wrapped from exc

@@ -203,11 +203,8 @@ class CompiledAcrossEngines:
     def __setitem__(self, key, value) -> None:
         self._cache[self._key(key)] = value
 
-    def clear(self) -> None:
+    def clear(self) -> None:  # Engine.clear_compiled_cache()
         self._cache.clear()
-
-    def __len__(self) -> int:
-        return len(self._cache)
 
 
 @pytest.fixture(scope="session", autouse=True)
