@@ -4,11 +4,11 @@
 # Serves bench/lean_reference.py (issue 17's lean Flask app: Basic auth, RS256 with
 # cryptography, one psycopg prepared statement) with gunicorn, 1 gthread worker pinned to
 # core 0 (2 threads as in the issue, or THREADS), and runs the same wrk scripts as
-# bench/run.sh on the last core, 32 connections, so its rows compare with run.sh's; then
+# bench/run.sh on the last core, 32 connections, so its rows compare with run.sh's
+# (client credentials, introspection, UserInfo, rotating refresh); then
 # bench/login_flow.py against its lean sign-in (argon2id at the IdP's default cost), as
 # run.sh's login_flow row.
-#   LEAN_DATABASE_URL  PostgreSQL database (default .../bench; its lean_tokens and lean_codes
-#                      tables are replaced)
+#   LEAN_DATABASE_URL  PostgreSQL database (default .../bench; its lean_* tables are replaced)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
@@ -17,13 +17,14 @@ PORT=${BENCH_PORT:-8802}
 LAST=$(($(nproc) - 1))
 PY=${PYTHON:-.venv/bin/python}
 TICKS=$(getconf CLK_TCK)
-export LEAN_ISSUER="http://127.0.0.1:$PORT" BENCH_LUA="$PWD/bench/lua"
-eval "$(cd bench && "../$PY" lean_reference.py setup)"
+export LEAN_ISSUER="http://127.0.0.1:$PORT" BENCH_LUA="$PWD/bench/lua" BENCH_THREADS=1
+REFRESH_FILE=$(mktemp /tmp/lean-refresh.XXXXXX)
+eval "$(cd bench && "../$PY" lean_reference.py setup "$REFRESH_FILE")"
 
 (cd bench && exec taskset -c 0 "../$PY" -m gunicorn --workers 1 --worker-class gthread \
   --threads "$THREADS" --bind "127.0.0.1:$PORT" --log-level warning lean_reference:app) &
 SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true; rm -f "$REFRESH_FILE"' EXIT
 for _ in $(seq 1 100); do
   curl -s -o /dev/null "http://127.0.0.1:$PORT/token" && break
   sleep 0.1
@@ -45,10 +46,14 @@ print(f\"| lean {r['scenario']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | {
 }
 echo "| scenario | requests/s | p50 ms | p99 ms | errors | server CPU ms/req |"
 echo "|---|---|---|---|---|---|"
-for scenario in "client_credentials client_credentials.lua" "introspection introspect.lua"; do
+for scenario in "client_credentials client_credentials.lua" "introspection introspect.lua" \
+  "userinfo userinfo.lua" "refresh refresh.lua"; do
   set -- $scenario
   export BENCH_SCENARIO=$1
   taskset -c "$LAST" wrk -t1 -c32 -d2s -s "bench/lua/$2" "$LEAN_ISSUER" >/dev/null || true
+  if [ "$1" = refresh ]; then  # the warm-up rotated them all: new ones, as run.sh does
+    (cd bench && "../$PY" lean_reference.py refresh-tokens "$REFRESH_FILE" 64)
+  fi
   before=$(worker_ticks)
   line=$(taskset -c "$LAST" wrk -t1 -c32 -d"${SECONDS_PER_RUN}s" --latency -s "bench/lua/$2" \
     "$LEAN_ISSUER" | grep '^RESULT')

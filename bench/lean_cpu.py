@@ -4,12 +4,12 @@
 
 The served comparison (bench/lean.sh beside bench/run.sh) moves by 10-20 % within minutes on
 a shared host; in-process, without gunicorn and wrk, the two apps' own CPU compares more
-steadily. Replays N client credentials token requests and N introspections against
-``lean_reference.app`` (its tables set up afresh) and prints the same line as
-``wsgi_cpu.py`` prints for the IdP's ``token`` and ``introspect``, so that the two can be
-run one after the other on the same core:
+steadily. Replays N client credentials token requests, N introspections, N UserInfo requests and N
+rotating refreshes against ``lean_reference.app`` (its tables set up afresh) and prints the
+same line as ``wsgi_cpu.py`` prints for the IdP's scenarios of those names, so that the two
+can be run one after the other on the same core:
 
-    taskset -c 0 python bench/wsgi_cpu.py 3000 token introspect
+    taskset -c 0 python bench/wsgi_cpu.py 3000 token introspect userinfo refresh
     taskset -c 0 python bench/lean_cpu.py 3000
 
 ``lean_cpu.py N sign_in [BATCHES]`` runs N of the lean app's authorization code sign-ins
@@ -26,7 +26,8 @@ import time
 
 import flows
 import lean_reference
-from wsgi_cpu import environ, replay, warm_up
+import psycopg
+from wsgi_cpu import environ, refresh_request, replay, warm_up
 
 
 def sign_in(count: int, batches: int, basic: str) -> None:
@@ -67,7 +68,7 @@ def sign_in(count: int, batches: int, basic: str) -> None:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    credentials, active = lean_reference.setup()
+    credentials, active, user_token = lean_reference.setup()
     basic = "Basic " + credentials
     if sys.argv[2:3] == ["sign_in"]:
         sign_in(count, int(sys.argv[3]) if len(sys.argv) > 3 else 3, basic)
@@ -78,7 +79,16 @@ def main() -> None:
         "introspect": environ("POST", "/introspect",
                               f"token={active}".encode(),
                               authorization=basic),
+        "userinfo": environ("GET", "/userinfo", authorization="Bearer " + user_token),
     }  # fmt: skip
+    with psycopg.connect(lean_reference.DATABASE_URL, autocommit=True) as conn:
+        pairs = lean_reference.new_pairs(conn, count + 60)  # the warm-up and N requests
+    refresh_tokens = iter(refresh for _, refresh in pairs)
+
+    def refresh_env():  # rotating: each request presents a refresh token not used before
+        return refresh_request(next(refresh_tokens), basic)
+
+    scenarios["refresh"] = refresh_env
     app = lean_reference.app
     for name, env in scenarios.items():
         warm_up(app, name, env)

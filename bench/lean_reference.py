@@ -10,6 +10,13 @@ scripts, on the same machine, minutes apart:
   psycopg 3 prepared statement in autocommit.
 * ``POST /introspect``: the same client authentication and one prepared SELECT of the
   needed columns by hash.
+* ``POST /token`` with ``grant_type=refresh_token`` (RFC 6749 §6, rotating): the same client
+  authentication; one UPDATE ... RETURNING that uses the refresh token up exactly once
+  unless its family is revoked (a second use revokes the family, RFC 9700 §4.14.2); an
+  access token and an ID token (OIDC Core §12.2), each signed RS256; one INSERT of the new
+  pair's SHA-256s in the same family.
+* ``GET /userinfo`` (OIDC Core §5.3): a bearer token's SHA-256, one prepared SELECT of the
+  token joined to its user, the claims of its scope as JSON.
 
 * The authorization code sign-in of ``bench/login_flow.py``, the least of it: ``GET /login``
   (a form with a CSRF token kept in Flask's signed session cookie), ``POST /login`` (the
@@ -66,6 +73,24 @@ SELECT = "SELECT client_id, scope, expires_at FROM lean_tokens WHERE digest = %s
 INSERT_CODE = (
     "INSERT INTO lean_codes (digest, username, challenge, scope, nonce, auth_time, expires_at)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+# A user's tokens: an access token and a refresh token per row, rotated in families.
+INSERT_PAIR = (
+    "INSERT INTO lean_pairs (access_digest, refresh_digest, family, username, scope,"
+    " auth_time, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+USE_REFRESH = (
+    "UPDATE lean_pairs SET used = true WHERE refresh_digest = %s AND NOT used"
+    " AND NOT EXISTS (SELECT 1 FROM lean_families f WHERE f.family = lean_pairs.family)"
+    " RETURNING family, username, scope, auth_time"
+)
+REVOKE_FAMILY = (
+    "INSERT INTO lean_families (family) SELECT family FROM lean_pairs"
+    " WHERE refresh_digest = %s ON CONFLICT DO NOTHING"
+)
+USERINFO = (
+    "SELECT u.username, u.name, u.email, u.email_verified, p.scope, p.expires_at"
+    " FROM lean_pairs p JOIN lean_users u ON u.username = p.username WHERE p.access_digest = %s"
 )
 USE_CODE = (
     "UPDATE lean_codes SET used = true WHERE digest = %s AND NOT used AND expires_at > %s"
@@ -157,6 +182,8 @@ def token():
     grant_type = request.form.get("grant_type")
     if grant_type == "authorization_code":
         return code_token()
+    if grant_type == "refresh_token":
+        return refresh_token()
     if grant_type != "client_credentials":
         return error("unsupported_grant_type", 400)
     now = int(time.time())
@@ -196,6 +223,58 @@ def code_token() -> Response:
         "id_token": signed(ID_HEADER, id_claims),
     }
     return token_response(body)
+
+
+def refresh_token() -> Response:
+    """The refresh token used up once, or its family revoked on a second use; a new access
+    token, refresh token and ID token; one INSERT of the new pair."""
+    digest = hashlib.sha256(request.form.get("refresh_token", "").encode()).hexdigest()
+    conn = connection()
+    row = conn.execute(USE_REFRESH, (digest,), prepare=True).fetchone()
+    if row is None:
+        conn.execute(REVOKE_FAMILY, (digest,), prepare=True)
+        return error("invalid_grant", 400)
+    family, username, scope, auth_time = row
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": username, "aud": ISSUER, "client_id": CLIENT_ID,
+              "iat": now, "exp": now + 3600, "jti": uuid.uuid4().hex, "scope": scope}  # fmt: skip
+    access = signed(HEADER, claims)
+    refresh = secrets.token_urlsafe(32)
+    id_claims = {"iss": ISSUER, "sub": username, "aud": CLIENT_ID, "iat": now,
+                 "exp": now + 300, "auth_time": auth_time}  # fmt: skip
+    values = (hashlib.sha256(access.encode()).hexdigest(),
+              hashlib.sha256(refresh.encode()).hexdigest(), family, username, scope,
+              auth_time, now + 3600)  # fmt: skip
+    conn.execute(INSERT_PAIR, values, prepare=True)
+    body = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "refresh_token": refresh,
+        "scope": scope,
+        "id_token": signed(ID_HEADER, id_claims),
+    }
+    return token_response(body)
+
+
+@app.get("/userinfo")
+def userinfo():
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer "):
+        return Response("", 401, {"WWW-Authenticate": "Bearer"})
+    digest = hashlib.sha256(auth[7:].encode()).hexdigest()
+    row = connection().execute(USERINFO, (digest,), prepare=True).fetchone()
+    if row is None or row[5] < time.time():
+        return Response("", 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    username, name, email, verified, scope, _ = row
+    scopes = scope.split()
+    body = {"sub": username}
+    if "profile" in scopes:
+        body["name"] = name
+    if "email" in scopes:
+        body["email"] = email
+        body["email_verified"] = verified
+    return Response(json.dumps(body), mimetype="application/json")
 
 
 @app.route("/login", methods=["GET", "POST"])
@@ -259,10 +338,31 @@ def introspect():
     return Response(json.dumps(body), mimetype="application/json")
 
 
-def setup() -> tuple[str, str]:
-    """Create the tables and one active token; the Basic credentials and that token, as
-    ``(basic, active)``."""
+def setup(refresh_file: str | None = None, refresh_count: int = 64) -> tuple[str, str, str]:
+    """Create the tables, one active client token and one active user token (and
+    ``refresh_count`` refresh tokens, one family each, one per line of ``refresh_file``);
+    the Basic credentials and the two access tokens, as ``(basic, active, user_token)``."""
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        for table in ("lean_pairs", "lean_families", "lean_users"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(
+            "CREATE TABLE lean_users (username text PRIMARY KEY, name text, email text,"
+            " email_verified boolean NOT NULL)"
+        )
+        conn.execute(
+            "CREATE TABLE lean_pairs (id bigserial PRIMARY KEY, access_digest text UNIQUE NOT"
+            " NULL, refresh_digest text UNIQUE NOT NULL, family text NOT NULL, username text"
+            " NOT NULL, scope text NOT NULL, auth_time bigint NOT NULL, expires_at bigint NOT"
+            " NULL, used boolean NOT NULL DEFAULT false)"
+        )
+        conn.execute("CREATE TABLE lean_families (family text PRIMARY KEY)")
+        conn.execute(
+            "INSERT INTO lean_users VALUES (%s, 'Lean User', 'lean@example.com', true)",
+            (USERNAME,),
+        )
+        user_token = new_pairs(conn, 1)[0][0]
+        if refresh_file:
+            write_refresh_tokens(conn, refresh_file, refresh_count)
         conn.execute("DROP TABLE IF EXISTS lean_tokens")
         conn.execute(
             "CREATE TABLE lean_tokens (id bigserial PRIMARY KEY, digest text UNIQUE NOT NULL,"
@@ -278,18 +378,41 @@ def setup() -> tuple[str, str]:
         active = secrets.token_urlsafe(32)
         digest = hashlib.sha256(active.encode()).hexdigest()
         conn.execute(INSERT, (digest, CLIENT_ID, "api", int(time.time()) + 86400))
-    return base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode(), active
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    return basic, active, user_token
 
 
-def print_environment() -> None:
+def new_pairs(conn, count: int) -> list[tuple[str, str]]:
+    """``count`` new (access token, refresh token) pairs of the user, one family each."""
+    now = int(time.time())
+    pairs = [(secrets.token_urlsafe(32), secrets.token_urlsafe(32)) for _ in range(count)]
+    for access, refresh in pairs:
+        digests = (hashlib.sha256(access.encode()).hexdigest(),
+                   hashlib.sha256(refresh.encode()).hexdigest())  # fmt: skip
+        conn.execute(INSERT_PAIR, (*digests, uuid.uuid4().hex, USERNAME, "openid profile email",
+                                   now, now + 86400))  # fmt: skip
+    return pairs
+
+
+def write_refresh_tokens(conn, path: str, count: int) -> None:
+    """``count`` unused refresh tokens, one per line of ``path`` (bench/lua/refresh.lua's)."""
+    with open(path, "w") as out:
+        out.writelines(refresh + "\n" for _, refresh in new_pairs(conn, count))
+
+
+def print_environment(refresh_file: str) -> None:
     """``setup()``, then the wrk scripts' and login_flow.py's environment, for bench/lean.sh."""
-    basic, active = setup()
+    basic, active, user_token = setup(refresh_file)
     print(f"export BENCH_BASIC={basic} BENCH_ACCESS_TOKEN={active}")
+    print(f"export BENCH_USER_TOKEN={user_token} BENCH_REFRESH_FILE={refresh_file}")
     # bench/login_flow.py's settings, for the sign-in row.
     print(f"export BENCH_CLIENT_ID={CLIENT_ID} BENCH_CLIENT_SECRET={CLIENT_SECRET}")
     print(f"export BENCH_REDIRECT_URI={REDIRECT_URI} BENCH_USERNAME={USERNAME}")
     print(f"export BENCH_PASSWORD='{PASSWORD}'")
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["setup"]:
-    print_environment()
+if __name__ == "__main__" and sys.argv[1:2] == ["setup"]:
+    print_environment(sys.argv[2] if len(sys.argv) > 2 else "/tmp/lean_refresh_tokens.txt")
+elif __name__ == "__main__" and sys.argv[1:2] == ["refresh-tokens"]:  # FILE COUNT: more of them
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        write_refresh_tokens(conn, sys.argv[2], int(sys.argv[3]))
