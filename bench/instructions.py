@@ -5,11 +5,15 @@
 
 Scenarios: discovery, jwks, token (client credentials), introspect, userinfo, and on request
 only ``refresh`` (rotating, RFC 6749 §6: an ID token and a JWT access token each time).
+``--lean`` (first argument) counts bench/lean_reference.py's app instead, for token,
+introspect, userinfo and refresh (LEAN_DATABASE_URL; its requests are lean_cpu.py's): the
+floor under each of the IdP's, in the same unit.
 
 The app is built as bench/wsgi_cpu.py builds it (IDP_DATABASE_URL or SQLite); each scenario
 is warmed up uninstrumented, then instrumentation is switched on (``callgrind_control -i on``)
-for exactly N requests and the counters are dumped. The script prints the instructions of
-each dump divided by N. Threads of the process (the access log's writer) are counted; the
+for exactly N requests and the counters are dumped, one file per scenario in the order given
+(``/tmp/cg.PID.1``, ``.2``...): each file's ``summary:`` line divided by N is the
+instructions per request. Threads of the process (the access log's writer) are counted; the
 database server is not. Without valgrind it just runs the requests.
 """
 
@@ -40,7 +44,17 @@ def control(*args: str) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
+    lean = args[:1] == ["--lean"]
+    if lean:
+        args.pop(0)
     count = int(args.pop(0)) if args and args[0].isdigit() else 100
+    if lean:
+        import lean_cpu
+        import lean_reference
+
+        scenarios, _ = lean_cpu.lean_scenarios(count)
+        measure(lean_reference.app, scenarios, args or list(scenarios), count)
+        return
     app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))
     scenarios = service_scenarios(app, basic)
     if "userinfo" in args or not args:
@@ -54,7 +68,13 @@ def main() -> None:
                                          "refresh_token": next(fresh)}).encode(),
             authorization=rp_basic,
         )  # fmt: skip
-    for name in args or scenarios:
+    measure(app, scenarios, args or list(scenarios), count)
+    db.engine(app).dispose()
+
+
+def measure(app, scenarios: dict, names: list[str], count: int) -> None:
+    """Each named scenario warmed up, then ``count`` requests in callgrind's window."""
+    for name in names:
         env = scenarios[name]
         warm_up(app, name, env, 30)
         # A full collection of the set-up's objects would land in one run's window and not in
@@ -74,7 +94,6 @@ def main() -> None:
         control("-d", name)
         control("-i", "off")
         print(f"{name} done", file=sys.stderr, flush=True)
-    db.engine(app).dispose()
 
 
 if __name__ == "__main__":
