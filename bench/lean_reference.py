@@ -12,9 +12,9 @@ scripts, on the same machine, minutes apart:
   needed columns by hash.
 * ``POST /token`` with ``grant_type=refresh_token`` (RFC 6749 §6, rotating): the same client
   authentication; one UPDATE ... RETURNING that uses the refresh token up exactly once
-  unless its family is revoked (a second use revokes the family, RFC 9700 §4.14.2); an
-  access token and an ID token (OIDC Core §12.2), each signed RS256; one INSERT of the new
-  pair's SHA-256s in the same family.
+  unless it has expired or its family is revoked (a second use revokes the family, RFC 9700
+  §4.14.2); an access token and an ID token (OIDC Core §12.2), each signed RS256; one
+  INSERT of the new pair's SHA-256s in the same family.
 * ``GET /userinfo`` (OIDC Core §5.3): a bearer token's SHA-256, one prepared SELECT of the
   token joined to its user, the claims of its scope as JSON.
 
@@ -77,10 +77,11 @@ INSERT_CODE = (
 # A user's tokens: an access token and a refresh token per row, rotated in families.
 INSERT_PAIR = (
     "INSERT INTO lean_pairs (access_digest, refresh_digest, family, username, scope,"
-    " auth_time, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    " auth_time, expires_at, refresh_expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 USE_REFRESH = (
     "UPDATE lean_pairs SET used = true WHERE refresh_digest = %s AND NOT used"
+    " AND refresh_expires_at > %s"
     " AND NOT EXISTS (SELECT 1 FROM lean_families f WHERE f.family = lean_pairs.family)"
     " RETURNING family, username, scope, auth_time"
 )
@@ -230,12 +231,12 @@ def refresh_token() -> Response:
     token, refresh token and ID token; one INSERT of the new pair."""
     digest = hashlib.sha256(request.form.get("refresh_token", "").encode()).hexdigest()
     conn = connection()
-    row = conn.execute(USE_REFRESH, (digest,), prepare=True).fetchone()
+    now = int(time.time())
+    row = conn.execute(USE_REFRESH, (digest, now), prepare=True).fetchone()
     if row is None:
         conn.execute(REVOKE_FAMILY, (digest,), prepare=True)
         return error("invalid_grant", 400)
     family, username, scope, auth_time = row
-    now = int(time.time())
     claims = {"iss": ISSUER, "sub": username, "aud": ISSUER, "client_id": CLIENT_ID,
               "iat": now, "exp": now + 3600, "jti": uuid.uuid4().hex, "scope": scope}  # fmt: skip
     access = signed(HEADER, claims)
@@ -244,7 +245,7 @@ def refresh_token() -> Response:
                  "exp": now + 300, "auth_time": auth_time}  # fmt: skip
     values = (hashlib.sha256(access.encode()).hexdigest(),
               hashlib.sha256(refresh.encode()).hexdigest(), family, username, scope,
-              auth_time, now + 3600)  # fmt: skip
+              auth_time, now + 3600, now + 86400)  # fmt: skip
     conn.execute(INSERT_PAIR, values, prepare=True)
     body = {
         "access_token": access,
@@ -353,7 +354,7 @@ def setup(refresh_file: str | None = None, refresh_count: int = 64) -> tuple[str
             "CREATE TABLE lean_pairs (id bigserial PRIMARY KEY, access_digest text UNIQUE NOT"
             " NULL, refresh_digest text UNIQUE NOT NULL, family text NOT NULL, username text"
             " NOT NULL, scope text NOT NULL, auth_time bigint NOT NULL, expires_at bigint NOT"
-            " NULL, used boolean NOT NULL DEFAULT false)"
+            " NULL, refresh_expires_at bigint NOT NULL, used boolean NOT NULL DEFAULT false)"
         )
         conn.execute("CREATE TABLE lean_families (family text PRIMARY KEY)")
         conn.execute(
@@ -390,7 +391,7 @@ def new_pairs(conn, count: int) -> list[tuple[str, str]]:
         digests = (hashlib.sha256(access.encode()).hexdigest(),
                    hashlib.sha256(refresh.encode()).hexdigest())  # fmt: skip
         conn.execute(INSERT_PAIR, (*digests, uuid.uuid4().hex, USERNAME, "openid profile email",
-                                   now, now + 86400))  # fmt: skip
+                                   now, now + 3600, now + 86400))  # fmt: skip
     return pairs
 
 
