@@ -8,6 +8,7 @@ that many seconds (and at once in the worker that rotated).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -126,22 +127,16 @@ class KeyStore:
         return KeySet([import_key(k.public_jwk()) for k in self.keys()])
 
 
-_IMPORTED: dict[str, RSAKey | ECKey] = {}
-_IMPORTED_MAX = 32
-
-
 def imported(private_jwk: dict) -> RSAKey | ECKey:
     """The key of a stored JWK, imported once per process: importing an RSA private key
     checks it (tens of milliseconds), which each reload of each app's store would otherwise
     pay per key. Keyed by the whole JWK, so a row is never answered with another's key."""
-    name = json.dumps(private_jwk, sort_keys=True)
-    key = _IMPORTED.get(name)
-    if key is None:
-        key = import_key(private_jwk)
-        if len(_IMPORTED) >= _IMPORTED_MAX:
-            _IMPORTED.pop(next(iter(_IMPORTED)), None)
-        _IMPORTED[name] = key
-    return key
+    return _import(json.dumps(private_jwk, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _import(jwk_text: str) -> RSAKey | ECKey:
+    return import_key(json.loads(jwk_text))
 
 
 def init_app(app: Flask) -> None:
