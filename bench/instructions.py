@@ -52,7 +52,7 @@ def main() -> None:
         import lean_cpu
         import lean_reference
 
-        scenarios, _ = lean_cpu.lean_scenarios(count)
+        scenarios = lean_cpu.lean_scenarios(count)
         measure(lean_reference.app, scenarios, args or list(scenarios), count)
         return
     app, basic = service_app(**json.loads(os.environ.get("BENCH_CONFIG", "{}")))

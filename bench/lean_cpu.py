@@ -66,11 +66,10 @@ def sign_in(count: int, batches: int, basic: str) -> None:
     print(f"  {alone:7.2f} ms  one argon2id verification alone (in POST /login)")
 
 
-def lean_scenarios(count: int) -> tuple[dict, str]:
+def lean_scenarios(count: int) -> dict:
     """The lean app's tables set up afresh, and its request per scenario (token, introspect,
     userinfo, refresh: a callable giving a refresh token not used before, enough for
-    ``count`` requests and a warm-up), as wsgi_cpu.py's are for the IdP; with the Basic
-    credentials."""
+    ``count`` requests and a warm-up), as wsgi_cpu.py's are for the IdP."""
     credentials, active, user_token = lean_reference.setup()
     basic = "Basic " + credentials
     scenarios = {
@@ -89,15 +88,16 @@ def lean_scenarios(count: int) -> tuple[dict, str]:
         return refresh_request(next(refresh_tokens), basic)
 
     scenarios["refresh"] = refresh_env
-    return scenarios, basic
+    return scenarios
 
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    scenarios, basic = lean_scenarios(count)
     if sys.argv[2:3] == ["sign_in"]:
+        basic = "Basic " + lean_reference.setup()[0]
         sign_in(count, int(sys.argv[3]) if len(sys.argv) > 3 else 3, basic)
         return
+    scenarios = lean_scenarios(count)
     app = lean_reference.app
     for name, env in scenarios.items():
         warm_up(app, name, env)
