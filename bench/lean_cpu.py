@@ -16,7 +16,8 @@ can be run one after the other on the same core:
 instead (GET /login, POST /login with argon2id in the request, GET /authorize, POST /token,
 a new browser each time, as ``profile_sign_in.py`` runs the IdP's) and prints each step's
 CPU per flow, the best of BATCHES batches, with one argon2id verification alone: the floor
-under each step of ``profile_sign_in.py``'s table.
+under each step of ``profile_sign_in.py``'s table. Under callgrind (as profile_sign_in.py
+runs there) the batches' instructions are dumped, every thread's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 import flows
 import lean_reference
 import psycopg
+from instructions import control
 from wsgi_cpu import environ, refresh_request, replay, warm_up
 
 
@@ -49,12 +51,16 @@ def sign_in(count: int, batches: int, basic: str) -> None:
     for _ in range(5):
         flow()
     best = None
+    control("-i", "on")  # under callgrind only (profile_sign_in.py's window)
+    control("-z")
     for _ in range(batches):
         steps.update(dict.fromkeys(names, 0.0))
         for _ in range(count):
             flow()
         if best is None or sum(steps.values()) < sum(best.values()):
             best = dict(steps)
+    control("-d", "sign_in")
+    control("-i", "off")
     started = time.thread_time()
     for _ in range(count):
         lean_reference.HASHER.verify(lean_reference.PASSWORD_HASH, lean_reference.PASSWORD)

@@ -12,6 +12,8 @@ alone at the configured cost. IDP_DATABASE_URL or a temporary SQLite file, as th
     BENCH_CONFIG='{"NEW_DEVICE_NOTICES": false}' python bench/profile_sign_in.py [N]  # settings
     BENCH_COMPONENTS=1 python bench/profile_sign_in.py [N]   # µs per component, per step
     BENCH_RETURNING_BROWSER=1 python bench/profile_sign_in.py [N]  # a known device: no notice
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.%p \
+        python bench/profile_sign_in.py N 1      # instructions of N flows (as instructions.py)
 
 With BENCH_COMPONENTS, the functions named in ``instrument`` carry the thread-CPU timers of
 bench/components.py, and each step prints its request thread's CPU per flow, split into
@@ -44,6 +46,7 @@ import argon2_alone
 import components
 import flows
 from inprocess import service_app
+from instructions import control
 from sqlalchemy import event
 
 from idp import db
@@ -225,6 +228,9 @@ def main() -> None:
         own_cpu[name] = 0
     apart = dict(spent)  # the other threads' parts: counted over the batches, not per step
     best = None
+    mail_idle(app)
+    control("-i", "on")  # under callgrind only: every batch, every thread (argon2's, mail's)
+    control("-z")
     for _ in range(batches):
         for name in names:
             steps[name], statements[name], commits[name] = 0.0, 0, 0
@@ -245,6 +251,8 @@ def main() -> None:
                 stats.dump_stats(os.environ["BENCH_PSTATS_ALL"])
         if best is None or total < best[0]:
             best = (total, dict(steps), dict(statements), dict(commits))
+    control("-d", "sign_in")
+    control("-i", "off")
     total, steps, statements, commits = best
     if by_component:
         print_parts(parts, own_cpu, {k: v - apart.get(k, 0) for k, v in spent.items()},
