@@ -21,10 +21,12 @@ worker gives it back (``_Release``), so an idle worker does not hold it (docs/ar
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from importlib import metadata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -202,3 +204,19 @@ def verify(stored_hash: str | None, password: str) -> bool:
 def needs_rehash(stored_hash: str) -> bool:
     """True when the hash was made with other parameters than the configured ones."""
     return _hasher().check_needs_rehash(stored_hash)
+
+
+def portable_build() -> bool:
+    """Whether argon2 runs PyPI's portable wheel of argon2-cffi-bindings on an x86-64 CPU.
+
+    That wheel runs on every x86-64 CPU; built on the machine for AVX2 (docs/deploy.md,
+    "Sizing"), the same hashes take a quarter (an Intel host) to over half (an AMD EPYC)
+    less CPU, and sign-ins per core rise by as much (docs/benchmarks.md, fourteenth and
+    twenty-seventh rounds). A wheel built here is tagged for this platform, not manylinux."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        wheel = metadata.distribution("argon2-cffi-bindings").read_text("WHEEL") or ""
+    except metadata.PackageNotFoundError:
+        return False
+    return "manylinux" in wheel

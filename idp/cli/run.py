@@ -38,8 +38,16 @@ def run_command(host, port):
 def serve_command(bind, workers, threads, timeout, gunicorn_args):
     """Run the production server: gunicorn with idp/gunicorn_conf.py (extra args go to it)."""
     from .. import serve
+    from ..auth import passwords
 
     create_app()  # fail fast, with a clear message, on a bad configuration
+    if passwords.portable_build():
+        click.echo(
+            "idp serve: passwords are checked with PyPI's portable build of argon2; one built"
+            " for this CPU takes a quarter to half less CPU per sign-in (docs/deploy.md,"
+            ' "Sizing").',
+            err=True,
+        )
     serve.exec_gunicorn(
         {"bind": bind, "workers": workers, "threads": threads, "timeout": timeout},
         tuple(gunicorn_args),

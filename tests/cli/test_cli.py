@@ -506,3 +506,28 @@ def test_json_output_of_every_command_parses(app, runner):
     for result in outputs:
         assert result.exit_code == 0, result.output
         assert isinstance(json.loads(result.stdout), dict)
+
+
+@pytest.mark.parametrize("portable", [True, False])
+def test_serve_points_operators_at_argon2_built_for_their_cpu(monkeypatch, tmp_path, portable):
+    # docs/deploy.md, "Sizing": PyPI's portable argon2 costs a sign-in up to twice the CPU.
+    from click.testing import CliRunner
+
+    from idp import serve
+    from idp.auth import passwords
+
+    started = []
+    monkeypatch.setattr(serve, "exec_gunicorn", lambda *args: started.append(args))
+    monkeypatch.setattr(passwords, "portable_build", lambda: portable)
+    for name in list(os.environ):
+        if name.startswith("IDP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("IDP_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("IDP_ISSUER", LOCAL_ISSUER)
+    monkeypatch.setenv("IDP_SECRET_KEY", "k" * 32)
+    monkeypatch.setenv("IDP_DATABASE_URL", f"sqlite:///{tmp_path}/idp.sqlite3")
+    result = CliRunner().invoke(cli, ["serve", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert started  # gunicorn is started either way
+    assert ("portable build of argon2" in result.stderr) is portable
+    assert ('docs/deploy.md, "Sizing"' in result.stderr) is portable

@@ -141,3 +141,41 @@ def test_too_long_passwords_are_neither_hashed_nor_verified(app, monkeypatch):
         passwords.hash_password("x" * 1025)
     with pytest.raises(passwords.PasswordTooLong):
         passwords.verify("$argon2id$anything", "x" * 1025)
+
+
+class _Wheel:
+    def __init__(self, text: str | None):
+        self.text = text
+
+    def read_text(self, name: str) -> str | None:
+        assert name == "WHEEL"
+        return self.text
+
+
+@pytest.mark.parametrize(
+    ("machine", "wheel", "portable"),
+    [
+        # PyPI's wheel: built for every x86-64 CPU (docs/deploy.md, "Sizing").
+        ("x86_64", "Tag: cp310-abi3-manylinux_2_28_x86_64\n", True),
+        ("AMD64", "Tag: cp310-abi3-manylinux_2_28_x86_64\n", True),
+        # Built on this machine (pip tags it for the platform), or a CPU the advice is not for.
+        ("x86_64", "Tag: cp311-abi3-linux_x86_64\n", False),
+        ("aarch64", "Tag: cp310-abi3-manylinux_2_28_aarch64\n", False),
+        ("x86_64", None, False),  # no WHEEL file: installed some other way
+    ],
+)
+def test_portable_build_tells_pypis_wheel_on_x86_64_from_a_build_for_the_cpu(
+    monkeypatch, machine, wheel, portable
+):
+    monkeypatch.setattr(passwords.platform, "machine", lambda: machine)
+    monkeypatch.setattr(passwords.metadata, "distribution", lambda name: _Wheel(wheel))
+    assert passwords.portable_build() is portable
+
+
+def test_portable_build_without_the_bindings_installed_is_false(monkeypatch):
+    def missing(name):
+        raise passwords.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(passwords.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(passwords.metadata, "distribution", missing)
+    assert passwords.portable_build() is False
