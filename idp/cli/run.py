@@ -44,7 +44,7 @@ def serve_command(bind, workers, threads, timeout, gunicorn_args):
     if passwords.portable_build():
         click.echo(
             "idp serve: passwords are checked with PyPI's portable build of argon2; one built"
-            " for this CPU takes a quarter to half less CPU per sign-in (docs/deploy.md,"
+            " for this CPU checks them with a quarter to half less CPU (docs/deploy.md,"
             ' "Sizing").',
             err=True,
         )

@@ -510,7 +510,8 @@ def test_json_output_of_every_command_parses(app, runner):
 
 @pytest.mark.parametrize("portable", [True, False])
 def test_serve_points_operators_at_argon2_built_for_their_cpu(monkeypatch, tmp_path, portable):
-    # docs/deploy.md, "Sizing": PyPI's portable argon2 costs a sign-in up to twice the CPU.
+    # docs/deploy.md, "Sizing": PyPI's portable argon2 costs a password check up to twice
+    # the CPU of a build for the machine's CPU.
     from click.testing import CliRunner
 
     from idp import serve
