@@ -276,6 +276,13 @@ _STOP = object()
 _RUNNING: weakref.WeakSet[BackgroundHandler] = weakref.WeakSet()
 
 
+def drain() -> None:
+    """Write what each background handler holds and stop its thread, before the process
+    becomes another program (``idp serve`` execs gunicorn), which would drop it."""
+    for handler in list(_RUNNING):
+        handler.close()
+
+
 def _restart_after_fork() -> None:
     for handler in list(_RUNNING):
         handler._start()

@@ -230,6 +230,19 @@ def background_logger(name: str, writer: logging.Handler):
         handler.close()
 
 
+def test_drain_writes_what_is_queued_and_stops_the_writer(monkeypatch):
+    # idp serve logs a line and then execs gunicorn: what the writer thread still holds
+    # must be written first, or exec drops it.
+    stream = io.StringIO()
+    with background_logger("idp.test_drain", logging.StreamHandler(stream)) as (log, handler):
+        monkeypatch.setattr(logs, "_RUNNING", logs.weakref.WeakSet([handler]))  # only ours
+        handler.LINGER_SECONDS = 1.0  # without the drain, nothing would be written yet
+        log.info("before exec")
+        logs.drain()
+        assert handler.thread is None
+        assert json.loads(stream.getvalue())["message"] == "before exec"
+
+
 def test_lines_written_in_the_background_keep_their_request_id_and_order(app):
     # The writer runs in a thread of its own, outside the request: the request id and the
     # message are settled before the hand-over, and closing writes whatever is queued.
