@@ -17,9 +17,11 @@ PORT=${BENCH_PORT:-8802}
 LAST=$(($(nproc) - 1))
 PY=${PYTHON:-.venv/bin/python}
 TICKS=$(getconf CLK_TCK)
+CONNECTIONS=32
+REFRESH_COUNT=$((CONNECTIONS * 2))  # as bench/run.sh has prepare.py make them
 export LEAN_ISSUER="http://127.0.0.1:$PORT" BENCH_LUA="$PWD/bench/lua" BENCH_THREADS=1
 REFRESH_FILE=$(mktemp /tmp/lean-refresh.XXXXXX)
-eval "$(cd bench && "../$PY" lean_reference.py setup "$REFRESH_FILE")"
+eval "$(cd bench && "../$PY" lean_reference.py setup "$REFRESH_FILE" "$REFRESH_COUNT")"
 
 (cd bench && exec taskset -c 0 "../$PY" -m gunicorn --workers 1 --worker-class gthread \
   --threads "$THREADS" --bind "127.0.0.1:$PORT" --log-level warning lean_reference:app) &
@@ -50,12 +52,12 @@ for scenario in "client_credentials client_credentials.lua" "introspection intro
   "userinfo userinfo.lua" "refresh refresh.lua"; do
   set -- $scenario
   export BENCH_SCENARIO=$1
-  taskset -c "$LAST" wrk -t1 -c32 -d2s -s "bench/lua/$2" "$LEAN_ISSUER" >/dev/null || true
+  taskset -c "$LAST" wrk -t1 -c"$CONNECTIONS" -d2s -s "bench/lua/$2" "$LEAN_ISSUER" >/dev/null || true
   if [ "$1" = refresh ]; then  # the warm-up rotated them all: new ones, as run.sh does
-    (cd bench && "../$PY" lean_reference.py refresh-tokens "$REFRESH_FILE" 64)
+    (cd bench && "../$PY" lean_reference.py refresh-tokens "$REFRESH_FILE" "$REFRESH_COUNT")
   fi
   before=$(worker_ticks)
-  line=$(taskset -c "$LAST" wrk -t1 -c32 -d"${SECONDS_PER_RUN}s" --latency -s "bench/lua/$2" \
+  line=$(taskset -c "$LAST" wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "bench/lua/$2" \
     "$LEAN_ISSUER" | grep '^RESULT')
   after=$(worker_ticks)
   row "$line" "$before" "$after"

@@ -339,7 +339,12 @@ def introspect():
     return Response(json.dumps(body), mimetype="application/json")
 
 
-def setup(refresh_file: str | None = None, refresh_count: int = 64) -> tuple[str, str, str]:
+REFRESH_COUNT = 64  # two per connection of the load's 32, as bench/run.sh makes them
+
+
+def setup(
+    refresh_file: str | None = None, refresh_count: int = REFRESH_COUNT
+) -> tuple[str, str, str]:
     """Create the tables, one active client token and one active user token (and
     ``refresh_count`` refresh tokens, one family each, one per line of ``refresh_file``);
     the Basic credentials and the two access tokens, as ``(basic, active, user_token)``."""
@@ -401,9 +406,9 @@ def write_refresh_tokens(conn, path: str, count: int) -> None:
         out.writelines(refresh + "\n" for _, refresh in new_pairs(conn, count))
 
 
-def print_environment(refresh_file: str) -> None:
+def print_environment(refresh_file: str, refresh_count: int) -> None:
     """``setup()``, then the wrk scripts' and login_flow.py's environment, for bench/lean.sh."""
-    basic, active, user_token = setup(refresh_file)
+    basic, active, user_token = setup(refresh_file, refresh_count)
     print(f"export BENCH_BASIC={basic} BENCH_ACCESS_TOKEN={active}")
     print(f"export BENCH_USER_TOKEN={user_token} BENCH_REFRESH_FILE={refresh_file}")
     # bench/login_flow.py's settings, for the sign-in row.
@@ -412,8 +417,9 @@ def print_environment(refresh_file: str) -> None:
     print(f"export BENCH_PASSWORD='{PASSWORD}'")
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["setup"]:
-    print_environment(sys.argv[2] if len(sys.argv) > 2 else "/tmp/lean_refresh_tokens.txt")
+if __name__ == "__main__" and sys.argv[1:2] == ["setup"]:  # [FILE [COUNT]]
+    print_environment(sys.argv[2] if len(sys.argv) > 2 else "/tmp/lean_refresh_tokens.txt",
+                      int(sys.argv[3]) if len(sys.argv) > 3 else REFRESH_COUNT)  # fmt: skip
 elif __name__ == "__main__" and sys.argv[1:2] == ["refresh-tokens"]:  # FILE COUNT: more of them
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
         write_refresh_tokens(conn, sys.argv[2], int(sys.argv[3]))
