@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from urllib.parse import urlencode
 
 from inprocess import service_app, user_tokens
@@ -40,6 +41,17 @@ def control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(os.getpid())], check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
     time.sleep(0.2)
+
+
+@contextmanager
+def window(name: str):
+    """Under callgrind, what runs inside is counted, from zero, and dumped as ``name``
+    (the next /tmp/cg.PID.N); elsewhere nothing."""
+    control("-i", "on")
+    control("-z")
+    yield
+    control("-d", name)
+    control("-i", "off")
 
 
 def main() -> None:
@@ -81,18 +93,16 @@ def measure(app, scenarios: dict, names: list[str], count: int) -> None:
         # another's: frozen, they are not scanned again; collections of young objects remain.
         gc.collect()
         gc.freeze()
-        control("-i", "on")
-        control("-z")
         profiler = cProfile.Profile(time.process_time) if os.environ.get("BENCH_PSTATS") else None
-        if profiler:  # instead: Python calls per request (BENCH_PSTATS=prefix, one file each)
-            profiler.enable()
-        for _ in range(count):
-            call(app, env)
+        with window(name):
+            if profiler:  # instead: Python calls per request (BENCH_PSTATS=prefix, one each)
+                profiler.enable()
+            for _ in range(count):
+                call(app, env)
+            if profiler:
+                profiler.disable()
         if profiler:
-            profiler.disable()
             profiler.dump_stats(f"{os.environ['BENCH_PSTATS']}.{name}")
-        control("-d", name)
-        control("-i", "off")
         print(f"{name} done", file=sys.stderr, flush=True)
 
 

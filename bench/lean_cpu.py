@@ -28,7 +28,7 @@ import time
 import flows
 import lean_reference
 import psycopg
-from instructions import control
+from instructions import window
 from wsgi_cpu import environ, refresh_request, replay, warm_up
 
 
@@ -51,16 +51,13 @@ def sign_in(count: int, batches: int, basic: str) -> None:
     for _ in range(5):
         flow()
     best = None
-    control("-i", "on")  # under callgrind only (profile_sign_in.py's window)
-    control("-z")
-    for _ in range(batches):
-        steps.update(dict.fromkeys(names, 0.0))
-        for _ in range(count):
-            flow()
-        if best is None or sum(steps.values()) < sum(best.values()):
-            best = dict(steps)
-    control("-d", "sign_in")
-    control("-i", "off")
+    with window("sign_in"):  # under callgrind only, as profile_sign_in.py's
+        for _ in range(batches):
+            steps.update(dict.fromkeys(names, 0.0))
+            for _ in range(count):
+                flow()
+            if best is None or sum(steps.values()) < sum(best.values()):
+                best = dict(steps)
     started = time.thread_time()
     for _ in range(count):
         lean_reference.HASHER.verify(lean_reference.PASSWORD_HASH, lean_reference.PASSWORD)

@@ -46,7 +46,7 @@ import argon2_alone
 import components
 import flows
 from inprocess import service_app
-from instructions import control
+from instructions import window
 from sqlalchemy import event
 
 from idp import db
@@ -229,30 +229,30 @@ def main() -> None:
     apart = dict(spent)  # the other threads' parts: counted over the batches, not per step
     best = None
     mail_idle(app)
-    control("-i", "on")  # under callgrind only: every batch, every thread (argon2's, mail's)
-    control("-z")
-    for _ in range(batches):
-        for name in names:
-            steps[name], statements[name], commits[name] = 0.0, 0, 0
-        profiler = cProfile.Profile(time.process_time) if os.environ.get("BENCH_PROFILE") else None
-        if profiler:
-            profiler.enable()
-        started = time.process_time()
-        for _ in range(count):
-            flow()
-        mail_idle(app)  # process_time counts every thread: the notices' delivery included
-        total = (time.process_time() - started) / count * 1000
-        if profiler:
-            profiler.disable()
-            stats = pstats.Stats(profiler)
-            print(f"{stats.total_calls / count:.0f} function calls per flow")
-            stats.sort_stats("tottime").print_stats(30)
-            if os.environ.get("BENCH_PSTATS_ALL"):
-                stats.dump_stats(os.environ["BENCH_PSTATS_ALL"])
-        if best is None or total < best[0]:
-            best = (total, dict(steps), dict(statements), dict(commits))
-    control("-d", "sign_in")
-    control("-i", "off")
+    # Under callgrind only: every batch, every thread (argon2's, mail's).
+    with window("sign_in"):
+        for _ in range(batches):
+            for name in names:
+                steps[name], statements[name], commits[name] = 0.0, 0, 0
+            profiler = (
+                cProfile.Profile(time.process_time) if os.environ.get("BENCH_PROFILE") else None
+            )
+            if profiler:
+                profiler.enable()
+            started = time.process_time()
+            for _ in range(count):
+                flow()
+            mail_idle(app)  # process_time counts every thread: the notices' delivery included
+            total = (time.process_time() - started) / count * 1000
+            if profiler:
+                profiler.disable()
+                stats = pstats.Stats(profiler)
+                print(f"{stats.total_calls / count:.0f} function calls per flow")
+                stats.sort_stats("tottime").print_stats(30)
+                if os.environ.get("BENCH_PSTATS_ALL"):
+                    stats.dump_stats(os.environ["BENCH_PSTATS_ALL"])
+            if best is None or total < best[0]:
+                best = (total, dict(steps), dict(statements), dict(commits))
     total, steps, statements, commits = best
     if by_component:
         print_parts(parts, own_cpu, {k: v - apart.get(k, 0) for k, v in spent.items()},
