@@ -210,9 +210,8 @@ fi
 rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%.1f", sep, $1/1024; sep=","}')
 # Which argon2 build served the sign-ins: PyPI's portable wheel (manylinux) or one built here.
 ARGON2_BUILD=$("$PY" -c "
-from importlib.metadata import distribution
-wheel = distribution('argon2-cffi-bindings').read_text('WHEEL')
-print('pypi' if 'manylinux' in wheel else 'local')")
+from idp.auth.passwords import pypi_wheel
+print('pypi' if pypi_wheel() else 'local')")
 : >"$WORK/rows.jsonl"
 for line in "${results[@]}"; do
   echo "${line#RESULT }" | "$PY" -c "

@@ -211,12 +211,16 @@ def portable_build() -> bool:
 
     That wheel runs on every x86-64 CPU; built on the machine for AVX2 (docs/deploy.md,
     "Sizing"), the same hashes take a quarter (an Intel host) to over half (an AMD EPYC)
-    less CPU, and sign-ins per core rise by as much (docs/benchmarks.md, fourteenth and
-    twenty-seventh rounds). A wheel built here is tagged for this platform, not manylinux."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
+    less CPU (docs/benchmarks.md, fourteenth and twenty-seventh rounds)."""
+    return platform.machine().lower() in ("x86_64", "amd64") and pypi_wheel()
+
+
+def pypi_wheel() -> bool:
+    """Whether argon2-cffi-bindings is one of PyPI's Linux wheels (bench/run.sh labels its
+    results with it): those are tagged manylinux or musllinux, one built here is tagged
+    for this platform (``linux_x86_64``)."""
     try:
         wheel = metadata.distribution("argon2-cffi-bindings").read_text("WHEEL") or ""
     except metadata.PackageNotFoundError:
         return False
-    return "manylinux" in wheel
+    return "manylinux" in wheel or "musllinux" in wheel

@@ -158,6 +158,7 @@ class _Wheel:
         # PyPI's wheel: built for every x86-64 CPU (docs/deploy.md, "Sizing").
         ("x86_64", "Tag: cp310-abi3-manylinux_2_28_x86_64\n", True),
         ("AMD64", "Tag: cp310-abi3-manylinux_2_28_x86_64\n", True),
+        ("x86_64", "Tag: cp310-abi3-musllinux_1_2_x86_64\n", True),  # Alpine's
         # Built on this machine (pip tags it for the platform), or a CPU the advice is not for.
         ("x86_64", "Tag: cp311-abi3-linux_x86_64\n", False),
         ("aarch64", "Tag: cp310-abi3-manylinux_2_28_aarch64\n", False),
