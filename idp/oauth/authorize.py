@@ -104,7 +104,11 @@ def error_page(error: OAuth2Error):
 
 
 def redirect_error(error: OAuth2Error, redirect_uri: str, params: dict[str, str]):
-    par.consume()  # RFC 9126 §4: a pushed request ends with its first response
+    # RFC 9126 §4: a pushed request ends with its first response. When another tab's
+    # answer came first (its code's nonce then reads here as a replay), the client has
+    # had its response: this one stays on the page, like a second code would.
+    if problem := par.consume():
+        return error_page(problem)
     body = [(k, v) for k, v in error.get_body()]
     if params.get("state") and not any(k == "state" for k, _ in body):
         body.append(("state", params["state"]))
