@@ -1,4 +1,8 @@
-"""Password hashing with argon2id (argon2-cffi), rehash on login, and equal-cost misses.
+"""Password hashing with argon2id, rehash on login, and equal-cost misses.
+
+argon2-cffi makes the hashes; libsodium (PyNaCl) verifies those in the form argon2-cffi
+writes here (``SODIUM_FORM``: the same function, RFC 9106, in code chosen for the CPU at
+run time), argon2-cffi every other hash (``_verify_one``).
 
 Passwords are NFKC-normalised before hashing (NIST SP 800-63B rev. 4 §3.1.1.2): the same
 password typed as "ﬁ" or "fi", with full-width or ASCII digits, is one password. Hashes made
@@ -8,29 +12,31 @@ The number of verifications depends only on the password typed, never on the acc
 unknown user burns the dummy hash as many times as a known one would be tried.
 
 Every argon2 hash and verification of a process runs on one thread of its own (``_run``),
-one at a time: a worker serves one core, so this costs no sign-in throughput. That thread
-has a glibc malloc arena of its own, in which nothing but argon2 allocates, so each
-computation's ARGON2_MEMORY_COST buffer (19 MiB) is the block the previous one freed, still
-in memory: no 19 MiB of page faults per sign-in, and one buffer per worker rather than one
-per request thread. ``idp serve``'s malloc thresholds keep that block in the arena between
-sign-ins; once no password has been checked for ARGON2_RELEASE_AFTER_IDLE seconds the
-worker gives it back (``_Release``), so an idle worker does not hold it (docs/architecture.md,
+one at a time: a worker serves one core, so this costs no sign-in throughput, and a worker
+holds one ARGON2_MEMORY_COST buffer (19 MiB) at a time, not one per request thread.
+libsodium maps its buffer for each verification, filled in one system call
+(MAP_POPULATE), and unmaps it after. argon2-cffi's buffer comes from the argon2 thread's
+own glibc malloc arena, in which nothing else allocates, so each hash reuses the block the
+previous one freed, still in memory. ``idp serve``'s malloc thresholds keep that block in
+the arena; once no password has been hashed or checked for ARGON2_RELEASE_AFTER_IDLE seconds
+the worker gives it back (``_Release``), so an idle worker does not hold it (docs/architecture.md,
 "Hot paths").
 """
 
 from __future__ import annotations
 
 import os
-import platform
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from importlib import metadata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
+from nacl import pwhash
+from nacl.exceptions import InvalidkeyError
 
 from .. import malloc
 from .policy import normalise
@@ -51,8 +57,9 @@ def _glibc():
 
 
 class _Release:
-    """Gives argon2's buffer back to the system once no argon2 computation has run for
-    ``RELEASE_AFTER_IDLE`` seconds; while sign-ins keep coming, each reuses it.
+    """Gives argon2-cffi's buffer back to the system once no argon2 computation has run for
+    ``RELEASE_AFTER_IDLE`` seconds, or before a libsodium check; while hashes keep coming,
+    each reuses it.
 
     The freed buffer is the top of the argon2 thread's own arena, which glibc shrinks only
     when a large block of that arena is freed while the top exceeds the trim threshold
@@ -64,6 +71,7 @@ class _Release:
     def __init__(self, executor: ThreadPoolExecutor) -> None:
         self.executor = executor
         self.last = 0.0
+        self.holding = False  # an argon2-cffi computation ran since the last release
         self.pending = threading.Event()
         self.libc = _glibc()
         if self.libc is not None:  # the threshold to put back: idp serve's, checked there
@@ -85,9 +93,23 @@ class _Release:
             except RuntimeError:  # the executor is shut down: the process is exiting
                 return
 
+    def run(self, sodium: bool, call, *args):
+        """On the argon2 thread: call(*args). libsodium maps a buffer of its own, so before
+        its check the block an argon2-cffi hash left in the arena goes back: one buffer at
+        a time, whichever library computes."""
+        if not sodium:
+            self.holding = True
+        elif self.holding:
+            self.release()
+        return call(*args)
+
     def release(self) -> None:
         """On the argon2 thread, between computations: its arena's free top goes back."""
         libc = self.libc
+        if not self.holding or libc is None:
+            self.holding = False
+            return
+        self.holding = False
         libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024)
         try:
             libc.free(libc.malloc(256 * 1024))
@@ -95,9 +117,9 @@ class _Release:
             libc.mallopt(M_TRIM_THRESHOLD, self.keep)
 
 
-def _run(call, *args):
+def _run(call, *args, sodium: bool = False):
     """call(*args) on this process's argon2 thread (made after a fork, as threads are not
-    inherited); its exceptions are raised here."""
+    inherited); its exceptions are raised here. ``sodium``: a libsodium check."""
     global _executor
     pid = os.getpid()
     if _executor is None or _executor[0] != pid:
@@ -107,7 +129,7 @@ def _run(call, *args):
                 _executor = (pid, executor, _Release(executor))
     _, executor, release = _executor
     try:
-        return executor.submit(call, *args).result()
+        return executor.submit(release.run, sodium, call, *args).result()
     finally:
         release.used()
 
@@ -172,7 +194,35 @@ def candidates(password: str) -> list[tuple[str, str]]:
     return forms
 
 
+# The hashes libsodium verifies as argon2-cffi does (the form ``hash_password`` writes):
+# argon2id, version 1.3, a salt of 8 bytes or more, a hash of 16 or more, the whole string
+# under libsodium's crypto_pwhash_STRBYTES (128). Anything else goes to argon2-cffi.
+SODIUM_FORM = re.compile(
+    r"\$argon2id\$v=19\$m=[1-9][0-9]{0,9},t=[1-9][0-9]{0,9},p=[1-9][0-9]{0,2}"
+    r"\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{22,}"
+)
+SODIUM_MAX = 127
+
+
+def sodium_verifies(stored_hash: str) -> bool:
+    """Whether libsodium verifies this hash (``SODIUM_FORM``)."""
+    return len(stored_hash) <= SODIUM_MAX and SODIUM_FORM.fullmatch(stored_hash) is not None
+
+
+def _sodium_verify(stored_hash: str, text: str) -> bool:
+    try:
+        return pwhash.argon2id.verify(stored_hash.encode("ascii"), text.encode("utf-8"))
+    except InvalidkeyError:  # a wrong password (libsodium tells no other failure apart)
+        return False
+
+
 def _verify_one(stored_hash: str, text: str) -> bool:
+    """libsodium for the hashes this service writes: the same argon2id, but it picks the
+    code for the CPU it runs on (AVX2, AVX-512) where PyPI's argon2-cffi wheel runs code
+    built for every x86-64 CPU, and checks a password with about half the CPU
+    (docs/benchmarks.md, twenty-eighth round). argon2-cffi for every other hash."""
+    if sodium_verifies(stored_hash):
+        return _run(_sodium_verify, stored_hash, text, sodium=True)
     try:
         return _run(_hasher().verify, stored_hash, text)
     except (VerificationError, InvalidHashError):
@@ -204,23 +254,3 @@ def verify(stored_hash: str | None, password: str) -> bool:
 def needs_rehash(stored_hash: str) -> bool:
     """True when the hash was made with other parameters than the configured ones."""
     return _hasher().check_needs_rehash(stored_hash)
-
-
-def portable_build() -> bool:
-    """Whether argon2 runs PyPI's portable wheel of argon2-cffi-bindings on an x86-64 CPU.
-
-    That wheel runs on every x86-64 CPU; built on the machine for AVX2 (docs/deploy.md,
-    "Sizing"), the same hashes take a quarter (an Intel host) to over half (an AMD EPYC)
-    less CPU (docs/benchmarks.md, fourteenth and twenty-seventh rounds)."""
-    return platform.machine().lower() in ("x86_64", "amd64") and pypi_wheel()
-
-
-def pypi_wheel() -> bool:
-    """Whether argon2-cffi-bindings is one of PyPI's Linux wheels (bench/run.sh labels its
-    results with it): those are tagged manylinux or musllinux, one built here is tagged
-    for this platform (``linux_x86_64``)."""
-    try:
-        wheel = metadata.distribution("argon2-cffi-bindings").read_text("WHEEL") or ""
-    except metadata.PackageNotFoundError:
-        return False
-    return "manylinux" in wheel or "musllinux" in wheel

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 from flask import Flask
 
@@ -40,14 +38,8 @@ def run_command(host, port):
 def serve_command(bind, workers, threads, timeout, gunicorn_args):
     """Run the production server: gunicorn with idp/gunicorn_conf.py (extra args go to it)."""
     from .. import logs, serve
-    from ..auth import passwords
 
     create_app()  # fail fast, with a clear message, on a bad configuration
-    if passwords.portable_build():  # in the log's format, as gunicorn's lines after it
-        logging.getLogger("idp.passwords").info(
-            "passwords are checked with PyPI's portable build of argon2; one built for this"
-            ' CPU checks them with a quarter to half less CPU (docs/deploy.md, "Sizing")'
-        )
     logs.drain()  # exec drops what the log's writer thread has not written yet
     serve.exec_gunicorn(
         {"bind": bind, "workers": workers, "threads": threads, "timeout": timeout},

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type, low_level
+from argon2.exceptions import VerificationError
 
 from idp import create_app
 from idp.auth import passwords
@@ -80,18 +81,96 @@ def test_verify_with_a_malformed_stored_hash_is_false(app):
 
 
 def test_verify_without_a_stored_hash_still_costs_one_argon2_verification(app, monkeypatch):
-    # Equal work whether or not the user exists (OWASP Authentication Cheat Sheet).
+    # Equal work whether or not the user exists (OWASP Authentication Cheat Sheet): one
+    # verification of the dummy, by the implementation that verifies a real hash.
     calls = []
-    real = app.extensions["idp.passwords"]
+    real = passwords._verify_one
 
-    class Spy:
-        def verify(self, stored, password):
-            calls.append(stored)
-            return real.verify(stored, password)
+    def spy(stored, password):
+        calls.append(stored)
+        return real(stored, password)
 
-    monkeypatch.setitem(app.extensions, "idp.passwords", Spy())
+    monkeypatch.setattr(passwords, "_verify_one", spy)
     assert passwords.verify(None, PASSWORD) is False
-    assert calls == [app.extensions["idp.passwords.dummy"]]
+    dummy = app.extensions["idp.passwords.dummy"]
+    assert calls == [dummy]
+    assert passwords.sodium_verifies(dummy) is passwords.sodium_verifies(
+        passwords.hash_password(PASSWORD)
+    )
+
+
+def argon2_cffi_says(hasher: PasswordHasher, stored: str, password: str) -> bool:
+    try:
+        return hasher.verify(stored, password)
+    except VerificationError:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("time_cost", "memory_cost", "parallelism", "salt_len", "hash_len"),
+    [
+        (2, 19456, 1, 16, 32),  # the default (config.py)
+        (1, 8, 1, 8, 16),  # the least RFC 9106 §3.1 allows of each, but the tag
+        (3, 1024, 4, 16, 32),  # several lanes (argon2-cffi's own default p=4)
+        (2, 256, 2, 32, 40),
+    ],
+)
+def test_libsodium_and_argon2_cffi_agree_on_every_hash_libsodium_verifies(
+    app, time_cost, memory_cost, parallelism, salt_len, hash_len
+):
+    # RFC 9106: one function, two implementations. The hashes libsodium verifies (those
+    # hash_password writes) must give what argon2-cffi gives, for the right password, a wrong
+    # one, and the raw form of a password whose NFKC form differs (NIST SP 800-63B §3.1.1.2).
+    hasher = PasswordHasher(
+        time_cost=time_cost,
+        memory_cost=memory_cost,
+        parallelism=parallelism,
+        salt_len=salt_len,
+        hash_len=hash_len,
+    )
+    for password in (PASSWORD, "ﬁne ｐａｓｓ", "nul\0inside"):
+        stored = hasher.hash(password)
+        assert passwords.sodium_verifies(stored)
+        for typed, right in ((password, True), (password + "x", False), (password[:-1], False)):
+            assert passwords._verify_one(stored, typed) is right
+            assert argon2_cffi_says(hasher, stored, typed) is right
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(
+            lambda pw: PasswordHasher(type=Type.I, memory_cost=1024, time_cost=2).hash(pw),
+            id="argon2i",
+        ),
+        pytest.param(
+            lambda pw: low_level.hash_secret(
+                pw.encode(), b"saltsaltsalt", 2, 1024, 1, 32, Type.ID, version=16
+            ).decode(),
+            id="version 1.0 (0x10)",
+        ),
+        pytest.param(
+            lambda pw: PasswordHasher(memory_cost=1024, salt_len=48, hash_len=64).hash(pw),
+            id="longer than libsodium's 127 characters",
+        ),
+    ],
+)
+def test_hashes_outside_libsodiums_form_are_verified_by_argon2_cffi(app, monkeypatch, make):
+    # Hashes imported from elsewhere keep working: libsodium refuses these forms (or, for
+    # version 1.0, would refuse the right password), argon2-cffi verifies them.
+    stored = make(PASSWORD)
+    assert not passwords.sodium_verifies(stored)
+    monkeypatch.setattr(passwords, "_sodium_verify", None)  # never reached
+    assert passwords._verify_one(stored, PASSWORD) is True
+    assert passwords._verify_one(stored, PASSWORD + "x") is False
+
+
+def test_a_malformed_hash_in_libsodiums_form_is_a_wrong_password(app):
+    # A damaged stored hash signs no one in and raises nothing (the sign-in page stays a page).
+    stored = passwords.hash_password(PASSWORD)
+    damaged = stored[:-4] + ("AAAA" if not stored.endswith("AAAA") else "BBBB")
+    assert passwords.sodium_verifies(damaged)
+    assert passwords._verify_one(damaged, PASSWORD) is False
 
 
 def test_needs_rehash_is_false_for_a_hash_with_the_configured_parameters(app):
@@ -141,42 +220,3 @@ def test_too_long_passwords_are_neither_hashed_nor_verified(app, monkeypatch):
         passwords.hash_password("x" * 1025)
     with pytest.raises(passwords.PasswordTooLong):
         passwords.verify("$argon2id$anything", "x" * 1025)
-
-
-class _Wheel:
-    def __init__(self, text: str | None):
-        self.text = text
-
-    def read_text(self, name: str) -> str | None:
-        assert name == "WHEEL"
-        return self.text
-
-
-@pytest.mark.parametrize(
-    ("machine", "wheel", "portable"),
-    [
-        # PyPI's wheel: built for every x86-64 CPU (docs/deploy.md, "Sizing").
-        ("x86_64", "Tag: cp310-abi3-manylinux_2_28_x86_64\n", True),
-        ("AMD64", "Tag: cp310-abi3-manylinux_2_28_x86_64\n", True),
-        ("x86_64", "Tag: cp310-abi3-musllinux_1_2_x86_64\n", True),  # Alpine's
-        # Built on this machine (pip tags it for the platform), or a CPU the advice is not for.
-        ("x86_64", "Tag: cp311-abi3-linux_x86_64\n", False),
-        ("aarch64", "Tag: cp310-abi3-manylinux_2_28_aarch64\n", False),
-        ("x86_64", None, False),  # no WHEEL file: installed some other way
-    ],
-)
-def test_portable_build_tells_pypis_wheel_on_x86_64_from_a_build_for_the_cpu(
-    monkeypatch, machine, wheel, portable
-):
-    monkeypatch.setattr(passwords.platform, "machine", lambda: machine)
-    monkeypatch.setattr(passwords.metadata, "distribution", lambda name: _Wheel(wheel))
-    assert passwords.portable_build() is portable
-
-
-def test_portable_build_without_the_bindings_installed_is_false(monkeypatch):
-    def missing(name):
-        raise passwords.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(passwords.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(passwords.metadata, "distribution", missing)
-    assert passwords.portable_build() is False

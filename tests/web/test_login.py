@@ -10,6 +10,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from idp import db
+from idp.auth import passwords
 from idp.models import AuditEvent, User
 
 from ..factories import PASSWORD
@@ -19,7 +20,8 @@ WRONG = "Tr0ub4dor&3-not-the-password"
 
 
 class HasherSpy:
-    """Wraps the app's argon2 PasswordHasher (which has __slots__) and counts its calls."""
+    """Wraps the app's argon2 PasswordHasher (which has __slots__) and counts its hashes
+    and, through ``passwords._verify_one``, every verification (libsodium's or its own)."""
 
     def __init__(self, real: PasswordHasher):
         self.real = real
@@ -30,7 +32,6 @@ class HasherSpy:
         return self.real.hash(*args, **kwargs)
 
     def verify(self, *args, **kwargs):
-        self.calls.append("verify")
         return self.real.verify(*args, **kwargs)
 
     def check_needs_rehash(self, *args, **kwargs):
@@ -41,6 +42,13 @@ class HasherSpy:
 def hasher_spy(app, monkeypatch) -> HasherSpy:
     spy = HasherSpy(app.extensions["idp.passwords"])
     monkeypatch.setitem(app.extensions, "idp.passwords", spy)
+    verify_one = passwords._verify_one
+
+    def verified(stored: str, text: str) -> bool:
+        spy.calls.append("verify")
+        return verify_one(stored, text)
+
+    monkeypatch.setattr(passwords, "_verify_one", verified)
     return spy
 
 
