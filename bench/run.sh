@@ -208,10 +208,11 @@ fi
 # Resident memory of each worker (the children of the gunicorn master) after the runs, in MiB
 # to a tenth (ps's KiB / 1024; whole numbers until 2026-12-07, cut, not rounded).
 rss=$(ps -o rss= --ppid "$SERVER" | awk '{printf "%s%.1f", sep, $1/1024; sep=","}')
-# Which argon2 build served the sign-ins: PyPI's portable wheel (manylinux) or one built here.
+# What checked the sign-ins' passwords: libsodium, through PyNaCl (idp/auth/passwords.py),
+# since 2026-12-08; before, argon2-cffi-bindings ("pypi": PyPI's wheel, "local": built here).
 ARGON2_BUILD=$("$PY" -c "
-from idp.auth.passwords import pypi_wheel
-print('pypi' if pypi_wheel() else 'local')")
+from importlib.metadata import version
+print('libsodium (PyNaCl', version('pynacl') + ')')")
 : >"$WORK/rows.jsonl"
 for line in "${results[@]}"; do
   echo "${line#RESULT }" | "$PY" -c "
@@ -232,7 +233,7 @@ if rows:
     r = rows[0]
     print(f"\n{r['database']}, {r['workers']} worker(s), {r['connections']} connections, "
           f"{r['seconds']} s per scenario; worker RSS MiB: {r['worker_rss_mb']}; "
-          f"argon2: {'PyPI wheel' if r.get('argon2_build') == 'pypi' else 'built here'}; "
+          f"argon2: {r['argon2_build']}; "
           f"mail: {r.get('mail', 'outbox')}"
           + ("; a new password refused before the RSS" if r.get("password_form") else "")
           + (f"; each worker capped at {r['worker_quota_percent']} % of a core"
