@@ -2,11 +2,12 @@
 
     MALLOC_MMAP_THRESHOLD_=33554432 taskset -c 0 python bench/argon2_alone.py [N] [BATCHES]
 
-Verifies one hash N times (default 20) per batch and prints the best batch's thread CPU per
-verification, at ARGON2_MEMORY_COST, ARGON2_TIME_COST and ARGON2_PARALLELISM as
-idp/config.py sets them. It compares builds of argon2-cffi-bindings (PyPI's wheel, one built
-for the CPU: docs/deploy.md, "Sizing") in one venv after the other, minutes apart: on a
-shared host argon2's time moves with the memory's load (docs/benchmarks.md).
+Verifies one hash N times (default 20) per batch, with libsodium (PyNaCl: what a sign-in's
+check runs, idp/auth/passwords.py) and with argon2-cffi (what makes the hashes, and checked
+the sign-ins until 2026-12-08), alternately, and prints each one's best batch: thread CPU
+per verification, at ARGON2_MEMORY_COST, ARGON2_TIME_COST and ARGON2_PARALLELISM as
+idp/config.py sets them. On a shared host argon2's time moves with the memory's load
+(docs/benchmarks.md): compare the two within one run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 
 from argon2 import PasswordHasher
+from nacl import pwhash
 
 from idp.config import DEFAULTS
 
@@ -30,16 +32,29 @@ def main() -> None:
         parallelism=DEFAULTS["ARGON2_PARALLELISM"],
     )
     stored = hasher.hash(PASSWORD)
-    for _ in range(3):
-        hasher.verify(stored, PASSWORD)
-    best = min(timed(hasher, stored, count) for _ in range(batches))
-    print(f"{best * 1000:.2f} ms per argon2id verification ({stored.split('$')[3]})")
+    checks = {"libsodium": sodium_check, "argon2-cffi": hasher.verify}
+    best = {name: float("inf") for name in checks}
+    for check in checks.values():
+        for _ in range(3):
+            check(stored, PASSWORD)
+    for _ in range(batches):
+        for name, check in checks.items():
+            best[name] = min(best[name], timed(check, stored, count))
+    for name, seconds in best.items():
+        print(f"{seconds * 1000:.2f} ms per argon2id verification, {name} "
+              f"({stored.split('$')[3]})")  # fmt: skip
 
 
-def timed(hasher: PasswordHasher, stored: str, count: int) -> float:
+def sodium_check(stored: str, password: str) -> bool:
+    """A sign-in's check (passwords._sodium_verify, without the app)."""
+    return pwhash.argon2id.verify(stored.encode("ascii"), password.encode("utf-8"))
+
+
+def timed(check, stored: str, count: int) -> float:
+    """Thread CPU per check(stored, PASSWORD), over count calls."""
     started = time.thread_time()
     for _ in range(count):
-        hasher.verify(stored, PASSWORD)
+        check(stored, PASSWORD)
     return (time.thread_time() - started) / count
 
 
