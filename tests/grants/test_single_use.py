@@ -153,37 +153,10 @@ def test_revoking_access_while_the_device_gets_its_tokens_revokes_them(
 # --- RFC 9126 §4: a request_uri answers once --------------------------------------------------
 
 
-def test_a_request_uri_used_meanwhile_gives_no_second_code(
-    app, client, auth, user, oauth_client, monkeypatch
-):
-    # RFC 9126 §4 ("one-time use"): another tab's answer used the request_uri after this
-    # request resolved it and before this answer: no second code.
-    auth.login()
-    request_uri, _, _ = pushed(client, oauth_client)
-    page = authorize_with(client, oauth_client.client_id, request_uri)
-    assert page.status_code == 200
-    original = par._claim
-
-    def racing(row):  # runs once the request_uri was found usable
-        original(row)
-        with app.app_context():
-            session = db.session()
-            session.execute(update(PushedAuthorizationRequest).values(used_at=utcnow()))
-            session.commit()
-
-    monkeypatch.setattr(par, "_claim", racing)
-    response, _ = consent(client, page)
-    assert response.status_code == 400
-    assert count(app, AuthorizationCode) == 0
-
-
-def test_an_answer_made_meanwhile_sends_no_second_response_to_the_client(
-    app, client, auth, user, oauth_client, monkeypatch
-):
-    # RFC 9126 §4 ("one-time use"): another tab answered after this request resolved the
-    # request_uri, so the other tab's code now holds the pushed nonce and this request fails
-    # Authlib's replay check (OIDC Core §3.1.2.1). The client already had its response:
-    # this error is shown here, not redirected as a second one.
+def answer_after_another_tab(app, client, auth, oauth_client, monkeypatch, other_tab):
+    """Open the consent page of a pushed request, then answer it; other_tab(session, params)
+    runs once this answer has found the request_uri usable (another tab answering in
+    between), before the answer goes on. The answer's response."""
     auth.login()
     request_uri, params, _ = pushed(client, oauth_client)
     page = authorize_with(client, oauth_client.client_id, request_uri)
@@ -195,22 +168,49 @@ def test_an_answer_made_meanwhile_sends_no_second_response_to_the_client(
         with app.app_context():
             session = db.session()
             session.execute(update(PushedAuthorizationRequest).values(used_at=utcnow()))
-            session.add(
-                AuthorizationCode(
-                    code_hash=secret_hash("the other tab's code"),
-                    client_id=oauth_client.client_id,
-                    user_id=user.id,
-                    redirect_uri=oauth_client.redirect_uri,
-                    scope=params["scope"],
-                    nonce=params["nonce"],
-                    auth_time=int(utcnow().timestamp()),
-                    expires_at=utcnow(),
-                )
-            )
+            other_tab(session, params)
             session.commit()
 
     monkeypatch.setattr(par, "_claim", racing)
-    response, _ = consent(client, page)
+    return consent(client, page)[0]
+
+
+def test_a_request_uri_used_meanwhile_gives_no_second_code(
+    app, client, auth, user, oauth_client, monkeypatch
+):
+    # RFC 9126 §4 ("one-time use"): another tab's answer used the request_uri after this
+    # request resolved it and before this answer: no second code.
+    response = answer_after_another_tab(
+        app, client, auth, oauth_client, monkeypatch, lambda session, params: None
+    )
+    assert response.status_code == 400
+    assert count(app, AuthorizationCode) == 0
+
+
+def test_an_answer_made_meanwhile_sends_no_second_response_to_the_client(
+    app, client, auth, user, oauth_client, monkeypatch
+):
+    # RFC 9126 §4 ("one-time use"): another tab answered after this request resolved the
+    # request_uri, so the other tab's code now holds the pushed nonce and this request fails
+    # Authlib's replay check (OIDC Core §3.1.2.1). The client already had its response:
+    # this error is shown here, not redirected as a second one.
+    def code_of_the_other_tab(session, params):
+        session.add(
+            AuthorizationCode(
+                code_hash=secret_hash("the other tab's code"),
+                client_id=oauth_client.client_id,
+                user_id=user.id,
+                redirect_uri=oauth_client.redirect_uri,
+                scope=params["scope"],
+                nonce=params["nonce"],
+                auth_time=int(utcnow().timestamp()),
+                expires_at=utcnow(),
+            )
+        )
+
+    response = answer_after_another_tab(
+        app, client, auth, oauth_client, monkeypatch, code_of_the_other_tab
+    )
     assert response.status_code == 400
     assert "Location" not in response.headers
     assert "invalid_request_uri" in response.get_data(as_text=True)
