@@ -18,9 +18,9 @@ libsodium maps its buffer for each verification, filled in one system call
 (MAP_POPULATE), and unmaps it after. argon2-cffi's buffer comes from the argon2 thread's
 own glibc malloc arena, in which nothing else allocates, so each hash reuses the block the
 previous one freed, still in memory. ``idp serve``'s malloc thresholds keep that block in
-the arena; once no password has been hashed or checked for ARGON2_RELEASE_AFTER_IDLE seconds
-the worker gives it back (``_Release``), so an idle worker does not hold it (docs/architecture.md,
-"Hot paths").
+the arena; the worker gives it back (``_Release``) before a libsodium check and once no
+password has been hashed or checked for ARGON2_RELEASE_AFTER_IDLE seconds, so an idle
+worker does not hold it (docs/architecture.md, "Hot paths").
 """
 
 from __future__ import annotations
@@ -105,11 +105,10 @@ class _Release:
 
     def release(self) -> None:
         """On the argon2 thread, between computations: its arena's free top goes back."""
+        held, self.holding = self.holding, False
         libc = self.libc
-        if not self.holding or libc is None:
-            self.holding = False
+        if not held or libc is None:
             return
-        self.holding = False
         libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024)
         try:
             libc.free(libc.malloc(256 * 1024))
