@@ -110,7 +110,7 @@ def argon2_cffi_says(hasher: PasswordHasher, stored: str, password: str) -> bool
     ("time_cost", "memory_cost", "parallelism", "salt_len", "hash_len"),
     [
         (2, 19456, 1, 16, 32),  # the default (config.py)
-        (1, 8, 1, 8, 16),  # the least RFC 9106 §3.1 allows of each, but the tag
+        (1, 8, 1, 8, 16),  # RFC 9106 §3.1's least of each (of the tag: libsodium's 16 bytes)
         (3, 1024, 4, 16, 32),  # several lanes (argon2-cffi's own default p=4)
         (2, 256, 2, 32, 40),
     ],
