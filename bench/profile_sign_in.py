@@ -66,7 +66,6 @@ def mail_idle(app) -> None:
 
 def instrument(app) -> None:
     """bench/components.py's timers on the parts of a sign-in, in the order printed."""
-    import argon2
     import flask.app
     import flask_login
     import flask_wtf
@@ -132,7 +131,7 @@ def instrument(app) -> None:
         (app, "do_teardown_request", "Flask.do_teardown_request"),
         (flask_app, "do_teardown_appcontext", "Flask.do_teardown_appcontext"),
         # On threads of their own: counted apart, per flow.
-        (argon2.PasswordHasher, "verify", "argon2 thread: PasswordHasher.verify"),
+        (login.passwords, "_sodium_verify", "argon2 thread: libsodium's check"),
         (type(app.extensions["idp.mail"]), "round", "mail thread: a delivery round"),
     ), wrap)  # fmt: skip
 
