@@ -19,8 +19,8 @@ libsodium maps its buffer for each verification, filled in one system call
 own glibc malloc arena, in which nothing else allocates, so each hash reuses the block the
 previous one freed, still in memory. ``idp serve``'s malloc thresholds keep that block in
 the arena; the worker gives it back (``_Release``) before a libsodium check and once no
-password has been hashed or checked for ARGON2_RELEASE_AFTER_IDLE seconds, so an idle
-worker does not hold it (docs/architecture.md, "Hot paths").
+password has been hashed for ARGON2_RELEASE_AFTER_IDLE seconds, so an idle worker does not
+hold it (docs/architecture.md, "Hot paths").
 """
 
 from __future__ import annotations
@@ -57,16 +57,16 @@ def _glibc():
 
 
 class _Release:
-    """Gives argon2-cffi's buffer back to the system once no argon2 computation has run for
-    ``RELEASE_AFTER_IDLE`` seconds, or before a libsodium check; while hashes keep coming,
-    each reuses it.
+    """Gives argon2-cffi's buffer back to the system once no argon2-cffi computation has run
+    for ``RELEASE_AFTER_IDLE`` seconds, or before a libsodium check; while hashes keep
+    coming, each reuses it.
 
     The freed buffer is the top of the argon2 thread's own arena, which glibc shrinks only
     when a large block of that arena is freed while the top exceeds the trim threshold
     (``malloc_trim`` leaves a thread arena's top alone). So, once idle, this lowers the
     threshold, has the argon2 thread free a 256 KiB block, and puts the threshold back.
-    One thread per process (and only where the C library is glibc), asleep until a
-    computation."""
+    One thread per process (and only where the C library is glibc), asleep until an
+    argon2-cffi computation: a libsodium check leaves nothing in the arena."""
 
     def __init__(self, executor: ThreadPoolExecutor) -> None:
         self.executor = executor
@@ -130,7 +130,8 @@ def _run(call, *args, sodium: bool = False):
     try:
         return executor.submit(release.run, sodium, call, *args).result()
     finally:
-        release.used()
+        if not sodium:
+            release.used()
 
 
 class PasswordTooLong(ValueError):

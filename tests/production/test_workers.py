@@ -569,7 +569,7 @@ def test_workers_run_threads_and_hold_one_argon2_buffer_at_a_time(server, rows, 
     # ARGON2_MEMORY_COST buffer (19 MiB) at a time, not four (~165 MB). A sign-in's check
     # (libsodium) unmaps its buffer at once; a hash (argon2-cffi: here the rehash of a
     # password stored with older parameters) leaves it in the argon2 thread's arena, kept by
-    # idp serve's fixed malloc thresholds, until no password was hashed or checked for
+    # idp serve's fixed malloc thresholds, until no password was hashed for
     # ARGON2_RELEASE_AFTER_IDLE seconds (2 here; docs/architecture.md, "Hot paths").
     buffer_kib, most_kib = 19456, 140 * 1024
 
