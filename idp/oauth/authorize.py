@@ -103,12 +103,19 @@ def error_page(error: OAuth2Error):
     )
 
 
+def answered_already():
+    """RFC 9126 §4: a pushed request ends with its first response (a code, a denial, an
+    error). This response uses it up; when another tab's answer came first, the error page
+    to show instead, for the client has had its response. None for a plain request."""
+    problem = par.consume()
+    return error_page(problem) if problem else None
+
+
 def redirect_error(error: OAuth2Error, redirect_uri: str, params: dict[str, str]):
-    # RFC 9126 §4: a pushed request ends with its first response. When another tab's
-    # answer came first (its code's nonce then reads here as a replay), the client has
-    # had its response: this one stays on the page, like a second code would.
-    if problem := par.consume():
-        return error_page(problem)
+    # After another tab's answer, this request's error may be that tab's code's nonce
+    # read as a replay: it stays on the page, as a second code would.
+    if refused := answered_already():
+        return refused
     body = [(k, v) for k, v in error.get_body()]
     if params.get("state") and not any(k == "state" for k, _ in body):
         body.append(("state", params["state"]))
@@ -269,9 +276,8 @@ def remember_consent(user, client, scopes: list[str], claims: Sequence[str] = ()
 
 
 def finish(grant, user, redirect_uri: str, params: dict[str, str]):
-    problem = par.consume()  # RFC 9126 §4: one authorization response per pushed request
-    if problem:
-        return error_page(problem)
+    if refused := answered_already():
+        return refused
     response = server().create_authorization_response(grant_user=user, grant=grant)
     location = response.headers.get("Location")
     if response.status_code != 302 or not location:
